@@ -1,0 +1,43 @@
+"""The one exception type that crosses module boundaries up to the CLI.
+
+Anything raised as GpudoctorError is printed as one line on stderr and exits
+with its sysexits code; anything else is a bug (exit 70, still one line).
+Messages must never contain credentials or tokens.
+"""
+
+from __future__ import annotations
+
+from gpudoctor import exitcodes
+
+
+class GpudoctorError(Exception):
+    exit_code: int = exitcodes.SOFTWARE
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(GpudoctorError):
+    exit_code = exitcodes.USAGE
+
+
+class BadInput(GpudoctorError):
+    """Malformed input data: XML, JSON report, rule file, archive, registry answer."""
+
+    exit_code = exitcodes.DATAERR
+
+
+class InputMissing(GpudoctorError):
+    exit_code = exitcodes.NOINPUT
+
+
+class ServiceUnavailable(GpudoctorError):
+    """Registry, Docker engine or another service could not be reached or refused."""
+
+    exit_code = exitcodes.UNAVAILABLE
+
+
+class CannotWrite(GpudoctorError):
+    exit_code = exitcodes.CANTCREAT

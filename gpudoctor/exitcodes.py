@@ -1,0 +1,45 @@
+"""Exit codes: Nagios plugin convention for verdicts, sysexits for errors.
+
+Health-check systems (Nagios, NHC, Slurm HealthCheckProgram, Kubernetes probes)
+already understand 0/1/2/3; errors that prevent any verdict use sysexits.h.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+OK = 0
+WARN = 1
+FAIL = 2
+UNKNOWN = 3
+
+USAGE = 64  # EX_USAGE: bad command line
+DATAERR = 65  # EX_DATAERR: bad input data (malformed file, bad rule file)
+NOINPUT = 66  # EX_NOINPUT: input file missing or unreadable
+UNAVAILABLE = 69  # EX_UNAVAILABLE: a needed service (registry, docker) is unavailable
+SOFTWARE = 70  # EX_SOFTWARE: internal error (a bug in gpudoctor)
+CANTCREAT = 73  # EX_CANTCREAT: cannot write the output file
+
+# Severity order, worst last. "unknown" ranks above "warn": a node we could not
+# check must never look healthier than one with a known, minor problem; a
+# definite "fail" still wins, since it is what a health check must act on.
+SEVERITY_ORDER = ("ok", "info", "warn", "unknown", "fail")
+
+_VERDICT_EXIT = {"ok": OK, "info": OK, "warn": WARN, "fail": FAIL, "unknown": UNKNOWN}
+
+
+_RANK = {s: i for i, s in enumerate(SEVERITY_ORDER)}
+
+
+def worst(severities: Iterable[str]) -> str:
+    """The worst severity of an iterable of severities; 'ok' for none."""
+    rank = _RANK
+    result = "ok"
+    for severity in severities:
+        if rank[severity] > rank[result]:
+            result = severity
+    return result
+
+
+def for_verdict(verdict: str) -> int:
+    return _VERDICT_EXIT[verdict]
