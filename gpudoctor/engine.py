@@ -1,0 +1,105 @@
+"""Evaluate compiled rules against a context (gpudoctor.derive.build_context) into findings.
+
+Per rule: `when` is the applicability guard (false -> the rule does not apply;
+unknown -> it does not apply either, unless the rule says `when_unknown:
+unknown`); `test` is the problem (true -> a finding of the rule's severity;
+unknown -> a finding of severity `unknown` naming the missing facts; false ->
+nothing). Both run first on the fast path without evidence; only a rule that
+produces a finding is evaluated again with a Trace to collect its evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from gpudoctor.exitcodes import SEVERITY_ORDER
+from gpudoctor.findings import Finding
+from gpudoctor.knowledge import Rule, RuleSet
+from gpudoctor.knowledge.conditions import EMPTY_SCOPE, Condition, Trace, compile_condition
+from gpudoctor.knowledge.template import render
+
+_SCOPES = {"node": ("node",), "node+image": ("node", "node+image", "image"), "image": ("image", "node+image")}
+_RANK = {s: i for i, s in enumerate(SEVERITY_ORDER)}
+
+
+def evaluate(
+    ruleset: RuleSet | list[Rule], context: Mapping[str, Any], applies_to: str = "node"
+) -> list[Finding]:
+    """Findings of every applicable rule, worst severity first, then by rule id."""
+    wanted = _SCOPES[applies_to]
+    findings = []
+    for rule in ruleset:
+        if rule.applies_to not in wanted:
+            continue
+        finding = evaluate_rule(rule, context)
+        if finding is not None:
+            findings.append(finding)
+    findings.sort(key=lambda f: (-_RANK[f.severity], f.rule_id))
+    return findings
+
+
+def evaluate_rule(rule: Rule, context: Mapping[str, Any]) -> Finding | None:
+    when = rule.when
+    applies: bool | None = True
+    if when is not None:
+        applies = when(context, EMPTY_SCOPE, None)
+        if applies is False or (applies is None and rule.when_unknown == "skip"):
+            return None
+    if applies is True and rule.test(context, EMPTY_SCOPE, None) is False:
+        return None
+    trace = Trace()
+    if when is not None:
+        when(context, EMPTY_SCOPE, trace)
+    if applies is None:
+        return _finding(rule, context, trace, None)
+    test_trace = Trace()
+    result = rule.test(context, EMPTY_SCOPE, test_trace)
+    trace.merge(test_trace, with_missing=result is None)
+    return _finding(rule, context, trace, result)
+
+
+def _finding(rule: Rule, context: Mapping[str, Any], trace: Trace, result: bool | None) -> Finding:
+    if result is None:
+        severity = "unknown"
+        template = rule.message_unknown or f"Cannot check ({rule.title.rstrip('.')}): missing {{missing}}."
+    else:
+        severity = rule.severity
+        template = rule.message
+    return Finding(
+        rule_id=rule.id,
+        severity=severity,
+        title=rule.title,
+        message=render(template, context, trace),
+        fix=render(rule.fix, context, trace),
+        refs=list(rule.refs),
+        source=rule.source,
+        evidence=dict(trace.evidence),
+        missing_facts=[f"{path}: {reason}" for path, reason in trace.missing.items()],
+        subjects=list(trace.subjects),
+    )
+
+
+@lru_cache(maxsize=1024)
+def _compiled(key: str) -> Condition:
+    import json
+
+    return compile_condition(json.loads(key), "condition")
+
+
+def evaluate_condition(
+    condition: Any, context: Mapping[str, Any]
+) -> tuple[bool | None, dict[str, Any], list[str]]:
+    """One condition (as in a rule's `test`) -> (result, evidence, missing fact paths).
+
+    Compiled once per distinct condition. Raises ConditionError (a ValueError)
+    for a malformed condition; validate conditions at load time to avoid that.
+    """
+    import json
+
+    compiled = _compiled(json.dumps(condition, sort_keys=True))
+    trace = Trace()
+    result = compiled(context, EMPTY_SCOPE, trace)
+    missing = list(trace.missing) if result is None else []
+    return result, dict(trace.evidence), missing

@@ -1,0 +1,141 @@
+"""Schema of `kind: rules` files and their compilation into `Rule` objects."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpudoctor.knowledge.conditions import Condition, ConditionError, compile_condition
+from gpudoctor.knowledge.schema import RuleFileError, check_keys, optional_str, required_str, string_list
+from gpudoctor.knowledge.template import check_template
+
+RULE_ID = re.compile(r"^GD-[A-Z0-9]+-\d{3}$")
+SEVERITIES = ("fail", "warn", "info", "unknown")
+APPLIES_TO = ("node", "node+image", "image")
+GUARD_UNKNOWN = ("skip", "unknown")
+FIELD_REPORT = "field report"
+
+_FIELDS = {
+    "id",
+    "title",
+    "severity",
+    "applies_to",
+    "when",
+    "when_unknown",
+    "test",
+    "message",
+    "message_unknown",
+    "fix",
+    "refs",
+    "source",
+    "notes",
+    "override",
+    "examples",
+}
+
+
+@dataclass
+class Rule:
+    id: str
+    title: str
+    severity: str
+    applies_to: str
+    test: Condition
+    message: str
+    fix: str
+    refs: list[str]
+    source: str
+    file: str
+    when: Condition | None = None
+    when_unknown: str = "skip"
+    message_unknown: str | None = None
+    notes: str | None = None
+    override: bool = False
+    raw: dict[str, Any] = field(default_factory=dict)  # the YAML mapping, for `rules show`
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "severity": self.severity,
+            "applies_to": self.applies_to,
+            "fix": self.fix,
+            "refs": list(self.refs),
+            "source": self.source,
+        }
+
+
+def validate_rules_document(doc: dict[str, Any], path: Path) -> list[Rule]:
+    check_keys(doc, {"kind", "rules"}, None, "")
+    items = doc.get("rules")
+    if not isinstance(items, list) or not items:
+        raise RuleFileError(None, "rules", "expected a non-empty list of rules")
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        rule = compile_rule(item, path, i)
+        if rule.id in seen:
+            raise RuleFileError(rule.id, "id", "duplicate rule id in this file")
+        seen.add(rule.id)
+        rules.append(rule)
+    return rules
+
+
+def compile_rule(item: Any, path: Path, index: int) -> Rule:
+    if not isinstance(item, dict):
+        raise RuleFileError(None, f"rules[{index}]", "a rule must be a mapping")
+    rule_id = item.get("id")
+    if not isinstance(rule_id, str) or not RULE_ID.match(rule_id):
+        raise RuleFileError(None, f"rules[{index}].id", f"expected an id like GD-DRV-001, got {rule_id!r}")
+    check_keys(item, _FIELDS, rule_id, "")
+    severity = required_str(item, "severity", rule_id)
+    if severity not in SEVERITIES:
+        raise RuleFileError(rule_id, "severity", f"must be one of {', '.join(SEVERITIES)}")
+    applies_to = required_str(item, "applies_to", rule_id)
+    if applies_to not in APPLIES_TO:
+        raise RuleFileError(rule_id, "applies_to", f"must be one of {', '.join(APPLIES_TO)}")
+    when_unknown = item.get("when_unknown", "skip")
+    if when_unknown not in GUARD_UNKNOWN:
+        raise RuleFileError(rule_id, "when_unknown", f"must be one of {', '.join(GUARD_UNKNOWN)}")
+    source = required_str(item, "source", rule_id)
+    refs = string_list(item, "refs", rule_id)
+    if not refs and source != FIELD_REPORT:
+        raise RuleFileError(rule_id, "refs", f"needs at least one URL, or `source: {FIELD_REPORT}`")
+    for ref in refs:
+        if not ref.startswith(("https://", "http://")):
+            raise RuleFileError(rule_id, "refs", f"not a URL: {ref!r}")
+    override = item.get("override", False)
+    if not isinstance(override, bool):
+        raise RuleFileError(rule_id, "override", "must be true or false")
+    if "test" not in item:
+        raise RuleFileError(rule_id, "test", "missing (the condition that makes the rule fire)")
+    try:
+        when = compile_condition(item["when"], "when") if "when" in item else None
+        test = compile_condition(item["test"], "test")
+        message = check_template(item.get("message"), "message")
+        fix = check_template(item.get("fix"), "fix")
+        message_unknown = (
+            check_template(item["message_unknown"], "message_unknown") if "message_unknown" in item else None
+        )
+    except ConditionError as exc:
+        raise RuleFileError(rule_id, exc.where, exc.message) from None
+    return Rule(
+        id=rule_id,
+        title=required_str(item, "title", rule_id),
+        severity=severity,
+        applies_to=applies_to,
+        when=when,
+        when_unknown=when_unknown,
+        test=test,
+        message=message,
+        message_unknown=message_unknown,
+        fix=fix,
+        refs=refs,
+        source=source,
+        notes=optional_str(item, "notes", rule_id),
+        override=override,
+        file=str(path),
+        raw=item,
+    )

@@ -1,0 +1,188 @@
+"""The condition language and the engine's unknown / evidence / subjects handling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpudoctor.derive import build_context
+from gpudoctor.engine import evaluate, evaluate_condition
+from gpudoctor.facts import DriverFacts, GpuFacts, GpuPairFacts, NodeFacts, TopologyFacts
+from gpudoctor.knowledge.conditions import ConditionError, compile_condition
+from gpudoctor.knowledge.rulefile import compile_rule
+
+
+def _node() -> NodeFacts:
+    return NodeFacts(
+        driver=DriverFacts(present=True, version="535.54.03", branch=535, cuda_version="12.2"),
+        gpus=[
+            GpuFacts(
+                index=0,
+                name="NVIDIA A800-SXM4-80GB",
+                architecture="ampere",
+                compute_capability="8.0",
+                ecc_mode="disabled",
+            ),
+            GpuFacts(
+                index=1,
+                name="NVIDIA B200",
+                architecture="blackwell",
+                compute_capability="10.0",
+                ecc_mode=None,
+                unknown={"ecc_mode": "NVML: Not Supported"},
+            ),
+        ],
+        topology=TopologyFacts(pairs=[GpuPairFacts(gpu_a=0, gpu_b=1, p2p_read="chipset_not_supported")]),
+    )
+
+
+@pytest.fixture
+def ctx() -> dict[str, Any]:
+    return build_context(_node())
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ({"driver.branch": {"lt": 570}}, True),
+        ({"driver.branch": {"ge": 570}}, False),
+        ({"driver.version": {"version": ">=535.54,<536"}}, True),
+        ({"driver.version": {"gt": "535.104.05"}}, False),
+        ({"driver.cuda_version": {"lt": "12.10"}}, True),
+        ({"driver.cuda_version": {"version": ">=12.2"}}, True),
+        ({"driver.cuda_version": "12.2"}, True),
+        ({"driver.present": True}, True),
+        ({"driver.kernel_module": {"is_null": True}}, True),
+        ({"driver.kernel_module": "open"}, None),
+        ({"any_gpu": {"gpu.name": {"glob": "*a800*"}}}, True),
+        ({"any_gpu": {"gpu.name": {"matches": r"\bH(100|800)\b"}}}, False),
+        ({"all_gpus": {"gpu.architecture": {"in": ["ampere", "blackwell"]}}}, True),
+        ({"all_gpus": {"gpu.ecc_mode": "enabled"}}, False),
+        ({"any_gpu": {"gpu.ecc_mode": "enabled"}}, None),
+        ({"any_gpu": {"where": {"gpu.ecc_mode": "enabled"}, "test": {"gpu.name": {"glob": "*"}}}}, False),
+        ({"any_pair": {"pair.p2p_read": {"ne": "ok"}}}, True),
+        ({"gpus": {"empty": False}}, True),
+        ({"not": {"driver.branch": {"lt": 570}}}, False),
+        ({"not": {"driver.kernel_module": "open"}}, None),
+        ({"any": [{"driver.kernel_module": "open"}, {"driver.branch": 535}]}, True),
+        ({"any": [{"driver.kernel_module": "open"}, {"driver.branch": 1}]}, None),
+        ({"all": [{"driver.kernel_module": "open"}, {"driver.branch": 1}]}, False),
+        ({"all": [{"driver.kernel_module": "open"}, {"driver.branch": 535}]}, None),
+        ({"driver.cuda_version": {"lt": {"path": "driver.version"}}}, True),
+        ({"driver.cuda_version": {"lt": {"path": "driver.kernel_module_version"}}}, None),
+        ({"any_gpu": {"gpu.compute_capability": {"gt": {"path": "gpus[0].compute_capability"}}}}, True),
+        ({"image.cuda_version": {"version": ">=13"}}, None),
+        ({"any_item": {"in": "gpus", "as": "g", "test": {"g.index": 1}}}, True),
+        ([{"driver.branch": 535}, {"driver.present": True}], True),
+    ],
+)
+def test_condition_results(ctx: dict[str, Any], condition: Any, expected: bool | None) -> None:
+    result, _, missing = evaluate_condition(condition, ctx)
+    assert result is expected
+    assert bool(missing) is (expected is None)
+
+
+def test_missing_facts_carry_reasons_and_concrete_paths(ctx: dict[str, Any]) -> None:
+    result, evidence, missing = evaluate_condition({"any_gpu": {"gpu.ecc_mode": "enabled"}}, ctx)
+    assert result is None
+    assert missing == ["gpus[1].ecc_mode"]
+    assert evidence["gpus[1].ecc_mode"] is None
+
+
+def _rule(**fields: Any) -> Any:
+    base = {
+        "id": "GD-TST-001",
+        "title": "test rule",
+        "severity": "fail",
+        "applies_to": "node",
+        "message": "{gpu.name} on {driver.version} ({subjects})",
+        "fix": "upgrade to {derived.nothing_here|driver.branch}",
+        "refs": ["https://example.org/doc"],
+        "source": "vendor documentation",
+    }
+    base.update(fields)
+    return compile_rule(base, Path("test.yaml"), 0)
+
+
+def test_fired_rule_has_evidence_subjects_and_filled_templates(ctx: dict[str, Any]) -> None:
+    rule = _rule(when={"any_gpu": {"gpu.architecture": "blackwell"}}, test={"driver.branch": {"lt": 570}})
+    (finding,) = evaluate([rule], ctx)
+    assert finding.severity == "fail"
+    assert finding.subjects == ["1"]
+    assert finding.evidence == {"gpus[1].architecture": "blackwell", "driver.branch": 535}
+    assert finding.message == "NVIDIA B200 on 535.54.03 (1)"
+    assert finding.fix == "upgrade to 535"
+    assert finding.missing_facts == []
+
+
+def test_unknown_test_gives_unknown_finding_with_reason(ctx: dict[str, Any]) -> None:
+    rule = _rule(test={"any_gpu": {"gpu.ecc_mode": "enabled"}})
+    (finding,) = evaluate([rule], ctx)
+    assert finding.severity == "unknown"
+    assert finding.missing_facts == ["gpus[1].ecc_mode: NVML: Not Supported"]
+    assert "gpus[1].ecc_mode (NVML: Not Supported)" in finding.message
+
+
+def test_unknown_guard_does_not_apply_unless_declared(ctx: dict[str, Any]) -> None:
+    guard = {"driver.kernel_module": "proprietary"}
+    assert evaluate([_rule(when=guard, test={"driver.branch": 535})], ctx) == []
+    (finding,) = evaluate([_rule(when=guard, when_unknown="unknown", test={"driver.branch": 535})], ctx)
+    assert finding.severity == "unknown"
+    assert finding.missing_facts == ["driver.kernel_module: not reported"]
+
+
+def test_false_guard_or_false_test_gives_nothing(ctx: dict[str, Any]) -> None:
+    assert evaluate([_rule(when={"driver.branch": 1}, test={"driver.branch": 535})], ctx) == []
+    assert evaluate([_rule(test={"driver.branch": 1})], ctx) == []
+
+
+def test_template_with_missing_field_does_not_crash(ctx: dict[str, Any]) -> None:
+    rule = _rule(test={"driver.branch": 535}, message="{image.platform.architecture} vs {host.cpu_arch}")
+    (finding,) = evaluate([rule], ctx)
+    assert finding.message == "unknown vs unknown"
+
+
+def test_not_of_all_gpus_reports_the_counterexamples(ctx: dict[str, Any]) -> None:
+    rule = _rule(test={"not": {"all_gpus": {"gpu.architecture": "ampere"}}})
+    (finding,) = evaluate([rule], ctx)
+    assert finding.subjects == ["1"]
+    assert finding.message.startswith("NVIDIA B200 on")
+
+
+def test_applies_to_filters_rules(ctx: dict[str, Any]) -> None:
+    rule = _rule(applies_to="node+image", test={"driver.branch": 535})
+    assert evaluate([rule], ctx, applies_to="node") == []
+    assert len(evaluate([rule], ctx, applies_to="node+image")) == 1
+
+
+def test_findings_sorted_worst_first(ctx: dict[str, Any]) -> None:
+    rules = [
+        _rule(id="GD-TST-001", severity="info", test={"driver.branch": 535}),
+        _rule(id="GD-TST-002", severity="fail", test={"driver.branch": 535}),
+        _rule(id="GD-TST-003", severity="warn", test={"driver.kernel_module": "open"}),
+    ]
+    assert [(f.rule_id, f.severity) for f in evaluate(rules, ctx)] == [
+        ("GD-TST-002", "fail"),
+        ("GD-TST-003", "unknown"),
+        ("GD-TST-001", "info"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("condition", "where"),
+    [
+        ({"driver.branch": {"lt_x": 1}}, "test.driver.branch.lt_x"),
+        ({"driver.version": {"version": ">>1"}}, "test.driver.version.version"),
+        ({"all": []}, "test.all"),
+        ({"any_gpu": {"gpu.name": {"matches": "("}}}, "test.any_gpu.gpu.name.matches"),
+        ({"driver..x": 1}, "test.driver..x"),
+        ({"any_item": {"in": "gpus"}}, "test.any_item"),
+        ({"gpus": {"in": "x"}}, "test.gpus.in"),
+    ],
+)
+def test_bad_conditions_name_the_field(condition: Any, where: str) -> None:
+    with pytest.raises(ConditionError) as info:
+        compile_condition(condition, "test")
+    assert info.value.where == where
