@@ -1,23 +1,32 @@
-"""Node-wide and per-GPU derived facts: driver presence, matrix look-ups, topology meaning.
+"""Node-wide, per-GPU and per-pair derived facts from the knowledge tables.
 
-Everything a rule needs that is not a plain fact is computed here once, from the
-knowledge tables in gpudoctor.knowledge.matrix; a derived value that cannot be
-known is None with its reason in the owning `derived["unknown"]` map.
+Everything a node rule needs that is not a plain fact is computed here once:
+the GPU's product row (by name, else PCI device id), its generation's driver
+branch window and kernel-module needs, whether the node is an NVSwitch system,
+the driver branch's lifecycle, mismatches between driver components. A derived
+value that cannot be known is None, with its reason in the owning
+`derived["unknown"]` map so findings can say why.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from gpudoctor.facts import ImageFacts, NodeFacts
+from gpudoctor.knowledge import matrix
 
 _NO_DRIVER_PREFIX = "no NVIDIA driver: "
+_GEFORCE_BRANDS = ("geforce", "geforce rtx", "titan", "titan rtx")
+_DATACENTER_BRANDS = ("tesla",)
+_SAME_SWITCH = ("internal", "single", "multiple")
+_FABRIC_ACTIVE = ("not_started", "in_progress", "completed")
 
 
 def _driver_present(driver: dict[str, Any]) -> bool | None:
     if driver.get("present") is not None:
         return bool(driver["present"])
-    # A driver version could only come from a running driver (NVML or nvidia-smi).
+    # A driver version can only come from a running driver (NVML or nvidia-smi).
     return True if driver.get("version") else None
 
 
@@ -31,10 +40,167 @@ def _no_driver_reason(driver: dict[str, Any]) -> str | None:
     return None
 
 
+def _branch(driver: dict[str, Any]) -> int | None:
+    if isinstance(driver.get("branch"), int):
+        return int(driver["branch"])
+    head = str(driver.get("version") or "").split(".")[0]
+    return int(head) if head.isdigit() else None
+
+
+def _version_mismatch(driver_version: str | None, other: str | None) -> bool | None:
+    """Whether a component version disagrees with the driver's ("13.580.65.06" NVML carries a prefix)."""
+    if not driver_version or not other:
+        return None
+    return not (other == driver_version or other.endswith("." + driver_version))
+
+
+def _gpu(gpu: dict[str, Any]) -> dict[str, Any]:
+    derived: dict[str, Any] = gpu["derived"]
+    unknown: dict[str, str] = derived.setdefault("unknown", {})
+    model = matrix.gpu_by_name(gpu.get("name")) or matrix.gpu_by_pci_id(gpu.get("pci_device_id"))
+    cc = gpu.get("compute_capability") or (model.compute_capability if model else None)
+    cc_row = matrix.compute_capability(cc)
+    arch_name = gpu.get("architecture") or (model.architecture if model else None)
+    arch_name = arch_name or (cc_row.architecture if cc_row else None)
+    arch = matrix.architecture(arch_name)
+    brand = str(gpu.get("brand") or "").lower()
+    name = str(gpu.get("name") or "").lower()
+
+    derived["known_model"] = model is not None
+    derived["compute_capability"] = cc
+    derived["architecture"] = arch_name
+    derived["min_driver_branch"] = (model.min_driver_branch if model else None) or (
+        arch.min_driver_branch if arch else None
+    )
+    derived["last_driver_branch"] = arch.last_driver_branch if arch else None
+    derived["open_module_required"] = bool(model and model.open_module_required) or bool(
+        arch and arch.open_module == "required"
+    )
+    derived["open_module_unsupported"] = bool(arch and arch.open_module == "unsupported")
+    derived["last_cuda"] = cc_row.last_cuda if cc_row else (arch.last_cuda if arch else None)
+    derived["first_cuda"] = cc_row.first_cuda if cc_row else (arch.first_cuda if arch else None)
+    derived["geforce"] = brand in _GEFORCE_BRANDS or "geforce" in name or "titan" in name
+    if model is not None:
+        derived["datacenter"] = model.datacenter
+    elif brand in _DATACENTER_BRANDS:
+        derived["datacenter"] = True
+    elif derived["geforce"]:
+        derived["datacenter"] = False
+    else:
+        derived["datacenter"] = None
+        unknown["datacenter"] = f"GPU {gpu.get('name')!r} is not in gpudoctor's GPU table"
+    derived["nvswitch_baseboard"] = bool(model and model.nvswitch_baseboard)
+    derived["grace"] = bool(model and model.grace)
+    derived["form_factor"] = model.form_factor if model else None
+    if arch_name is None:
+        unknown["architecture"] = f"GPU {gpu.get('name')!r}: no compute capability and not in the GPU table"
+    return derived
+
+
+def _nvswitch_system(context: dict[str, Any]) -> bool | None:
+    fabric = context["fabric"]
+    gpus = context["gpus"]
+    if isinstance(fabric.get("nvswitch_count"), int):
+        return fabric["nvswitch_count"] > 0
+    if any(g.get("fabric_state") in _FABRIC_ACTIVE for g in gpus):
+        return True
+    if len(gpus) < 8:
+        return False  # NVSwitch baseboards carry 8 GPUs (rack-scale NVL systems report fabric state)
+    if gpus and all(g["derived"]["nvswitch_baseboard"] for g in gpus):
+        return True
+    if any(g["derived"]["form_factor"] == "pcie" for g in gpus):
+        return False
+    return None
+
+
+def _fabric_manager_running(context: dict[str, Any]) -> bool | None:
+    running = context["fabric"].get("fabric_manager_running")
+    if running is not None:
+        return bool(running)
+    states = [g.get("fabric_state") for g in context["gpus"]]
+    # Fabric registration completes only through a running Fabric Manager.
+    if states and all(s == "completed" for s in states):
+        return True
+    return None
+
+
+def _today(context: dict[str, Any]) -> dt.date:
+    collected = context.get("collected_at")
+    if isinstance(collected, str):
+        try:
+            return dt.date.fromisoformat(collected[:10])
+        except ValueError:
+            pass
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+def _branch_lifecycle(derived: dict[str, Any], branch: int | None, today: dt.date) -> None:
+    row = matrix.driver_branch(branch)
+    derived["driver_branch_designation"] = row.designation if row else None
+    derived["driver_branch_eol"] = row.eol if row else None
+    eol_passed = None
+    if row and row.eol:
+        year, month = (int(x) for x in row.eol.split("-"))
+        eol_passed = (today.year, today.month) > (year, month)
+    derived["driver_branch_eol_passed"] = eol_passed
+    if row is None:
+        derived["unknown"]["driver_branch_designation"] = (
+            f"branch {branch} is not in gpudoctor's branch table"
+        )
+
+
+def _pair(pair: dict[str, Any], gpus_by_index: dict[int, dict[str, Any]]) -> None:
+    derived = pair["derived"]
+    nvlinks = pair.get("nvlink_count")
+    derived["nvlink_connected"] = (isinstance(nvlinks, int) and nvlinks > 0) or pair.get("p2p_nvlink") == "ok"
+    derived["same_pcie_switch"] = pair.get("common_ancestor") in _SAME_SWITCH
+    a = gpus_by_index.get(pair.get("gpu_a", -1), {}).get("derived", {})
+    b = gpus_by_index.get(pair.get("gpu_b", -1), {}).get("derived", {})
+    derived["geforce"] = bool(a.get("geforce") or b.get("geforce"))
+    derived["acs_on_path"] = bool(pair.get("acs_bridges"))
+
+
 def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -> None:
     derived = context["derived"]
     derived.setdefault("unknown", {})
     driver = context["driver"]
+    gpus = context["gpus"]
     derived["driver_present"] = _driver_present(driver)
+    if derived["driver_present"] is None:
+        derived["unknown"]["driver_present"] = driver.get("unknown", {}).get("present") or "driver not probed"
     derived["no_driver_reason"] = _no_driver_reason(driver)
-    derived["gpu_count"] = len(context["gpus"])
+    branch = _branch(driver)
+    derived["driver_branch"] = branch
+    if branch is None:
+        derived["unknown"]["driver_branch"] = (
+            driver.get("unknown", {}).get("version") or "driver version unknown"
+        )
+    derived["gpu_count"] = len(gpus)
+
+    per_gpu = [_gpu(gpu) for gpu in gpus]
+    architectures = sorted({d["architecture"] for d in per_gpu if d["architecture"]})
+    derived["architectures"] = architectures
+    derived["architecture_count"] = len(architectures)
+    derived["geforce_count"] = sum(1 for d in per_gpu if d["geforce"])
+    derived["mig_enabled_count"] = sum(1 for g in gpus if g.get("mig_mode") == "enabled")
+    derived["open_module_required"] = any(d["open_module_required"] for d in per_gpu)
+    derived["open_module_unsupported"] = any(d["open_module_unsupported"] for d in per_gpu)
+    derived["nvswitch_system"] = _nvswitch_system(context)
+    if derived["nvswitch_system"] is None:
+        derived["unknown"]["nvswitch_system"] = "no NVSwitch count and no fabric state reported"
+    derived["fabric_manager_running"] = _fabric_manager_running(context)
+    if derived["fabric_manager_running"] is None:
+        derived["unknown"]["fabric_manager_running"] = (
+            context["fabric"]
+            .get("unknown", {})
+            .get("fabric_manager_running", "Fabric Manager state not probed")
+        )
+    derived["kernel_module_mismatch"] = _version_mismatch(
+        driver.get("version"), driver.get("kernel_module_version")
+    )
+    derived["nvml_mismatch"] = _version_mismatch(driver.get("version"), driver.get("nvml_version"))
+    _branch_lifecycle(derived, branch, _today(context))
+
+    by_index = {g.get("index"): g for g in gpus}
+    for pair in context["topology"]["pairs"]:
+        _pair(pair, by_index)

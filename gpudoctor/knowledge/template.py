@@ -1,7 +1,7 @@
 """Message templates: `{path}` placeholders filled from a finding's evidence and facts.
 
 `{gpu.name}` lists the values of the GPUs the finding is about; `{a|b}` takes the
-first alternative that is known; `{subjects}` and `{missing}` are the finding's
+first alternative that is known (`{a|"text"}`: a quoted literal as the last resort); `{subjects}` and `{missing}` are the finding's
 subjects and missing facts. A placeholder that cannot be filled renders as
 "unknown": a template never crashes on a missing field.
 """
@@ -31,9 +31,13 @@ def check_template(text: Any, where: str) -> str:
             continue
         for alternative in inner.split("|"):
             alternative = alternative.strip()
-            if alternative not in _SPECIAL:
+            if alternative not in _SPECIAL and not _is_literal(alternative):
                 parse_path(alternative, frozenset(), where)
     return text
+
+
+def _is_literal(text: str) -> bool:
+    return len(text) >= 2 and text[0] == text[-1] and text[0] in "'\""
 
 
 def _show(value: Any) -> str:
@@ -45,6 +49,8 @@ def _show(value: Any) -> str:
 
 
 def _resolve(name: str, root: Mapping[str, Any], trace: Trace) -> Any:
+    if _is_literal(name):
+        return name[1:-1]
     if name == "subjects":
         return trace.subjects or None
     if name == "missing":
