@@ -199,6 +199,8 @@ def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -
         driver.get("version"), driver.get("kernel_module_version")
     )
     derived["nvml_mismatch"] = _version_mismatch(driver.get("version"), driver.get("nvml_version"))
+    signals = (driver.get("library_mismatch"), derived["kernel_module_mismatch"], derived["nvml_mismatch"])
+    derived["driver_components_mismatch"] = True if True in signals else (False if False in signals else None)
     _branch_lifecycle(derived, branch, _today(context))
 
     by_index = {g.get("index"): g for g in gpus}
