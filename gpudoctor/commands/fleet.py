@@ -1,0 +1,77 @@
+"""`gpudoctor fleet PATH... [--image REF ...]`: node classes and the image runnability matrix."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import click
+
+from gpudoctor import exitcodes
+from gpudoctor.commands.common import format_option, output_option, rule_dirs_from, rules_option
+from gpudoctor.errors import BadInput, InputMissing
+
+# --format NAME -> gpudoctor.report.<module>.render(fleet_document) -> str
+FLEET_RENDERERS = {"table": "fleet_table", "json": "fleet_json", "csv": "fleet_csv"}
+
+
+@click.command("fleet")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    metavar="REF",
+    help="Image to evaluate on every node class (repeatable).",
+)
+@click.option(
+    "--insecure-registry",
+    "insecure_registries",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Registry to reach over plain HTTP (repeatable).",
+)
+@format_option(*FLEET_RENDERERS)
+@output_option
+@rules_option
+def command(
+    paths: tuple[str, ...],
+    images: tuple[str, ...],
+    insecure_registries: tuple[str, ...],
+    fmt: str,
+    output: str | None,
+    rule_dirs: tuple[str, ...],
+) -> int:
+    """Aggregate node reports (gpudoctor scan --format json, or nvidia-smi -q -x XML) found in
+    PATHS into node classes; with --image, say per image and class: ok, warn, fail or unknown.
+
+    Exit code: the worst verdict over classes and matrix (0 ok, 1 warn, 2 fail, 3 unknown);
+    unreadable or foreign files are listed and do not change it.
+    """
+    from gpudoctor.fleet.build import build_fleet
+
+    missing = [path for path in paths if not os.path.exists(path)]
+    if missing:
+        raise InputMissing(f"no such file or directory: {missing[0]}")
+    document = build_fleet(paths, images, insecure_registries, rule_dirs_from(rule_dirs))
+    if document["nodes_total"] == 0:
+        if document["invalid_total"]:
+            first = document["invalid_reports"][0]
+            raise BadInput(
+                f"no valid node report among {document['invalid_total']} file(s); "
+                f"first: {first['path']}: {first['error']}"
+            )
+        raise InputMissing(f"no report files (*.json, *.xml) found in {', '.join(paths)}")
+    renderer = importlib.import_module(f"gpudoctor.report.{FLEET_RENDERERS[fmt]}")
+    text: str = renderer.render(document)
+    if output:
+        from gpudoctor.fileio import write_atomic
+
+        write_atomic(output, text)
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+    if document["invalid_total"]:
+        click.echo(
+            f"gpudoctor: {document['invalid_total']} invalid report file(s) listed in the output", err=True
+        )
+    return exitcodes.for_verdict(document["verdict"])

@@ -1,0 +1,81 @@
+"""Group node records into classes: counts, worst verdict, findings by rule, worst nodes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpudoctor.exitcodes import SEVERITY_ORDER, worst
+from gpudoctor.fleet.classes import class_key
+from gpudoctor.fleet.load import NodeRecord
+
+WORST_NODES_SHOWN = 5
+_RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}
+
+
+@dataclass
+class NodeClass:
+    key: str
+    facts: dict[str, str]
+    nodes: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    # (rule_id, severity) -> node count
+    findings: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # evaluation signature -> (node count, path of the first node: the representative)
+    groups: dict[str, list[Any]] = field(default_factory=dict)
+    worst_nodes: list[NodeRecord] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        return worst(self.verdicts)
+
+
+def _worse(a: NodeRecord, b: NodeRecord) -> bool:
+    """True when a should be listed before b: worse verdict, then more findings, then name."""
+    return (-_RANK[a.verdict], -len(a.findings), a.hostname) < (
+        -_RANK[b.verdict],
+        -len(b.findings),
+        b.hostname,
+    )
+
+
+def _keep_worst(kept: list[NodeRecord], record: NodeRecord) -> None:
+    # A bounded insertion: the class may hold thousands of nodes, we show five.
+    if len(kept) == WORST_NODES_SHOWN and not _worse(record, kept[-1]):
+        return
+    position = len(kept)
+    while position and _worse(record, kept[position - 1]):
+        position -= 1
+    kept.insert(position, record)
+    del kept[WORST_NODES_SHOWN:]
+
+
+def aggregate(records: list[NodeRecord]) -> list[NodeClass]:
+    """Classes, worst verdict first, then the biggest, then by key."""
+    classes: dict[str, NodeClass] = {}
+    for record in records:
+        key = class_key(record.class_facts)
+        node_class = classes.get(key)
+        if node_class is None:
+            node_class = classes[key] = NodeClass(key=key, facts=record.class_facts)
+        node_class.nodes += 1
+        node_class.verdicts[record.verdict] += 1
+        # A rule counts once per node even if it fired for several GPUs.
+        node_class.findings.update(set(record.findings))
+        group = node_class.groups.get(record.evaluation_signature)
+        if group is None:
+            node_class.groups[record.evaluation_signature] = [1, record.path]
+        else:
+            group[0] += 1
+        _keep_worst(node_class.worst_nodes, record)
+    return sorted(classes.values(), key=lambda c: (-_RANK[c.verdict], -c.nodes, c.key))
+
+
+def findings_by_rule(counts: Counter[tuple[str, str]], titles: dict[str, str]) -> list[dict[str, Any]]:
+    rows = [
+        {"rule_id": rule_id, "severity": severity, "title": titles.get(rule_id, ""), "nodes": nodes}
+        for (rule_id, severity), nodes in counts.items()
+    ]
+    rows.sort(key=lambda r: (-_RANK[r["severity"]], -r["nodes"], r["rule_id"]))
+    return rows

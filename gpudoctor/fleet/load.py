@@ -1,0 +1,177 @@
+"""Read node reports: gpudoctor scan JSON (fast path) and saved nvidia-smi XML.
+
+A scan report already carries the node's findings and verdict, so loading it
+costs one json.loads and no rule evaluation; only nvidia-smi XML is diagnosed
+here. Every file becomes either a NodeRecord or an InvalidReport with a
+one-line reason: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpudoctor.exitcodes import SEVERITY_ORDER
+from gpudoctor.fleet.classes import class_facts, evaluation_signature
+
+# In directories, these are the report files; a file named on the command line
+# is read whatever its name. Hidden files are skipped: write_atomic's temp files
+# are hidden and are half-written by definition.
+REPORT_SUFFIXES = (".json", ".xml")
+SUPPORTED_MAJOR = "1"
+_VERDICTS = frozenset(SEVERITY_ORDER)
+
+
+@dataclass(slots=True)
+class NodeRecord:
+    path: str
+    hostname: str
+    verdict: str
+    findings: tuple[tuple[str, str], ...]  # (rule_id, severity)
+    class_facts: dict[str, str]
+    evaluation_signature: str
+
+
+@dataclass(slots=True)
+class InvalidReport:
+    path: str
+    error: str
+
+
+class ReportError(ValueError):
+    """Why a file is not a usable node report (one line)."""
+
+
+def iter_report_paths(paths: Iterable[str]) -> Iterator[str]:
+    """Files as named, directories walked recursively in a stable order."""
+    for path in paths:
+        if os.path.isdir(path):
+            yield from _walk(path)
+        else:
+            yield path
+
+
+def _walk(directory: str) -> Iterator[str]:
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError:
+        # An unreadable directory is reported by the caller as an invalid input.
+        yield directory
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=True):
+            yield from _walk(entry.path)
+        elif entry.name.lower().endswith(REPORT_SUFFIXES):
+            yield entry.path
+
+
+def read_record(path: str, titles: dict[str, str]) -> NodeRecord | InvalidReport:
+    """One file -> its record; `titles` collects rule_id -> title across the fleet."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except IsADirectoryError:
+        return InvalidReport(path, "cannot read: is a directory")
+    except OSError as exc:
+        return InvalidReport(path, f"cannot read: {exc.strerror or exc}")
+    try:
+        return _record(path, _report_of(path, data), titles)
+    except ReportError as exc:
+        return InvalidReport(path, str(exc))
+
+
+def _report_of(path: str, data: bytes) -> dict[str, Any]:
+    # nvidia-smi XML starts with '<?xml' or '<!DOCTYPE'; a gpudoctor report with '{'.
+    return _diagnose_xml(path) if data.lstrip()[:1] == b"<" else _parse_json(data)
+
+
+def _parse_json(data: bytes) -> dict[str, Any]:
+    if not data.strip():
+        raise ReportError("empty file")
+    try:
+        report = json.loads(data)
+    except UnicodeDecodeError:
+        raise ReportError("not a gpudoctor report: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(data.rstrip()):
+            raise ReportError(f"truncated JSON (ends at line {exc.lineno} column {exc.colno})") from None
+        raise ReportError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(report, dict):
+        raise ReportError(f"not a gpudoctor report: top level is a JSON {type(report).__name__}")
+    return report
+
+
+def _diagnose_xml(path: str) -> dict[str, Any]:
+    from gpudoctor.errors import GpudoctorError
+
+    try:
+        from gpudoctor.nodeinput import load_node
+    except ModuleNotFoundError as exc:  # pragma: no cover - only before the scan issue lands
+        raise ReportError(f"nvidia-smi XML input needs gpudoctor.nodeinput ({exc})") from None
+    from gpudoctor.pipeline import diagnose
+
+    try:
+        node = load_node(Path(path))
+    except GpudoctorError as exc:
+        raise ReportError(str(exc).replace(f"{path}: ", "", 1)) from None
+    return diagnose(node)
+
+
+def _record(path: str, report: dict[str, Any], titles: dict[str, str]) -> NodeRecord:
+    schema = report.get("schema_version")
+    if not isinstance(schema, str):
+        raise ReportError("not a gpudoctor report: no schema_version")
+    if schema.split(".", 1)[0] != SUPPORTED_MAJOR:
+        raise ReportError(f"unsupported report schema_version {schema!r} (this gpudoctor reads 1.x)")
+    tool = report.get("tool")
+    if isinstance(tool, dict) and tool.get("name") not in (None, "gpudoctor"):
+        raise ReportError(f"not a gpudoctor report: written by {tool.get('name')!r}")
+    node = report.get("node")
+    if not isinstance(node, dict):
+        raise ReportError("not a gpudoctor node report: no node object")
+    verdict = report.get("verdict")
+    if verdict not in _VERDICTS:
+        raise ReportError(f"bad verdict {verdict!r}")
+    raw_findings = report.get("findings")
+    if not isinstance(raw_findings, list):
+        raise ReportError("bad report: findings is not a list")
+    findings = []
+    for index, finding in enumerate(raw_findings):
+        if not isinstance(finding, dict):
+            raise ReportError(f"bad report: findings[{index}] is not an object")
+        rule_id, severity = finding.get("rule_id"), finding.get("severity")
+        if not isinstance(rule_id, str) or severity not in _VERDICTS:
+            raise ReportError(f"bad report: findings[{index}] has no rule_id or a bad severity")
+        findings.append((rule_id, severity))
+        if rule_id not in titles:
+            titles[rule_id] = str(finding.get("title") or "")
+    try:
+        facts = class_facts(node)
+        signature = evaluation_signature(node)
+    except (AttributeError, TypeError) as exc:
+        # A node object whose parts have the wrong JSON types (e.g. gpus is a string).
+        raise ReportError(f"bad report: malformed node object ({exc})") from None
+    host = node.get("host")
+    hostname = host.get("hostname") if isinstance(host, dict) else None
+    return NodeRecord(
+        path=path,
+        hostname=str(hostname or Path(path).stem),
+        verdict=verdict,
+        findings=tuple(findings),
+        class_facts=facts,
+        evaluation_signature=signature,
+    )
+
+
+def load_node_report(path: str) -> dict[str, Any]:
+    """The full node object of a file already accepted by read_record (for the matrix)."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    node: dict[str, Any] = _report_of(path, data)["node"]
+    return node
