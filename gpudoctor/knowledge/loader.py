@@ -118,8 +118,8 @@ def load_file(path: Path, want: set[str] | None = None) -> tuple[str, list[Any]]
         return (kind, items) if want is None or kind in want else None
     text = _read(path)
     kind = peek_kind(path, text)
-    if want is not None and kind is not None and kind not in want:
-        return None
+    if want is not None and kind in KINDS and kind not in want:
+        return None  # another kind's file; its own loader validates it
     doc = _parse(path, text)
     kind = doc.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:
