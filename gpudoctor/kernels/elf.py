@@ -1,0 +1,190 @@
+"""ELF section walking over a memory map, with every offset checked.
+
+Only what the fatbin scanner needs: the section table (name, file offset,
+size, address). ELF32/ELF64, little- and big-endian. Malformed files raise
+ElfError with a one-line reason; nothing is read past the end of the buffer.
+Layout: System V ABI / ELF specification (https://refspecs.linuxfoundation.org/elf/gabi4+/ch4.sheader.html).
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Buffer = bytes | bytearray | memoryview | mmap.mmap
+
+ELF_MAGIC = b"\x7fELF"
+SHT_NOBITS = 8
+# Section names longer than this are not ones we look for; bounding the read
+# keeps a string table without terminators from costing a full scan.
+_MAX_NAME = 256
+# Real toolchains emit well under a hundred sections and a few KiB of names;
+# these caps keep hostile headers from costing memory.
+_MAX_SECTIONS = 1 << 16
+_MAX_NAME_TABLE = 16 << 20
+
+
+class ElfError(ValueError):
+    """The file is not an ELF file, or its headers point outside it."""
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    type: int
+    addr: int
+    offset: int
+    size: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.size
+
+
+@dataclass(frozen=True)
+class ElfFile:
+    is64: bool
+    little_endian: bool
+    sections: tuple[Section, ...]
+
+    def section(self, name: str) -> Section | None:
+        for section in self.sections:
+            if section.name == name:
+                return section
+        return None
+
+    def file_offset(self, addr: int, length: int) -> int | None:
+        """Virtual address -> file offset, through the section that holds it."""
+        for section in self.sections:
+            if section.type == SHT_NOBITS or section.addr == 0:
+                continue
+            if section.addr <= addr and addr + length <= section.addr + section.size:
+                return section.offset + (addr - section.addr)
+        return None
+
+
+def is_elf(buf: Buffer) -> bool:
+    return bytes(memoryview(buf)[:4]) == ELF_MAGIC
+
+
+Reader = Callable[[int, int], bytes]  # (offset, length) -> exactly length bytes or ElfError
+
+
+def read_elf(buf: Buffer) -> ElfFile:
+    view = memoryview(buf)
+
+    def read(offset: int, length: int) -> bytes:
+        if offset < 0 or offset + length > len(view):
+            raise ElfError(f"header at offset {offset} runs past the end of the file")
+        return bytes(view[offset : offset + length])
+
+    return read_elf_from(read, len(view))
+
+
+def elf_header_shoff(head: bytes) -> tuple[int, int] | None:
+    """(e_shoff, section table size) from the first 64 bytes, or None."""
+    try:
+        ident = _ident(head)
+    except ElfError:
+        return None
+    is64, endian = ident
+    if is64:
+        if len(head) < 0x40:
+            return None
+        shoff = struct.unpack_from(endian + "Q", head, 0x28)[0]
+        entsize, num = struct.unpack_from(endian + "HH", head, 0x3A)
+    else:
+        if len(head) < 0x34:
+            return None
+        shoff = struct.unpack_from(endian + "I", head, 0x20)[0]
+        entsize, num = struct.unpack_from(endian + "HH", head, 0x2E)
+    return shoff, entsize * num
+
+
+def _ident(head: bytes) -> tuple[bool, str]:
+    if len(head) < 16 or head[:4] != ELF_MAGIC:
+        raise ElfError("not an ELF file")
+    ei_class, ei_data = head[4], head[5]
+    if ei_class not in (1, 2):
+        raise ElfError(f"bad ELF class {ei_class}")
+    if ei_data not in (1, 2):
+        raise ElfError(f"bad ELF data encoding {ei_data}")
+    return ei_class == 2, "<" if ei_data == 1 else ">"
+
+
+def read_elf_from(read: Reader, size: int) -> ElfFile:
+    """Parse the section table through `read`, which may serve only the parts
+    of the file a streaming scanner kept (header, section table, name table)."""
+    is64, endian = _ident(read(0, 16) if size >= 16 else b"")
+    if is64:
+        header = _unpack(read, endian + "Q", 0x28)[0], *_unpack(read, endian + "HHH", 0x3A)
+        entry_format, min_entsize = endian + "IIQQQQI", 64
+    else:
+        header = _unpack(read, endian + "I", 0x20)[0], *_unpack(read, endian + "HHH", 0x2E)
+        entry_format, min_entsize = endian + "IIIIIII", 40
+    shoff, shentsize, shnum, shstrndx = header
+    if shoff == 0:
+        return ElfFile(is64, endian == "<", ())
+    if shentsize < min_entsize:
+        raise ElfError(f"section header size {shentsize} too small")
+    first = _unpack(read, entry_format, shoff)
+    if shnum == 0:
+        shnum = _field(first, "size")  # extended numbering: count in section 0's sh_size
+    if shstrndx == 0xFFFF:
+        shstrndx = _field(first, "link")
+    if shoff + shnum * shentsize > size:
+        raise ElfError(f"section table ({shnum} entries) runs past the end of the file")
+    if shnum > _MAX_SECTIONS:
+        raise ElfError(f"implausible section count {shnum}")
+    raw = [_unpack(read, entry_format, shoff + index * shentsize) for index in range(shnum)]
+    if shstrndx >= len(raw):
+        raise ElfError(f"section name table index {shstrndx} out of range")
+    strtab = raw[shstrndx]
+    str_offset, str_size = _field(strtab, "offset"), _field(strtab, "size")
+    if str_offset + str_size > size:
+        raise ElfError("section name table runs past the end of the file")
+    if str_size > _MAX_NAME_TABLE:
+        raise ElfError(f"implausible section name table size {str_size}")
+    names = read(str_offset, str_size) if str_size else b""
+    sections = tuple(
+        Section(
+            name=_name(names, entry[0]),
+            type=entry[1],
+            addr=_field(entry, "addr"),
+            offset=_field(entry, "offset"),
+            size=_field(entry, "size"),
+        )
+        for entry in raw
+    )
+    return ElfFile(is64, endian == "<", sections)
+
+
+def section_view(buf: Buffer, section: Section) -> memoryview:
+    """The section's bytes; ElfError if its range is outside the file."""
+    view = memoryview(buf)
+    if section.type == SHT_NOBITS:
+        return view[0:0]
+    if section.end > len(view):
+        raise ElfError(f"section {section.name} runs past the end of the file")
+    return view[section.offset : section.end]
+
+
+# Positions of sh_addr/offset/size/link in the unpacked tuple. The 32-bit
+# and 64-bit layouts share this order; only the widths differ.
+_FIELDS = {"addr": 3, "offset": 4, "size": 5, "link": 6}
+
+
+def _field(entry: tuple[int, ...], name: str) -> int:
+    return entry[_FIELDS[name]]
+
+
+def _unpack(read: Reader, fmt: str, offset: int) -> tuple[int, ...]:
+    return struct.unpack(fmt, read(offset, struct.calcsize(fmt)))
+
+
+def _name(names: bytes, index: int) -> str:
+    if index >= len(names):
+        return ""
+    return names[index : index + _MAX_NAME].split(b"\0", 1)[0].decode("latin-1")

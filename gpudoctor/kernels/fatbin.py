@@ -1,0 +1,154 @@
+"""The CUDA fatbin container: headers only, payloads are never decompressed.
+
+NVIDIA does not document the container; the layout below is what nvcc emits
+(checked against cuobjdump on every fixture in fixtures/fatbins/) and matches
+the public `fatbinary_section.h` / `__cudaFatCudaBinary2` description:
+
+  container header (16 bytes): u32 magic 0xBA55ED50, u16 version, u16 header
+      size, u64 size of the entries that follow
+  entry header (>= 64 bytes): u16 kind (1 PTX, 2 ELF cubin), u16 version,
+      u32 header size, u64 payload size, u32 compressed size, u32 option offset,
+      u16 minor, u16 major (PTX ISA for PTX entries), u32 arch (90 = sm_90),
+      u32 name offset, u32 name length, u64 flags, ...
+
+Flags used here: 0x2000 / 0x8000 payload compressed (older LZ4 and newer
+codecs), 0x100000 arch-specific ("a") target, 0x200000 family ("f") target.
+A .nv_fatbin section may hold several containers back to back.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from gpudoctor.kernels.elf import Buffer
+
+FATBIN_MAGIC = 0xBA55ED50
+FATBIN_MAGIC_BYTES = struct.pack("<I", FATBIN_MAGIC)
+# .nvFatBinSegment holds __fatBinC_Wrapper_t {u32 magic, u32 version, u64 data, u64 filename}.
+WRAPPER_MAGIC = 0x466243B1
+
+KIND_PTX = 1
+KIND_CUBIN = 2
+FLAG_COMPRESSED_LZ4 = 0x2000
+FLAG_COMPRESSED = 0x8000
+FLAG_ARCH_SPECIFIC = 0x100000
+FLAG_FAMILY = 0x200000
+
+_CONTAINER = struct.Struct("<IHHQ")
+_ENTRY = struct.Struct("<HHIQIIHHIIIQ")  # through the flags field: 48 bytes
+_MIN_ENTRY_HEADER = 64
+
+
+class FatbinError(ValueError):
+    """A fatbin header that is inconsistent or points outside its section."""
+
+
+@dataclass(frozen=True)
+class RawEntry:
+    kind: int  # KIND_PTX | KIND_CUBIN
+    arch: int  # 90 for sm_90
+    variant: str  # "" | "a" | "f"
+    version_major: int
+    version_minor: int
+    compressed: bool
+    payload_offset: int  # inside the buffer given to parse_containers
+    payload_size: int
+
+    @property
+    def target(self) -> str:
+        """Exact target, variant included: sm_90a, sm_100f."""
+        return f"sm_{self.arch}{self.variant}"
+
+    @property
+    def listed_target(self) -> str:
+        """The name cuobjdump lists: it drops the family suffix on cubins only."""
+        if self.kind == KIND_CUBIN and self.variant == "f":
+            return f"sm_{self.arch}"
+        return self.target
+
+    @property
+    def ptx_isa(self) -> str | None:
+        return f"{self.version_major}.{self.version_minor}" if self.kind == KIND_PTX else None
+
+
+def parse_containers(buf: Buffer, start: int = 0, end: int | None = None) -> list[RawEntry]:
+    """Every entry of every container in buf[start:end].
+
+    Containers follow each other, possibly padded; between them we search for
+    the next magic rather than trusting padding rules we cannot see documented.
+    """
+    view = memoryview(buf)
+    end = len(view) if end is None else min(end, len(view))
+    entries: list[RawEntry] = []
+    offset = start
+    # bytes, bytearray and mmap search in C; a memoryview has no find().
+    data = bytes(view) if isinstance(buf, memoryview) else buf
+    while offset + _CONTAINER.size <= end:
+        found = data.find(FATBIN_MAGIC_BYTES, offset, end)  # type: ignore[union-attr]
+        if found < 0:
+            break
+        offset = _parse_container(view, found, end, entries)
+    return entries
+
+
+def parse_one_container(buf: Buffer, start: int, limit: int) -> list[RawEntry]:
+    """The single container at `start` (e.g. pointed to by a wrapper)."""
+    view = memoryview(buf)
+    entries: list[RawEntry] = []
+    _parse_container(view, start, min(limit, len(view)), entries)
+    return entries
+
+
+def _parse_container(view: memoryview, offset: int, end: int, entries: list[RawEntry]) -> int:
+    if offset + _CONTAINER.size > end:
+        raise FatbinError(f"fatbin header at {offset:#x} is truncated")
+    magic, _version, header_size, body_size = _CONTAINER.unpack_from(view, offset)
+    if magic != FATBIN_MAGIC:
+        raise FatbinError(f"no fatbin magic at {offset:#x}")
+    if header_size < _CONTAINER.size:
+        raise FatbinError(f"fatbin header size {header_size} at {offset:#x} is too small")
+    body = offset + header_size
+    body_end = body + body_size
+    if body_end > end:
+        raise FatbinError(f"fatbin at {offset:#x} claims {body_size} bytes, past the end of its section")
+    cursor = body
+    while cursor < body_end:
+        if cursor + _ENTRY.size > body_end:
+            raise FatbinError(f"fatbin entry header at {cursor:#x} is truncated")
+        fields = _ENTRY.unpack_from(view, cursor)
+        kind, entry_header, payload = fields[0], fields[2], fields[3]
+        # A header smaller than the fixed fields would make the walk stand still
+        # or go backwards; reject it instead of looping.
+        if entry_header < _MIN_ENTRY_HEADER:
+            raise FatbinError(f"fatbin entry at {cursor:#x} has header size {entry_header}")
+        next_entry = cursor + entry_header + payload
+        if next_entry > body_end:
+            raise FatbinError(f"fatbin entry at {cursor:#x} runs past the end of its container")
+        if kind in (KIND_PTX, KIND_CUBIN):
+            entries.append(entry_from_header(fields, cursor))
+        cursor = next_entry
+    return body_end
+
+
+def entry_from_header(fields: tuple[int, ...], at: int) -> RawEntry:
+    """RawEntry from the unpacked _ENTRY fields of the header at `at`."""
+    kind, _ev, entry_header, payload, _csize, _opt, minor, major, arch, _no, _nl, flags = fields
+    return RawEntry(
+        kind=kind,
+        arch=arch,
+        variant=_variant(flags),
+        version_major=major,
+        version_minor=minor,
+        compressed=bool(flags & (FLAG_COMPRESSED | FLAG_COMPRESSED_LZ4)),
+        payload_offset=at + entry_header,
+        payload_size=payload,
+    )
+
+
+def _variant(flags: int) -> str:
+    if flags & FLAG_ARCH_SPECIFIC:
+        return "a"
+    if flags & FLAG_FAMILY:
+        return "f"
+    return ""
