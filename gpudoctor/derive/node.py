@@ -54,6 +54,13 @@ def _version_mismatch(driver_version: str | None, other: str | None) -> bool | N
     return not (other == driver_version or other.endswith("." + driver_version))
 
 
+def _first_branch_for(cc_row: matrix.ComputeCapability | None) -> int | None:
+    """The branch of the driver that shipped with the first toolkit targeting this compute capability."""
+    driver = matrix.min_driver_for_cuda(cc_row.first_cuda) if cc_row else None
+    head = driver.split(".")[0] if driver else ""
+    return int(head) if head.isdigit() else None
+
+
 def _gpu(gpu: dict[str, Any]) -> dict[str, Any]:
     derived: dict[str, Any] = gpu["derived"]
     unknown: dict[str, str] = derived.setdefault("unknown", {})
@@ -69,8 +76,10 @@ def _gpu(gpu: dict[str, Any]) -> dict[str, Any]:
     derived["known_model"] = model is not None
     derived["compute_capability"] = cc
     derived["architecture"] = arch_name
-    derived["min_driver_branch"] = (model.min_driver_branch if model else None) or (
-        arch.min_driver_branch if arch else None
+    derived["min_driver_branch"] = (
+        (model.min_driver_branch if model else None)
+        or _first_branch_for(cc_row)
+        or (arch.min_driver_branch if arch else None)
     )
     derived["last_driver_branch"] = arch.last_driver_branch if arch else None
     derived["open_module_required"] = bool(model and model.open_module_required) or bool(
