@@ -1,0 +1,79 @@
+"""Real nvidia-smi XMLs edited into known-bad states, and the unedited ones as healthy controls,
+through the XML loader and the whole pipeline (the held-out checks work the same way)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from gpudoctor.pipeline import diagnose
+from tests.support.factsbuild import FACTS
+
+nodeinput = pytest.importorskip("gpudoctor.nodeinput")
+
+XMLS = FACTS / "nvidia-smi"
+
+
+def _edited(tmp_path: Path, name: str, **tags: str) -> Path:
+    """A copy of a real XML with the text of each named element replaced (first GPU's for GPU tags)."""
+    text = (XMLS / f"{name}.xml").read_text(encoding="utf-8")
+    for tag, value in tags.items():
+        text, count = re.subn(rf"<{tag}>[^<]*</{tag}>", f"<{tag}>{value}</{tag}>", text)
+        assert count, f"{tag} not in {name}"
+    path = tmp_path / f"{name}.edited.xml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _verdict(path: Path) -> tuple[str, dict[str, str]]:
+    report = diagnose(nodeinput.load_node(path))
+    return report["verdict"], {f["rule_id"]: f["severity"] for f in report["findings"]}
+
+
+@pytest.mark.parametrize(
+    ("name", "edits", "rule"),
+    [
+        (
+            "A100-SXM4-80GB_535.54.03",
+            {
+                "product_name": "NVIDIA A800-SXM4-80GB",
+                "pci_device_id": "20F310DE",
+                "driver_version": "650.12",
+            },
+            "GD-DRV-006",
+        ),
+        ("RTX-4090_535.86.05", {"driver_version": "515.105.01", "cuda_version": "11.7"}, "GD-DRV-001"),
+        (
+            "A100-SXM4-80GB_535.54.03",
+            {"product_name": "NVIDIA B200", "pci_device_id": "290110DE"},
+            "GD-DRV-001",
+        ),
+        (
+            "A100-SXM4-80GB_535.54.03",
+            {
+                "product_name": "NVIDIA H100 80GB HBM3",
+                "pci_device_id": "233010DE",
+                "driver_version": "510.47.03",
+            },
+            "GD-DRV-001",
+        ),
+        (
+            "8x-Tesla-V100S-PCIE-32GB_460.73.01",
+            {"driver_version": "590.44.01", "cuda_version": "13.1"},
+            "GD-DRV-002",
+        ),
+        ("4x-Tesla-K80_430.26", {"driver_version": "535.54.03"}, "GD-DRV-002"),
+    ],
+)
+def test_edited_bad_nodes_fail(tmp_path: Path, name: str, edits: dict[str, str], rule: str) -> None:
+    verdict, findings = _verdict(_edited(tmp_path, name, **edits))
+    assert verdict == "fail"
+    assert findings.get(rule) == "fail"
+
+
+@pytest.mark.parametrize("path", sorted(XMLS.glob("*.xml")), ids=lambda p: p.stem)
+def test_real_nodes_are_not_failed(path: Path) -> None:
+    verdict, findings = _verdict(path)
+    assert verdict in ("ok", "info", "warn"), findings
