@@ -62,7 +62,8 @@ class MatrixEvaluator:
 
         self._ruleset = load_rules(rule_dirs)
         self._nodes: dict[str, NodeFacts] = {}
-        self._results: dict[tuple[str, str], list[Finding]] = {}
+        # (id of the ImageFacts, evaluation signature) -> findings; the images outlive the evaluator's use.
+        self._results: dict[tuple[int, str], list[Finding]] = {}
 
     def _node(self, path: str) -> NodeFacts:
         node = self._nodes.get(path)
@@ -71,7 +72,7 @@ class MatrixEvaluator:
         return node
 
     def findings(self, image: ImageFacts, signature: str, representative: str) -> list[Finding]:
-        cache_key = (image.reference, signature)
+        cache_key = (id(image), signature)
         cached = self._results.get(cache_key)
         if cached is None:
             from gpudoctor.derive import build_context

@@ -1,0 +1,208 @@
+"""gpudoctor fleet: node classes from real node reports, robust loading, outputs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from gpudoctor.exitcodes import worst
+from gpudoctor.fleet.build import build_fleet
+from tests.support.fleet import node_report, with_changes, write_fleet
+
+SCHEMA = json.loads(
+    (
+        Path(__file__).resolve().parent.parent / "gpudoctor" / "fleet" / "schema" / "fleet.schema.json"
+    ).read_text()
+)
+MIXED = {
+    "A100-SXM4-80GB_535.54.03": 4,
+    "4x-Tesla-K80_430.26": 3,
+    "Tesla-T4_515.105.01": 2,
+    "RTX-3080_595.58.03": 1,
+}
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gpudoctor", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+def class_by_model(document: dict, model: str) -> dict:
+    (found,) = [c for c in document["classes"] if model in c["gpu_models"]]
+    return found
+
+
+def test_classes_count_nodes_and_keep_the_worst_verdict(tmp_path: Path) -> None:
+    write_fleet(tmp_path, MIXED)
+    document = build_fleet([str(tmp_path)])
+    jsonschema.validate(document, SCHEMA)
+    assert document["nodes_total"] == 10
+    assert document["invalid_reports"] == []
+    assert len(document["classes"]) == 4
+    k80 = class_by_model(document, "Tesla K80")
+    assert k80["gpu_models"] == "4x Tesla K80"
+    assert k80["driver_branch"] == "430"
+    assert k80["nodes"] == 3
+    expected = node_report("4x-Tesla-K80_430.26")
+    assert k80["verdict"] == expected["verdict"]
+    rules = {f["rule_id"]: f["nodes"] for f in k80["findings"]}
+    assert rules == {f["rule_id"]: 3 for f in expected["findings"]}
+    assert class_by_model(document, "A100-SXM4-80GB")["nodes"] == 4
+    assert document["verdict"] == worst(c["verdict"] for c in document["classes"])
+    # Worst class first.
+    ranks = ["ok", "info", "warn", "unknown", "fail"]
+    verdicts = [ranks.index(c["verdict"]) for c in document["classes"]]
+    assert verdicts == sorted(verdicts, reverse=True)
+
+
+def test_findings_count_nodes_not_gpus_and_worst_nodes_come_first(tmp_path: Path) -> None:
+    base = node_report("A100-SXM4-80GB_535.54.03")
+    healthy = with_changes(base, host={**base["node"]["host"], "hostname": "a100-healthy"})
+    healthy["findings"], healthy["verdict"] = [], "ok"
+    sick = with_changes(base, host={**base["node"]["host"], "hostname": "a100-sick"})
+    broken = {
+        "rule_id": "GD-TEST-FAIL",
+        "severity": "fail",
+        "title": "made-up failure",
+        "message": "m",
+        "fix": "f",
+        "refs": [],
+    }
+    # The same rule for two GPUs of one node is one node with the finding.
+    sick["findings"] = [broken, broken]
+    sick["verdict"] = "fail"
+    (tmp_path / "healthy.json").write_text(json.dumps(healthy))
+    (tmp_path / "sick.json").write_text(json.dumps(sick))
+    document = build_fleet([str(tmp_path)])
+    (a100,) = document["classes"]
+    assert a100["verdict"] == "fail"
+    assert a100["verdicts"] == {"ok": 1, "fail": 1}
+    assert a100["findings"] == [
+        {"rule_id": "GD-TEST-FAIL", "severity": "fail", "title": "made-up failure", "nodes": 1}
+    ]
+    assert [n["hostname"] for n in a100["worst_nodes"]] == ["a100-sick", "a100-healthy"]
+
+
+CORRUPTIONS = {
+    "truncated.json": lambda good: good[: len(good) // 2],
+    "empty.json": lambda good: "",
+    "garbage.json": lambda good: "\x00\x01not json at all",
+    "list.json": lambda good: "[1, 2, 3]",
+    "future.json": lambda good: good.replace('"schema_version": "1.0"', '"schema_version": "2.0"', 1),
+    "noschema.json": lambda good: json.dumps({"hello": "world"}),
+    "badverdict.json": lambda good: good.replace('"verdict": "', '"verdict": "great', 1),
+    "badnode.json": lambda good: json.dumps({**json.loads(good), "node": {"gpus": "eight"}}),
+    "badxml.xml": lambda good: "<?xml version='1.0'?><nvidia_smi_log><gpu>",
+}
+
+
+def test_every_bad_file_is_listed_with_a_reason_and_every_good_one_used(tmp_path: Path) -> None:
+    write_fleet(tmp_path, MIXED)
+    good = json.dumps(node_report("Tesla-T4_515.105.01"), indent=2)
+    for name, corrupt in CORRUPTIONS.items():
+        (tmp_path / name).write_text(corrupt(good), encoding="utf-8", errors="surrogateescape")
+    (tmp_path / "notes.txt").write_text("not a report name: skipped in directories")
+    (tmp_path / ".gpudoctor.json.tmp").write_text("half written")
+    document = build_fleet([str(tmp_path)])
+    jsonschema.validate(document, SCHEMA)
+    assert document["nodes_total"] == 10
+    listed = {Path(item["path"]).name: item["error"] for item in document["invalid_reports"]}
+    assert set(listed) == set(CORRUPTIONS)
+    assert document["invalid_total"] == len(CORRUPTIONS)
+    assert all("\n" not in error and error for error in listed.values())
+    assert listed["truncated.json"].startswith("truncated JSON")
+    assert listed["empty.json"] == "empty file"
+    assert "schema_version '2.0'" in listed["future.json"]
+    assert "no schema_version" in listed["noschema.json"]
+    assert "top level is a JSON list" in listed["list.json"]
+    assert "bad verdict" in listed["badverdict.json"]
+    assert "malformed node object" in listed["badnode.json"]
+
+
+def test_cli_json_output_is_atomic_and_valid(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet"
+    write_fleet(fleet, MIXED)
+    (fleet / "truncated.json").write_text('{"schema_version": "1.0", "node": {')
+    out = tmp_path / "out" / "fleet.json"
+    out.parent.mkdir()
+    result = run_cli("fleet", str(fleet), "--format", "json", "--output", str(out))
+    document = json.loads(out.read_text())
+    jsonschema.validate(document, SCHEMA)
+    assert result.returncode == {"ok": 0, "info": 0, "warn": 1, "fail": 2, "unknown": 3}[document["verdict"]]
+    assert result.stdout == ""
+    assert "1 invalid report file(s)" in result.stderr
+    assert os.listdir(out.parent) == ["fleet.json"]
+    assert document["nodes_total"] == 10
+
+
+def test_cli_csv_has_a_row_per_class_and_lists_invalid_files(tmp_path: Path) -> None:
+    write_fleet(tmp_path, MIXED)
+    (tmp_path / "broken.json").write_text("{")
+    result = run_cli("fleet", str(tmp_path), "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert sum(int(r["nodes"]) for r in rows if r["key"] != "INVALID") == 10
+    assert len([r for r in rows if r["key"] != "INVALID"]) == 4
+    (invalid,) = [r for r in rows if r["key"] == "INVALID"]
+    assert "broken.json" in invalid["findings"]
+
+
+def test_cli_table_names_classes_and_invalid_files(tmp_path: Path) -> None:
+    write_fleet(tmp_path, MIXED)
+    (tmp_path / "broken.json").write_text("[]")
+    result = run_cli("fleet", str(tmp_path))
+    assert "10 nodes in 4 classes" in result.stdout
+    assert "4x Tesla K80" in result.stdout
+    assert "broken.json: not a gpudoctor report" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("setup", "code", "message"),
+    [
+        ("missing", 66, "no such file or directory"),
+        ("empty-dir", 66, "no report files"),
+        ("all-invalid", 65, "no valid node report among 1 file(s)"),
+    ],
+)
+def test_cli_errors_are_one_line_with_documented_codes(
+    tmp_path: Path, setup: str, code: int, message: str
+) -> None:
+    target = tmp_path / "in"
+    if setup != "missing":
+        target.mkdir()
+    if setup == "all-invalid":
+        (target / "x.json").write_text("{")
+    result = run_cli("fleet", str(target))
+    assert result.returncode == code
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_output_to_an_unwritable_place_is_exit_73(tmp_path: Path) -> None:
+    write_fleet(tmp_path / "fleet", {"Tesla-T4_515.105.01": 1})
+    result = run_cli(
+        "fleet", str(tmp_path / "fleet"), "--format", "json", "-o", str(tmp_path / "nope" / "x.json")
+    )
+    assert result.returncode == 73
+    assert "cannot write" in result.stderr
+
+
+def test_json_format_does_not_import_rich(tmp_path: Path) -> None:
+    write_fleet(tmp_path, {"Tesla-T4_515.105.01": 2})
+    code = (
+        "import sys\nfrom gpudoctor.cli import main\n"
+        f"try:\n    main(['fleet', {str(tmp_path)!r}, '--format', 'json'])\n"
+        "except SystemExit:\n    pass\n"
+        "print('RICH' if 'rich' in sys.modules else 'NO-RICH', file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stderr.strip().endswith("NO-RICH")
