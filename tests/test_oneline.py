@@ -1,0 +1,45 @@
+"""`--format oneline`: one line for Slurm / NHC, worst finding first."""
+
+from __future__ import annotations
+
+import re
+
+from gpudoctor.report import oneline
+from tests.support.fleet import node_report
+
+LINE = re.compile(r"^(OK|INFO|WARN|FAIL|UNKNOWN): .+ \([A-Z0-9-]+\)( \+\d+ more)?(; \d+ probe error\(s\))?$")
+
+
+def test_worst_finding_is_named_with_its_rule_id() -> None:
+    report = node_report("4x-Tesla-K80_430.26")
+    line = oneline.render(report)
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert LINE.match(line.rstrip("\n")), line
+    worst = [f for f in report["findings"] if f["severity"] == "warn"][0]
+    assert line.startswith(f"WARN: {worst['title']} ({worst['rule_id']})")
+    assert "+1 more" in line
+
+
+def test_fail_beats_warn_and_newlines_never_leak() -> None:
+    report = node_report("4x-Tesla-K80_430.26")
+    report["findings"].append({"rule_id": "GD-X-001", "severity": "fail", "title": "multi\nline\ttitle"})
+    report["verdict"] = "fail"
+    line = oneline.render(report)
+    assert line.startswith("FAIL: multi line title (GD-X-001)")
+    assert line.count("\n") == 1
+
+
+def test_clean_node_and_probe_errors() -> None:
+    report = node_report("RTX-3080_595.58.03")
+    report["findings"], report["verdict"] = [], "ok"
+    assert oneline.render(report) == "OK: no findings (1 GPU(s), driver 595.58.03)\n"
+    report["probe_errors"] = [{"probe": "nvml", "message": "timeout"}]
+    assert oneline.render(report).endswith("; 1 probe error(s)\n")
+
+
+def test_long_titles_are_cut_to_fit_a_slurm_reason() -> None:
+    report = node_report("RTX-3080_595.58.03")
+    report["findings"] = [{"rule_id": "GD-X-002", "severity": "warn", "title": "x" * 500}]
+    report["verdict"] = "warn"
+    line = oneline.render(report).rstrip("\n")
+    assert len(line) == oneline.MAX_LENGTH and line.endswith("...")
