@@ -1,0 +1,165 @@
+"""Python distributions and CUDA runtime libraries seen while walking a tree.
+
+Facts come from files, never from importing anything: `*.dist-info/METADATA`
+and `*.egg-info/PKG-INFO` (Name/Version), `torch/version.py` (`__version__`,
+`cuda`), flash-attn's module layout for its generation (FA2 `flash_attn_2_cuda`,
+FA3 "hopper" `flash_attn_3` / `flash_attn_interface`, FA4 CuTe `flash_attn/cute`)
+and `libcudart.so.<version>` file names.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+
+from gpudoctor.facts import PackageFacts
+
+# Small text files worth reading; everything else is only looked at by name.
+_METADATA = re.compile(r"(^|/)[^/]+\.(dist-info/METADATA|egg-info/PKG-INFO)$")
+_TORCH_VERSION = re.compile(r"(^|/)torch/version\.py$")
+_CUDART = re.compile(r"(^|/)libcudart\.so\.(\d+(?:\.\d+)*)$")
+_VARIANT = re.compile(r"\+(cu\d+|rocm[\d.]+|cpu|xpu)\b")
+MAX_TEXT = 1 << 20
+
+INTERESTING = (
+    "torch",
+    "flash-attn",
+    "flash-attn-3",
+    "flash-attn-4",
+    "xformers",
+    "vllm",
+    "sglang",
+    "triton",
+    "tensorrt-llm",
+    "deepspeed",
+    "cupy",
+    "jax",
+    "jaxlib",
+)
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def is_interesting(name: str) -> bool:
+    return name in INTERESTING or name.startswith("nvidia-") or name.startswith("jax-cuda")
+
+
+@dataclass
+class PackageCollector:
+    packages: dict[str, PackageFacts] = field(default_factory=dict)
+    cudart: dict[str, str] = field(default_factory=dict)  # path -> version
+    flash_attn_generations: set[str] = field(default_factory=set)
+    torch_version_py: dict[str, str] = field(default_factory=dict)
+
+    def wants_text(self, path: str) -> bool:
+        return bool(_METADATA.search(path) or _TORCH_VERSION.search(path))
+
+    def see_path(self, path: str) -> None:
+        """Facts carried by a file's name alone."""
+        match = _CUDART.search(path)
+        if match:
+            self.cudart[path] = match.group(2)
+        generation = _flash_attn_generation(path)
+        if generation:
+            self.flash_attn_generations.add(generation)
+
+    def add_text(self, path: str, text: str) -> None:
+        if _TORCH_VERSION.search(path):
+            self.torch_version_py = _torch_version_py(text)
+            self.torch_version_py["path"] = path
+            return
+        headers = _headers(text)
+        name, version = headers.get("name"), headers.get("version")
+        if not name:
+            return
+        key = normalise(name)
+        if not is_interesting(key):
+            return
+        self.packages[key] = PackageFacts(
+            name=key, version=version, cuda_variant=_variant(version), path=path
+        )
+
+    def result(self) -> list[PackageFacts]:
+        packages = dict(self.packages)
+        torch_info = self.torch_version_py
+        if torch_info.get("version"):
+            torch = packages.get("torch") or PackageFacts(name="torch", path=torch_info.get("path"))
+            torch.version = torch.version or torch_info["version"]
+            torch.cuda_variant = torch.cuda_variant or _variant(torch_info["version"])
+            if torch_info.get("cuda"):
+                torch.detail["cuda"] = torch_info["cuda"]
+            packages["torch"] = torch
+        if self.flash_attn_generations:
+            generations = ",".join(sorted(self.flash_attn_generations))
+            owner = next(
+                (packages[n] for n in ("flash-attn", "flash-attn-3", "flash-attn-4") if n in packages), None
+            )
+            if owner is None:
+                owner = packages["flash-attn"] = PackageFacts(name="flash-attn")
+            owner.detail["flash_attn_generation"] = generations
+        for path, version in sorted(self.cudart.items()):
+            name = f"libcudart:{path}"
+            packages[name] = PackageFacts(name="libcudart", version=version, path=path)
+        return [packages[key] for key in sorted(packages)]
+
+
+def owner_of(binary_path: str, packages: list[PackageFacts]) -> str | None:
+    """The distribution whose top-level directory holds binary_path, by name."""
+    parts = binary_path.replace("\\", "/").split("/")
+    for index, part in enumerate(parts[:-1]):
+        candidate = normalise(part)
+        if candidate == "nvidia" and index + 1 < len(parts) - 1:
+            sub = normalise(parts[index + 1])
+            for package in packages:
+                if package.name.startswith(f"nvidia-{sub}"):
+                    return package.name
+        for package in packages:
+            if (
+                package.name == candidate
+                or package.name == candidate.replace("-", "")
+                or (candidate.startswith("flash-attn") and package.name.startswith("flash-attn"))
+            ):
+                return package.name
+    return None
+
+
+def _flash_attn_generation(path: str) -> str | None:
+    base = posixpath.basename(path)
+    if base.startswith("flash_attn_2_cuda"):
+        return "fa2"
+    if base.startswith(("flash_attn_3", "flash_attn_interface")) or "/flash_attn_3/" in f"/{path}":
+        return "fa3"
+    if "flash_attn/cute/" in path:
+        return "fa4"
+    return None
+
+
+def _headers(text: str) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the body (long description) follows the first blank line
+        key, sep, value = line.partition(":")
+        if sep and key.lower() in ("name", "version") and key.lower() not in headers:
+            headers[key.lower()] = value.strip()
+    return headers
+
+
+def _torch_version_py(text: str) -> dict[str, str]:
+    info: dict[str, str] = {}
+    for key, pattern in (
+        ("version", r"^__version__\s*=\s*['\"]([^'\"]+)"),
+        ("cuda", r"^cuda\s*(?::[^=]*)?=\s*['\"]([^'\"]+)"),
+    ):
+        match = re.search(pattern, text, re.MULTILINE)
+        if match:
+            info[key] = match.group(1)
+    return info
+
+
+def _variant(version: str | None) -> str | None:
+    match = _VARIANT.search(version or "")
+    return match.group(1) if match else None

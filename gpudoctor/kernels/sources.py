@@ -1,0 +1,271 @@
+"""Where binaries come from: a directory tree, a wheel, a tar / `docker save` /
+OCI archive, an OCI layout directory, or a local Docker image.
+
+Archive members are streamed and never written to disk. Only regular files
+are read: symlinks, hard links and device nodes are never followed, and a
+member whose name is absolute or climbs out with `..` is reported and skipped.
+Image layers are scanned as they are (files deleted by a later layer's
+whiteout are still listed: the scan errs on showing too much).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import re
+import stat
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from gpudoctor.errors import BadInput, InputMissing, ServiceUnavailable
+from gpudoctor.facts import BinaryFacts, KernelScanFacts, ProbeError
+from gpudoctor.kernels.packages import MAX_TEXT, PackageCollector, owner_of
+from gpudoctor.kernels.scan import scan_path, scan_stream
+
+_SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
+_GZIP = b"\x1f\x8b"
+_ZSTD = b"\x28\xb5\x2f\xfd"
+DOCKER_TIMEOUT_S = 120
+# A layer inside an archive inside an archive is as deep as images go.
+MAX_NESTING = 2
+_BUFFER = 1 << 20
+
+
+@dataclass
+class Scanner:
+    binaries: list[BinaryFacts] = field(default_factory=list)
+    errors: list[ProbeError] = field(default_factory=list)
+    collector: PackageCollector = field(default_factory=PackageCollector)
+    include_host_only: bool = False
+
+    def facts(self) -> KernelScanFacts:
+        packages = self.collector.result()
+        for binary in self.binaries:
+            binary.package = owner_of(binary.path, packages)
+        return KernelScanFacts(binaries=self.binaries, packages=packages, errors=self.errors)
+
+    # --- inputs ------------------------------------------------------------
+
+    def add(self, target: str) -> None:
+        if os.path.isdir(target):
+            self.add_directory(target)
+        elif os.path.isfile(target):
+            self.add_file(target)
+        elif os.path.lexists(target):
+            raise BadInput(f"{target}: not a regular file or directory")
+        elif _looks_like_image(target):
+            self.add_docker_image(target)
+        else:
+            raise InputMissing(f"{target}: no such file, directory or local image")
+
+    def add_file(self, path: str) -> None:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                self._add_zip(archive, path)
+            return
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+        if _is_archive(head):
+            with open(path, "rb") as handle:
+                self.add_tar_stream(handle, path, depth=0)
+            return
+        result = scan_path(path)
+        self.collector.see_path(path)
+        if result is None:
+            result = BinaryFacts(path=path, error="not an ELF file or fatbin")
+        self.binaries.append(result)
+
+    def add_directory(self, root: str) -> None:
+        if os.path.isfile(os.path.join(root, "oci-layout")):
+            self._add_oci_layout(root)
+            return
+        for directory, subdirs, files in os.walk(root, followlinks=False):
+            subdirs.sort()
+            for name in sorted(files):
+                full = os.path.join(directory, name)
+                shown = os.path.relpath(full, root)
+                try:
+                    info = os.lstat(full)
+                except OSError as exc:
+                    self.errors.append(ProbeError(probe="kernels", message=f"{shown}: {exc}"))
+                    continue
+                if not stat.S_ISREG(info.st_mode):
+                    continue  # symlinks and devices are never followed
+                self._add_tree_file(full, shown)
+
+    def _add_tree_file(self, full: str, shown: str) -> None:
+        self.collector.see_path(shown)
+        if self.collector.wants_text(shown):
+            self.collector.add_text(shown, _read_text_file(full))
+            return
+        result = scan_path(full, shown)
+        if result is None and _SHARED_OBJECT.search(shown):
+            result = BinaryFacts(path=shown, error="named like a shared library but not an ELF file")
+        self._keep(result)
+
+    def _add_oci_layout(self, root: str) -> None:
+        blobs = os.path.join(root, "blobs")
+        for directory, _subdirs, files in os.walk(blobs, followlinks=False):
+            for name in sorted(files):
+                full = os.path.join(directory, name)
+                if not stat.S_ISREG(os.lstat(full).st_mode):
+                    continue
+                with open(full, "rb") as handle:
+                    if _is_archive(handle.read(512)):
+                        handle.seek(0)
+                        self.add_tar_stream(handle, os.path.relpath(full, root), depth=1)
+
+    def add_tar_stream(self, stream: BinaryIO, label: str, depth: int) -> None:
+        try:
+            with tarfile.open(fileobj=stream, mode="r|*") as archive:
+                for member in archive:
+                    self._add_tar_member(archive, member, label, depth)
+        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+            self.errors.append(
+                ProbeError(probe="kernels", message=f"{label}: archive unreadable or cut short: {exc}")
+            )
+
+    def _add_tar_member(
+        self, archive: tarfile.TarFile, member: tarfile.TarInfo, label: str, depth: int
+    ) -> None:
+        if not member.isreg():
+            return  # links and device nodes are never followed
+        name = _safe_member_name(member.name)
+        if name is None:
+            self.errors.append(
+                ProbeError(probe="kernels", message=f"{label}: unsafe member {member.name!r} skipped")
+            )
+            return
+        handle = archive.extractfile(member)
+        if handle is not None:
+            self._add_member(name, handle, label, depth)
+
+    def _add_zip(self, archive: zipfile.ZipFile, label: str) -> None:
+        for info in archive.infolist():
+            if info.is_dir() or stat.S_ISLNK(info.external_attr >> 16):
+                continue
+            name = _safe_member_name(info.filename)
+            if name is None:
+                self.errors.append(
+                    ProbeError(probe="kernels", message=f"{label}: unsafe member {info.filename!r} skipped")
+                )
+                continue
+            try:
+                with archive.open(info) as handle:
+                    self._add_member(name, handle, label, MAX_NESTING)  # type: ignore[arg-type]
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+                self.binaries.append(BinaryFacts(path=name, error=f"cannot read from {label}: {exc}"))
+
+    def _add_member(self, name: str, handle: BinaryIO, label: str, depth: int) -> None:
+        self.collector.see_path(name)
+        if self.collector.wants_text(name):
+            self.collector.add_text(name, handle.read(MAX_TEXT).decode("utf-8", "replace"))
+            return
+        head = handle.read(512)
+        if depth < MAX_NESTING and _is_archive(head):
+            nested = io.BufferedReader(_Prefixed(head, handle), _BUFFER)
+            self.add_tar_stream(nested, f"{label}!{name}", depth + 1)  # type: ignore[arg-type]
+            return
+        result = scan_stream(handle, name, head)
+        if result is None and _SHARED_OBJECT.search(name):
+            result = BinaryFacts(path=name, error="named like a shared library but not an ELF file")
+        self._keep(result)
+
+    def add_docker_image(self, reference: str) -> None:
+        try:
+            import docker
+            import docker.errors
+        except ImportError as exc:  # pragma: no cover - docker is a dependency
+            raise ServiceUnavailable(f"docker SDK not available: {exc}") from exc
+        try:
+            client = docker.from_env(timeout=DOCKER_TIMEOUT_S)
+            chunks = client.api.get_image(reference)
+            self.add_tar_stream(io.BufferedReader(_IterStream(iter(chunks)), _BUFFER), reference, depth=0)  # type: ignore[arg-type]
+        except docker.errors.ImageNotFound as exc:
+            raise InputMissing(
+                f"{reference}: no such local image (pull it first, or scan a `docker save` archive)"
+            ) from exc
+        except docker.errors.DockerException as exc:
+            raise ServiceUnavailable(
+                f"{reference}: Docker engine unavailable: {str(exc).splitlines()[0]}"
+            ) from exc
+
+    def _keep(self, result: BinaryFacts | None) -> None:
+        if result is None:
+            return
+        if result.error or result.fatbin_entries or self.include_host_only:
+            self.binaries.append(result)
+
+
+def scan_targets(targets: list[str]) -> KernelScanFacts:
+    scanner = Scanner()
+    for target in targets:
+        scanner.add(target)
+    return scanner.facts()
+
+
+def _looks_like_image(target: str) -> bool:
+    return bool(re.fullmatch(r"[a-z0-9][\w./:@-]*", target)) and (":" in target or "/" not in target)
+
+
+def _is_archive(head: bytes) -> bool:
+    return head[:2] == _GZIP or head[:4] == _ZSTD or head[257:262] == b"ustar"
+
+
+def _safe_member_name(name: str) -> str | None:
+    normalised = posixpath.normpath(name.replace("\\", "/"))
+    if normalised.startswith("/") or normalised == ".." or normalised.startswith("../"):
+        return None
+    return normalised
+
+
+def _read_text_file(path: str) -> str:
+    with open(path, "rb") as handle:
+        return handle.read(MAX_TEXT).decode("utf-8", "replace")
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream with bytes already read put back in front."""
+
+    def __init__(self, prefix: bytes, rest: BinaryIO) -> None:
+        self._prefix = prefix
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+        if self._prefix:
+            count = min(len(buffer), len(self._prefix))
+            buffer[:count] = self._prefix[:count]
+            self._prefix = self._prefix[count:]
+            return count
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _IterStream(io.RawIOBase):
+    """A file-like view of an iterator of byte chunks (docker get_image)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
