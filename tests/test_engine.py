@@ -180,6 +180,11 @@ def test_findings_sorted_worst_first(ctx: dict[str, Any]) -> None:
         ({"driver..x": 1}, "test.driver..x"),
         ({"any_item": {"in": "gpus"}}, "test.any_item"),
         ({"gpus": {"in": "x"}}, "test.gpus.in"),
+        ({"driver.cuda_version": {"lt": 12.10}}, "test.driver.cuda_version.lt"),
+        ({"driver.cuda_version": {"in": ["12.2", 12.4]}}, "test.driver.cuda_version.in"),
+        ({"driver.version": None}, "test.driver.version"),
+        ({"driver.version": {"eq": None}}, "test.driver.version.eq"),
+        ({"gpu.architecture": ["hopper"]}, "test.gpu.architecture"),
     ],
 )
 def test_bad_conditions_name_the_field(condition: Any, where: str) -> None:

@@ -398,8 +398,21 @@ def _operand(value: Any, where: str, bindings: frozenset[str]) -> tuple[FactPath
     return None, value
 
 
+def _check_constant(value: Any, where: str) -> None:
+    """Reject constants that YAML silently changes or that can never match."""
+    if isinstance(value, float):
+        raise ConditionError(where, f"quote version-like numbers: '{value}' (YAML reads 12.10 as 12.1)")
+    if isinstance(value, list):
+        for item in value:
+            _check_constant(item, where)
+
+
 def _leaf(path: FactPath, spec: Any, where: str, bindings: frozenset[str]) -> Condition:
     getter = make_getter(path)
+    if spec is None:
+        raise ConditionError(where, "a null value never matches: use {is_null: true}")
+    if isinstance(spec, list):
+        raise ConditionError(where, "a list is not a value: use {in: [...]}")
     ops = spec if isinstance(spec, dict) else {"eq": spec}
     if not ops:
         raise ConditionError(where, "empty operator mapping")
@@ -408,6 +421,9 @@ def _leaf(path: FactPath, spec: Any, where: str, bindings: frozenset[str]) -> Co
         sub = f"{where}.{op}"
         if op not in LEAF_OPERATORS:
             raise ConditionError(sub, f"unknown operator {op!r} (known: {', '.join(LEAF_OPERATORS)})")
+        _check_constant(operand, sub)
+        if operand is None and op != "is_null":
+            raise ConditionError(sub, "a null operand never matches: use is_null")
         checks.append(_operator(path, getter, op, operand, sub, bindings))
     return checks[0] if len(checks) == 1 else _and(checks)
 
