@@ -17,7 +17,7 @@ from typing import Any
 from gpudoctor.exitcodes import SEVERITY_ORDER
 from gpudoctor.findings import Finding
 from gpudoctor.knowledge import Rule, RuleSet
-from gpudoctor.knowledge.conditions import EMPTY_SCOPE, Condition, Trace, compile_condition
+from gpudoctor.knowledge.conditions import EMPTY_SCOPE, Condition, Trace, compile_condition, make_getter
 from gpudoctor.knowledge.template import render
 
 _SCOPES = {"node": ("node",), "node+image": ("node", "node+image", "image"), "image": ("image", "node+image")}
@@ -61,6 +61,8 @@ def evaluate_rule(rule: Rule, context: Mapping[str, Any]) -> Finding | None:
 
 
 def _finding(rule: Rule, context: Mapping[str, Any], trace: Trace, result: bool | None) -> Finding:
+    for path in rule.evidence:
+        trace.evidence.setdefault(path.text, make_getter(path)(context, EMPTY_SCOPE))
     if result is None:
         severity = "unknown"
         template = rule.message_unknown or f"Cannot check ({rule.title.rstrip('.')}): missing {{missing}}."

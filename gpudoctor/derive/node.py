@@ -190,6 +190,7 @@ def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -
     architectures = sorted({d["architecture"] for d in per_gpu if d["architecture"]})
     derived["architectures"] = architectures
     derived["architecture_count"] = len(architectures)
+    derived["gpu_models"] = sorted({str(g.get("name")) for g in gpus if g.get("name")})
     derived["geforce_count"] = sum(1 for d in per_gpu if d["geforce"])
     derived["mig_enabled_count"] = sum(1 for g in gpus if g.get("mig_mode") == "enabled")
     derived["open_module_required"] = any(d["open_module_required"] for d in per_gpu)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpudoctor.knowledge.conditions import Condition, ConditionError, compile_condition
+from gpudoctor.knowledge.conditions import Condition, ConditionError, FactPath, compile_condition, parse_path
 from gpudoctor.knowledge.schema import RuleFileError, check_keys, optional_str, required_str, string_list
 from gpudoctor.knowledge.template import check_template
 
@@ -33,6 +33,7 @@ _FIELDS = {
     "notes",
     "override",
     "examples",
+    "evidence",
 }
 
 
@@ -53,6 +54,8 @@ class Rule:
     message_unknown: str | None = None
     notes: str | None = None
     override: bool = False
+    # Facts behind derived values the condition reads, recorded in the evidence too.
+    evidence: list[FactPath] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)  # the YAML mapping, for `rules show`
 
     def summary(self) -> dict[str, Any]:
@@ -119,6 +122,7 @@ def compile_rule(item: Any, path: Path, index: int) -> Rule:
         message_unknown = (
             check_template(item["message_unknown"], "message_unknown") if "message_unknown" in item else None
         )
+        evidence = [parse_path(p, frozenset(), "evidence") for p in string_list(item, "evidence", rule_id)]
     except ConditionError as exc:
         raise RuleFileError(rule_id, exc.where, exc.message) from None
     return Rule(
@@ -136,6 +140,7 @@ def compile_rule(item: Any, path: Path, index: int) -> Rule:
         source=source,
         notes=optional_str(item, "notes", rule_id),
         override=override,
+        evidence=evidence,
         file=str(path),
         raw=item,
     )
