@@ -1,0 +1,86 @@
+"""`gpudoctor kernels PATH...`: CUDA kernels in binaries, and per GPU native / jit / none."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from gpudoctor.commands.common import format_option, output_option, rule_dirs_from, rules_option
+
+
+@click.command("kernels")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--gpu", "gpus", multiple=True, help="Compute capability to judge, e.g. 9.0 (repeatable).")
+@click.option(
+    "--node", "node_file", type=click.Path(dir_okay=False), help="A saved report or nvidia-smi -q -x XML."
+)
+@format_option("table", "json")
+@output_option
+@rules_option
+def command(
+    paths: tuple[str, ...],
+    gpus: tuple[str, ...],
+    node_file: str | None,
+    fmt: str,
+    output: str | None,
+    rule_dirs: tuple[str, ...],
+) -> int:
+    """List the cubin and PTX targets in PATH (directory, wheel, tar, docker save / OCI archive,
+    OCI layout or local Docker image) and say, per compute capability, native, jit or none."""
+    from gpudoctor import exitcodes
+    from gpudoctor.errors import UsageError
+    from gpudoctor.kernels.compat import DEFAULT_CCS, cc_number, fill_per_gpu
+    from gpudoctor.kernels.report import build, render_table
+    from gpudoctor.kernels.sources import scan_targets
+
+    for cc in gpus:
+        try:
+            cc_number(cc)
+        except ValueError as exc:
+            raise UsageError(f"--gpu: {exc}") from exc
+    node = None
+    if node_file:
+        from gpudoctor.nodeinput import load_node
+
+        node = load_node(node_file)
+    scan = scan_targets(list(paths))
+    node_ccs = [g.compute_capability for g in node.gpus if g.compute_capability] if node else []
+    ccs = _unique([*gpus, *node_ccs]) or list(DEFAULT_CCS)
+    driver_cuda = node.driver.cuda_version if node else None
+    for binary in scan.binaries:
+        fill_per_gpu(binary, ccs, driver_cuda)
+    findings = _findings(scan, node, gpus, rule_dirs) if (node or gpus) else None
+    report = build(scan, ccs, findings)
+    text = json.dumps(report, indent=2) + "\n" if fmt == "json" else render_table(report)
+    if output:
+        from gpudoctor.fileio import write_atomic
+
+        write_atomic(output, text)
+    else:
+        click.echo(text, nl=False)
+    return exitcodes.for_verdict(report["verdict"])
+
+
+def _findings(scan, node, gpus, rule_dirs):  # type: ignore[no-untyped-def]
+    from gpudoctor.derive import build_context
+    from gpudoctor.engine import evaluate
+    from gpudoctor.facts import GpuFacts, ImageFacts, NodeFacts
+    from gpudoctor.knowledge import RuleSet, load_rules
+
+    node = node or NodeFacts(source="kernels --gpu")
+    for cc in gpus:
+        node.gpus.append(
+            GpuFacts(index=len(node.gpus), name=f"compute capability {cc}", compute_capability=cc)
+        )
+    image = ImageFacts(reference="kernels scan", source="kernels", kernels=scan)
+    ruleset = load_rules(rule_dirs_from(rule_dirs))
+    kernel_rules = RuleSet()
+    for rule in ruleset:
+        if rule.id.startswith("GD-KERN-"):
+            kernel_rules.add(rule, site=False)
+    return evaluate(kernel_rules, build_context(node, image), applies_to="node+image")
+
+
+def _unique(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))

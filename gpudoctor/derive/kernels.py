@@ -1,0 +1,82 @@
+"""Kernel coverage per GPU, derived from the image's fatbin scan (`--deep`).
+
+Per GPU `gpu.derived.*` (all null, with a reason in `gpu.derived.unknown`,
+when the image was not scanned or the GPU's compute capability is unknown):
+  kernel_none          binaries with device code but no kernel for this GPU
+  kernel_jit_only      binaries that run on this GPU only through PTX JIT
+  kernel_unknown       binaries whose PTX JIT support by this driver cannot be told
+  torch_no_kernel      "torch 2.14.1+cu130" when torch's CUDA libraries have no
+                       kernel for this GPU, else null-free "" (empty string)
+  flash_attn_fallback  "flash-attn 2.8.3 (fa3)" when flash-attn's kernels do not
+                       cover this GPU: attention falls back to a slower path
+  kernel_sm            "sm_90" for messages
+Node-wide `derived.kernels_scanned`: true when image.kernels is present.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpudoctor.facts import ImageFacts, KernelScanFacts, NodeFacts
+
+_FLASH_ATTN = ("flash-attn", "flash-attn-3", "flash-attn-4")
+_PER_GPU = (
+    "kernel_none",
+    "kernel_jit_only",
+    "kernel_unknown",
+    "torch_no_kernel",
+    "flash_attn_fallback",
+    "kernel_sm",
+)
+
+
+def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -> None:
+    scan = image.kernels if image is not None else None
+    context["derived"]["kernels_scanned"] = scan is not None
+    driver_cuda = node.driver.cuda_version
+    for gpu in context["gpus"]:
+        derived = gpu["derived"]
+        unknown = derived.setdefault("unknown", {})
+        cc = gpu.get("compute_capability") or derived.get("compute_capability")
+        if scan is None or not cc:
+            reason = (
+                "image not scanned for kernels (use --deep)" if scan is None else "compute capability unknown"
+            )
+            for name in _PER_GPU:
+                derived[name] = None
+                unknown[name] = reason
+            continue
+        derived.update(coverage(scan, str(cc), driver_cuda))
+
+
+def coverage(scan: KernelScanFacts, cc: str, driver_cuda: str | None) -> dict[str, Any]:
+    """The per-GPU derived facts for one compute capability."""
+    from gpudoctor.kernels.compat import JIT, NONE, UNKNOWN, cc_number, verdict
+
+    verdicts = {
+        binary.path: verdict(binary.fatbin_entries, cc, driver_cuda)
+        for binary in scan.binaries
+        if binary.error is None and binary.fatbin_entries
+    }
+    owners = {binary.path: binary.package for binary in scan.binaries}
+    packages = {package.name: package for package in scan.packages}
+
+    def package_without_kernel(names: tuple[str, ...]) -> str:
+        """'name version' when the package has device code and none of it runs here."""
+        for name in names:
+            paths = [path for path, owner in owners.items() if owner == name and path in verdicts]
+            if paths and all(verdicts[path] == NONE for path in paths):
+                package = packages.get(name)
+                label = f"{name} {package.version}" if package and package.version else name
+                generation = package.detail.get("flash_attn_generation") if package else None
+                return f"{label} ({generation})" if generation else label
+        return ""
+
+    return {
+        "kernel_none": sorted(path for path, v in verdicts.items() if v == NONE),
+        "kernel_jit_only": sorted(path for path, v in verdicts.items() if v == JIT),
+        "kernel_unknown": sorted(path for path, v in verdicts.items() if v == UNKNOWN),
+        "torch_no_kernel": package_without_kernel(("torch",)),
+        "flash_attn_fallback": package_without_kernel(_FLASH_ATTN),
+        "kernel_sm": f"sm_{cc_number(cc)}",
+    }
