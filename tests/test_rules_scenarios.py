@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gpudoctor.pipeline import diagnose
-from tests.support.factsbuild import FACTS
+from tests.support.factsbuild import FACTS, image_facts
 
 nodeinput = pytest.importorskip("gpudoctor.nodeinput")
 
@@ -77,3 +77,46 @@ def test_edited_bad_nodes_fail(tmp_path: Path, name: str, edits: dict[str, str],
 def test_real_nodes_are_not_failed(path: Path) -> None:
     verdict, findings = _verdict(path)
     assert verdict in ("ok", "info", "warn"), findings
+
+
+def _preflight(path: Path, image: str, **node_patch: str) -> tuple[str, dict[str, str]]:
+    node = nodeinput.load_node(path)
+    for dotted, value in node_patch.items():
+        owner, field = dotted.split(".")
+        setattr(getattr(node, owner), field, value)
+    report = diagnose(node, image_facts(image))
+    return report["verdict"], {f["rule_id"]: f["severity"] for f in report["findings"]}
+
+
+CUDA13 = "vllm-openai_v0.23.0-cuda13.0.2_amd64"
+CUDA124 = "nvidia-cuda_12.4.1-runtime-ubuntu2204_amd64"
+
+
+def test_cuda13_image_on_geforce_525_fails(tmp_path: Path) -> None:
+    path = _edited(tmp_path, "RTX-4090_535.86.05", driver_version="525.125.06", cuda_version="12.0")
+    verdict, findings = _preflight(path, CUDA13)
+    assert verdict == "fail"
+    assert findings["GD-CUDA-004"] == "fail"
+
+
+def test_cuda13_image_on_a100_r535_is_not_failed() -> None:
+    verdict, findings = _preflight(XMLS / "A100-SXM4-80GB_535.54.03.xml", CUDA13)
+    assert verdict == "warn"
+    assert findings["GD-CUDA-003"] == "warn"
+
+
+def test_cuda124_image_on_550_is_ok(tmp_path: Path) -> None:
+    path = _edited(tmp_path, "A100-SXM4-80GB_535.54.03", driver_version="550.54.15", cuda_version="12.4")
+    verdict, findings = _preflight(path, CUDA124)
+    assert verdict in ("ok", "info"), findings
+    assert not any(rule.startswith(("GD-CUDA", "GD-REQ")) for rule in findings)
+
+
+def test_arm64_image_on_x86_64_fails() -> None:
+    verdict, findings = _preflight(
+        XMLS / "A100-SXM4-80GB_535.54.03.xml",
+        "nvidia-cuda_11.8.0-base-ubuntu2204_arm64",
+        **{"host.cpu_arch": "x86_64"},
+    )
+    assert verdict == "fail"
+    assert findings["GD-PLAT-001"] == "fail"
