@@ -31,8 +31,12 @@ class FetchedImage:
 
 def fetch_images(references: Sequence[str], insecure_registries: Sequence[str] = ()) -> list[FetchedImage]:
     """Each image once; a failure becomes an error row, so one bad image spoils no other."""
-    from gpudoctor.images import fetch_image
-
+    try:
+        from gpudoctor.images import fetch_image
+    except ImportError:  # a build without the image side: every image is unknown, with the reason
+        return [
+            FetchedImage(ref, None, "image fetching is not available in this build") for ref in references
+        ]
     fetched = []
     for reference in dict.fromkeys(references):
         try:

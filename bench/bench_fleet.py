@@ -1,0 +1,251 @@
+"""Time `gpudoctor fleet` on 10,000 node reports (1% corrupted) with one image on a loopback registry.
+
+1. Node reports: `gpudoctor scan --from-nvidia-smi X --format json` on every XML in
+   fixtures/fleets/nvidia-smi/ (real captures of mixed generations, plus the DERIVED
+   H800/B200/A800), replicated to --nodes files with varied hostnames; every 100th
+   file is cut in half (truncated JSON).
+2. A real distribution registry (Debian `docker-registry`) on 127.0.0.1 with one
+   image: an OCI manifest whose config carries the environment of the real
+   vllm/vllm-openai:v0.23.0 image (fixtures/facts/images/, CUDA 13.0).
+3. `gpudoctor fleet DIR --image REF --insecure-registry HOST:PORT --format json`:
+   wall time and peak RSS of that process (wait4), and checks that every valid node
+   is counted and exactly the corrupted files are listed.
+
+    .venv/bin/python bench/bench_fleet.py [--nodes 10000] [--keep DIR]
+Target: under 5 s and under 500 MB on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+XMLS = REPO / "fixtures" / "fleets" / "nvidia-smi"
+IMAGE_FACTS = REPO / "fixtures" / "facts" / "images" / "vllm-openai_v0.23.0-cuda13.0.2_amd64.json"
+GPUDOCTOR = [sys.executable, "-m", "gpudoctor"]
+CORRUPT_EVERY = 100
+
+
+def scan_reports() -> list[dict[str, Any]]:
+    import importlib.util
+
+    if importlib.util.find_spec("gpudoctor.commands.scan") is None:
+        # Before the scan command exists: the same path it takes (load_node + diagnose), in process.
+        from gpudoctor.nodeinput import load_node
+        from gpudoctor.pipeline import diagnose
+
+        print("note: gpudoctor scan not built; reports made with nodeinput.load_node + pipeline.diagnose")
+        return [diagnose(load_node(xml)) for xml in sorted(XMLS.glob("*.xml"))]
+    reports = []
+    for xml in sorted(XMLS.glob("*.xml")):
+        result = subprocess.run(
+            [*GPUDOCTOR, "scan", "--from-nvidia-smi", str(xml), "--format", "json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode > 3:
+            raise SystemExit(f"gpudoctor scan failed on {xml.name}: {result.stderr.strip()}")
+        reports.append(json.loads(result.stdout))
+    return reports
+
+
+def write_fleet(directory: Path, reports: list[dict[str, Any]], count: int) -> set[str]:
+    """count report files; returns the paths of the corrupted ones."""
+    corrupted = set()
+    for number in range(count):
+        report = reports[number % len(reports)]
+        hostname = f"gpu-{number:05d}"
+        report["node"]["host"]["hostname"] = hostname
+        text = json.dumps(report, indent=2)
+        path = directory / f"{hostname}.json"
+        if number % CORRUPT_EVERY == CORRUPT_EVERY - 1:
+            text = text[: len(text) // 2]
+            corrupted.add(str(path))
+        path.write_text(text, encoding="utf-8")
+    return corrupted
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def loopback_registry(workdir: Path) -> Iterator[str]:
+    """A docker-registry on 127.0.0.1:<free port>; yields HOST:PORT, stops it on exit."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        raise SystemExit("docker-registry not found (Debian package docker-registry)")
+    port = _free_port()
+    config = workdir / "registry.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log: {level: error, accesslog: {disabled: true}}\n"
+        f"storage: {{filesystem: {{rootdirectory: {workdir / 'registry'}}}}}\n"
+        f"http: {{addr: '127.0.0.1:{port}'}}\n"
+    )
+    process = subprocess.Popen(
+        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    host = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{host}/v2/", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise SystemExit("docker-registry did not start") from None
+                time.sleep(0.1)
+        yield host
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _request(method: str, url: str, body: bytes = b"", content_type: str | None = None) -> Any:
+    request = urllib.request.Request(url, data=body if method != "GET" else None, method=method)
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    return urllib.request.urlopen(request, timeout=10)
+
+
+def _push_blob(host: str, repository: str, blob: bytes) -> dict[str, Any]:
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    with _request("POST", f"http://{host}/v2/{repository}/blobs/uploads/") as response:
+        location = response.headers["Location"]
+    if location.startswith("/"):
+        location = f"http://{host}{location}"
+    separator = "&" if "?" in location else "?"
+    with _request("PUT", f"{location}{separator}digest={digest}", blob, "application/octet-stream"):
+        pass
+    return {"digest": digest, "size": len(blob)}
+
+
+def push_image(host: str, repository: str, tag: str) -> str:
+    """Push a one-layer OCI image whose config has the real vLLM image's environment."""
+    facts = json.loads(IMAGE_FACTS.read_text(encoding="utf-8"))
+    layer = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00"  # empty gzip
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Env": [f"{k}={v}" for k, v in facts["env"].items()], "Labels": facts["labels"]},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(b"").hexdigest()]},
+    }
+    config_descriptor = _push_blob(host, repository, json.dumps(config).encode())
+    layer_descriptor = _push_blob(host, repository, layer)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config_descriptor},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer_descriptor}],
+    }
+    with _request(
+        "PUT",
+        f"http://{host}/v2/{repository}/manifests/{tag}",
+        json.dumps(manifest).encode(),
+        "application/vnd.oci.image.manifest.v1+json",
+    ):
+        pass
+    return f"{host}/{repository}:{tag}"
+
+
+def run_fleet(args: list[str]) -> tuple[float, int, int]:
+    """(wall seconds, peak RSS bytes, exit code) of one gpudoctor fleet process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [*GPUDOCTOR, "fleet", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    if process.returncode > 3:
+        raise SystemExit(f"gpudoctor fleet failed (exit {process.returncode}): {stderr.strip()}")
+    return wall, usage.ru_maxrss * 1024, process.returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=10_000)
+    parser.add_argument("--keep", type=Path, help="keep the generated fleet in this directory")
+    options = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="gpudoctor-bench-fleet-"))
+    try:
+        fleet = options.keep or workdir / "fleet"
+        fleet.mkdir(parents=True, exist_ok=True)
+        reports = scan_reports()
+        corrupted = write_fleet(fleet, reports, options.nodes)
+        size = sum(p.stat().st_size for p in fleet.iterdir())
+        print(
+            f"fleet: {options.nodes} report files ({size / 1e6:.1f} MB) from {len(reports)} real/derived XMLs, "
+            f"{len(corrupted)} corrupted"
+        )
+        out = workdir / "fleet.json"
+        with loopback_registry(workdir) as host:
+            image = push_image(host, "bench/vllm-openai", "v0.23.0")
+            wall, rss, code = run_fleet(
+                [
+                    str(fleet),
+                    "--image",
+                    image,
+                    "--insecure-registry",
+                    host,
+                    "--format",
+                    "json",
+                    "--output",
+                    str(out),
+                ]
+            )
+        document = json.loads(out.read_text(encoding="utf-8"))
+        listed = {item["path"] for item in document["invalid_reports"]}
+        valid = options.nodes - len(corrupted)
+        ok = document["nodes_total"] == valid and listed == corrupted
+        matrix = {row["class"]: row["verdict"] for row in document.get("matrix", [])}
+        image_errors = [i["error"] for i in document.get("images", []) if i["error"]]
+        print(
+            f"gpudoctor fleet --image {image}: wall {wall:.2f} s, peak RSS {rss / 2**20:.0f} MB, exit {code}"
+        )
+        print(
+            f"nodes_total {document['nodes_total']} (expected {valid}), invalid listed {len(listed)} "
+            f"(expected {len(corrupted)}, exact match: {listed == corrupted}), classes {len(document['classes'])}"
+        )
+        for key, verdict in matrix.items():
+            print(f"  {verdict:8} {key}")
+        if image_errors:
+            print(f"image errors: {image_errors}")
+        print(
+            "targets: wall < 5 s, peak RSS < 500 MB:",
+            "MET" if wall < 5 and rss < 500 * 2**20 and ok else "NOT MET",
+        )
+        if not ok:
+            raise SystemExit(1)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
