@@ -1,0 +1,54 @@
+"""`gpudoctor scan`: probe this node (or load a saved nvidia-smi XML / report) and diagnose it."""
+
+from __future__ import annotations
+
+import click
+
+from gpudoctor.commands.common import emit, format_option, output_option, rule_dirs_from, rules_option
+
+
+@click.command("scan")
+@format_option("table", "json", "prometheus", "nfd", "oneline")
+@output_option
+@click.option(
+    "--from-nvidia-smi",
+    "from_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Diagnose a saved `nvidia-smi -q -x` output (or a saved gpudoctor JSON report) instead of this node.",
+)
+@click.option(
+    "--sysfs-root",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Read /proc, /sys and /etc under DIR (a host mounted into a container, or a test tree).",
+)
+@rules_option
+def command(
+    fmt: str, output: str | None, from_file: str | None, sysfs_root: str | None, rule_dirs: tuple[str, ...]
+) -> int:
+    """Probe this node (or a saved nvidia-smi XML) and diagnose it.
+
+    Exit code is the verdict: 0 ok, 1 warn, 2 fail, 3 unknown.
+    """
+    from gpudoctor.pipeline import diagnose
+
+    if from_file is not None:
+        from gpudoctor.nodeinput import load_node
+
+        node = load_node(from_file)
+    else:
+        from gpudoctor.errors import InputMissing
+        from gpudoctor.probes.collect import collect_node
+
+        if sysfs_root is not None and not _is_dir(sysfs_root):
+            raise InputMissing(f"{sysfs_root}: no such directory (--sysfs-root)")
+        node = collect_node(sysfs_root=sysfs_root)
+    report = diagnose(node, rule_dirs=rule_dirs_from(rule_dirs))
+    return emit(report, fmt, output)
+
+
+def _is_dir(path: str) -> bool:
+    import os
+
+    return os.path.isdir(path)
