@@ -1,0 +1,40 @@
+"""Shared helpers for the kernels tests: fixture paths and cuobjdump's listings."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FATBINS = REPO / "fixtures" / "fatbins"
+BINARIES = sorted((FATBINS / "bin").iterdir())
+CUOBJDUMP_CANDIDATES = (
+    os.environ.get("CUOBJDUMP", ""),
+    str(REPO / ".venv/lib/python3.11/site-packages/nvidia/cu13/bin/cuobjdump"),
+    shutil.which("cuobjdump") or "",
+)
+
+_LISTED = re.compile(r"^(ELF|PTX) file\s+\d+: .*\.(sm_\w+)\.(cubin|ptx)$")
+
+
+def parse_listing(text: str) -> set[str]:
+    """Targets named in `cuobjdump --list-elf` / `--list-ptx` output."""
+    targets = set()
+    for line in text.splitlines():
+        match = _LISTED.match(line.strip())
+        if match:
+            targets.add(match.group(2))
+    return targets
+
+
+def recorded(name: str, kind: str) -> set[str]:
+    return parse_listing((FATBINS / "listings" / f"{name}.{kind}.txt").read_text())
+
+
+def cuobjdump() -> str | None:
+    for candidate in CUOBJDUMP_CANDIDATES:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None

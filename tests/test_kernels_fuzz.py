@@ -1,0 +1,87 @@
+"""Hostile inputs to the ELF and fatbin parsers: a per-file error, never a crash or hang."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gpudoctor.kernels.fatbin import FATBIN_MAGIC, FatbinError, parse_containers
+from gpudoctor.kernels.scan import scan_buffer, scan_stream
+from tests.kernels_support import FATBINS
+
+SEED = (FATBINS / "bin" / "multi_cubin_ptx.so").read_bytes()
+FATBIN_AT = SEED.find(struct.pack("<I", FATBIN_MAGIC))
+
+fuzz = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+
+
+def check_both(data: bytes) -> None:
+    mapped = scan_buffer(data, "x.so")
+    streamed = scan_stream(io.BytesIO(data), "x.so")
+    for facts in (mapped, streamed):
+        assert facts is None or facts.error is None or facts.error.strip()
+
+
+@fuzz
+@given(st.integers(min_value=0, max_value=len(SEED)))
+def test_truncated_files(cut: int) -> None:
+    check_both(SEED[:cut])
+
+
+@fuzz
+@given(st.lists(st.tuples(st.integers(0, len(SEED) - 8), st.binary(min_size=1, max_size=8)), max_size=8))
+def test_corrupted_bytes(patches: list[tuple[int, bytes]]) -> None:
+    data = bytearray(SEED)
+    for offset, value in patches:
+        data[offset : offset + len(value)] = value
+    check_both(bytes(data))
+
+
+@fuzz
+@given(st.integers(0, 2**64 - 1), st.integers(0, 2**16 - 1))
+def test_fatbin_sizes_past_the_end_or_zero(body_size: int, header_size: int) -> None:
+    data = bytearray(SEED)
+    struct.pack_into("<HQ", data, FATBIN_AT + 6, header_size, body_size)
+    check_both(bytes(data))
+
+
+@fuzz
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**64 - 1))
+def test_entry_sizes_zero_or_looping(entry_header: int, payload: int) -> None:
+    data = bytearray(SEED)
+    struct.pack_into("<IQ", data, FATBIN_AT + 16 + 4, entry_header, payload)
+    check_both(bytes(data))
+
+
+@fuzz
+@given(st.integers(0, 2**16 - 1), st.integers(0, 2**64 - 1), st.integers(0, 2**16 - 1))
+def test_elf_section_table_huge_counts(shnum: int, shoff: int, shstrndx: int) -> None:
+    data = bytearray(SEED)
+    struct.pack_into("<Q", data, 0x28, shoff)
+    struct.pack_into("<HH", data, 0x3C, shnum, shstrndx)
+    check_both(bytes(data))
+
+
+@fuzz
+@given(st.binary(max_size=4096))
+def test_random_bytes_after_elf_magic(tail: bytes) -> None:
+    check_both(b"\x7fELF" + tail)
+
+
+def test_non_elf_named_so_is_skipped_by_the_parser() -> None:
+    assert scan_buffer(b"this is text, not ELF", "libfoo.so") is None
+
+
+def test_zero_header_entry_raises_instead_of_looping() -> None:
+    container = (
+        struct.pack("<IHHQ", FATBIN_MAGIC, 1, 16, 64) + struct.pack("<HHIQ", 2, 0x101, 0, 0) + bytes(48)
+    )
+    try:
+        parse_containers(container)
+    except FatbinError as exc:
+        assert "header size 0" in str(exc)
+    else:
+        raise AssertionError("a zero-size entry header must be rejected")
