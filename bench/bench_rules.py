@@ -26,6 +26,7 @@ from gpudoctor.derive import build_context  # noqa: E402
 from gpudoctor.engine import evaluate  # noqa: E402
 from gpudoctor.facts import NodeFacts  # noqa: E402
 from gpudoctor.knowledge import load_rules  # noqa: E402
+from gpudoctor.pipeline import diagnose  # noqa: E402
 
 NODES = REPO / "fixtures" / "facts" / "nodes"
 
@@ -79,10 +80,18 @@ def main() -> None:
         evaluate(ruleset, build_context(n))
     with_derive_s = time.perf_counter() - t0
 
+    t0 = time.perf_counter()
+    for n in nodes:
+        diagnose(n)
+    diagnose_s = time.perf_counter() - t0
+
     print(f"rules: {len(ruleset)} (load + compile {load_s * 1000:.1f} ms, first call in this process)")
     print(f"one node (8 GPUs, 28 pairs), all rules: {one_ms:.3f} ms median of 200 (target < 5 ms)")
     print(f"{args.nodes} nodes, all rules: {many_s:.3f} s ({findings} findings) (target < 5 s)")
     print(f"{args.nodes} nodes, build_context + all rules: {with_derive_s:.3f} s")
+    print(
+        f"{args.nodes} nodes, pipeline.diagnose (rules cache check + derive + rules + report): {diagnose_s:.3f} s"
+    )
 
 
 if __name__ == "__main__":

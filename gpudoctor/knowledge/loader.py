@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ KINDS: dict[str, str | Validator] = {
 
 _KIND_LINE = re.compile(r"^kind:\s*['\"]?([A-Za-z_]+)['\"]?\s*(?:#.*)?$", re.MULTILINE)
 _CACHE: dict[tuple[str, int, int], tuple[str, list[Any]]] = {}
+_PEEKED: dict[tuple[str, int, int], str | None] = {}
 
 
 def register_kind(kind: str, validator: str | Validator) -> None:
@@ -51,6 +53,7 @@ def _validator(kind: str) -> Validator | None:
     return validator
 
 
+@lru_cache(maxsize=1)
 def shipped_root() -> Path:
     """`gpudoctor/_rules` in an installed wheel; the repository's `rules/` in a checkout."""
     package_dir = Path(__file__).resolve().parent.parent
@@ -60,11 +63,33 @@ def shipped_root() -> Path:
     return package_dir.parent / "rules"
 
 
+_LISTINGS: dict[tuple[str, ...], tuple[dict[str, int], list[Path]]] = {}
+
+
+def _dir_mtimes(directories: Iterable[Path]) -> dict[str, int] | None:
+    try:
+        return {str(d): d.stat().st_mtime_ns for d in directories}
+    except OSError:
+        return None
+
+
 def yaml_files(paths: Iterable[Path]) -> list[Path]:
-    """Every .yaml/.yml file named or under the directories named, sorted, each once."""
+    """Every .yaml/.yml file named or under the directories named, sorted, each once.
+
+    The listing is reused while no directory involved changed (a file added or
+    removed changes its directory's mtime), so repeated loads cost a few stats.
+    """
+    paths = list(paths)
+    key = tuple(str(p) for p in paths)
+    cached = _LISTINGS.get(key)
+    if cached is not None and _dir_mtimes(Path(d) for d in cached[0]) == cached[0]:
+        return cached[1]
     found: list[Path] = []
+    directories: list[Path] = []
     for path in paths:
         if path.is_dir():
+            directories.append(path)
+            directories.extend(d for d in path.rglob("*") if d.is_dir())
             found.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
         elif path.is_file():
             found.append(path)
@@ -73,7 +98,11 @@ def yaml_files(paths: Iterable[Path]) -> list[Path]:
     unique: dict[Path, None] = {}
     for path in found:
         unique.setdefault(path.resolve(), None)
-    return list(unique)
+    files = list(unique)
+    mtimes = _dir_mtimes(directories)
+    if mtimes is not None and all(p.is_dir() for p in paths):
+        _LISTINGS[key] = (mtimes, files)
+    return files
 
 
 def peek_kind(path: Path, text: str) -> str | None:
@@ -116,8 +145,10 @@ def load_file(path: Path, want: set[str] | None = None) -> tuple[str, list[Any]]
     if key in _CACHE:
         kind, items = _CACHE[key]
         return (kind, items) if want is None or kind in want else None
+    if key in _PEEKED and want is not None and _PEEKED[key] in KINDS and _PEEKED[key] not in want:
+        return None
     text = _read(path)
-    kind = peek_kind(path, text)
+    kind = _PEEKED[key] = peek_kind(path, text)
     if want is not None and kind in KINDS and kind not in want:
         return None  # another kind's file; its own loader validates it
     doc = _parse(path, text)
