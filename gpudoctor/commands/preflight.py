@@ -1,0 +1,115 @@
+"""`gpudoctor preflight IMAGE`: decide before the pull whether an image will run on a node."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from gpudoctor.commands.common import emit, format_option, output_option, rule_dirs_from, rules_option
+
+if TYPE_CHECKING:
+    from gpudoctor.facts import NodeFacts
+
+
+@click.command("preflight")
+@click.argument("image")
+@click.option(
+    "--node",
+    "node_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Judge against a saved gpudoctor JSON report or `nvidia-smi -q -x` XML instead of this node.",
+)
+@click.option(
+    "--platform",
+    "platform_text",
+    default=None,
+    metavar="OS/ARCH[/VARIANT]",
+    help="Platform to pick from a multi-platform image (default: the node's CPU, else this machine's).",
+)
+@click.option(
+    "--source",
+    type=click.Choice(["registry", "docker", "archive"]),
+    default=None,
+    help="Where to read the image metadata (default: an existing path is an archive; "
+    "else the local engine if it has the image; else the registry).",
+)
+@click.option(
+    "--insecure-registry",
+    "insecure",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Use plain HTTP for this registry (repeatable). Every other registry uses verified TLS.",
+)
+@click.option(
+    "--ca-bundle",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="PEM file of CA certificates to trust for registry TLS.",
+)
+@click.option(
+    "--docker-host", default=None, metavar="URL", help="Docker engine to ask (default: $DOCKER_HOST)."
+)
+@format_option("table", "json", "oneline")
+@output_option
+@rules_option
+def command(
+    image: str,
+    node_file: str | None,
+    platform_text: str | None,
+    source: str | None,
+    insecure: tuple[str, ...],
+    ca_bundle: str | None,
+    docker_host: str | None,
+    fmt: str,
+    output: str | None,
+    rule_dirs: tuple[str, ...],
+) -> int:
+    """Read IMAGE's manifest and config only (never a layer) and judge it against a node.
+
+    IMAGE is a reference (ubuntu, nvcr.io/nvidia/pytorch:25.01-py3, host:5000/app@sha256:...)
+    or a path to a `docker save` tarball or an OCI layout (directory or tar).
+    Exit code is the verdict: 0 ok, 1 warn, 2 fail, 3 unknown; 65 bad image data,
+    66 missing input, 69 registry or engine unavailable.
+    """
+    from gpudoctor.images import fetch_image
+    from gpudoctor.images.platform import parse_platform, platform_for_cpu
+    from gpudoctor.pipeline import diagnose
+
+    wanted = parse_platform(platform_text) if platform_text else None
+    node = _load_node(node_file)
+    if wanted is None:
+        wanted = platform_for_cpu(node.host.cpu_arch)
+    facts = fetch_image(
+        image,
+        source=source,
+        platform=wanted,
+        insecure_registries=insecure,
+        ca_bundle=_existing(ca_bundle),
+        docker_host=docker_host,
+    )
+    report = diagnose(node, facts, rule_dirs=rule_dirs_from(rule_dirs))
+    return emit(report, fmt, output)
+
+
+def _load_node(node_file: str | None) -> NodeFacts:
+    if node_file is not None:
+        from gpudoctor.nodeinput import load_node
+
+        return load_node(node_file)
+    from gpudoctor.probes.collect import collect_node
+
+    return collect_node()
+
+
+def _existing(path: str | None) -> str | None:
+    if path is None:
+        return None
+    import os
+
+    from gpudoctor.errors import InputMissing
+
+    if not os.path.isfile(path):
+        raise InputMissing(f"{path}: no such file (--ca-bundle)")
+    return path

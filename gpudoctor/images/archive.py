@@ -1,0 +1,219 @@
+"""Archive source: `docker save` tarballs and OCI image layouts (directory or tar).
+
+Read in place: tar members are streamed with `extractfile`, never extracted; in a
+directory only regular files below the root are opened. Member names that are
+absolute, climb out with `..`, or are links are never read, so a hostile archive
+cannot make gpudoctor touch anything outside it. Every read is size-capped.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from gpudoctor.errors import BadInput, InputMissing
+from gpudoctor.facts import ImageFacts, Platform
+from gpudoctor.images import manifest as mf
+from gpudoctor.images.registry import finish, resolve
+
+_REF_NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")
+
+
+class _Reader(Protocol):
+    def read(self, name: str, max_bytes: int) -> bytes | None: ...
+    def size(self, name: str) -> int | None: ...
+
+
+def _safe_name(name: str) -> str | None:
+    """A member name normalised to 'a/b', or None when it is absolute or climbs out."""
+    if name.startswith("/") or "\\" in name:
+        return None
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    return "/".join(parts)
+
+
+class _TarReader:
+    def __init__(self, tar: tarfile.TarFile, where: str) -> None:
+        self._tar = tar
+        self._where = where
+        self._members: dict[str, tarfile.TarInfo] = {}
+        for member in tar:  # headers only: data is skipped by seeking
+            name = _safe_name(member.name)
+            if name is not None and member.isreg():
+                self._members[name] = member
+
+    def size(self, name: str) -> int | None:
+        member = self._members.get(name)
+        return member.size if member is not None else None
+
+    def read(self, name: str, max_bytes: int) -> bytes | None:
+        member = self._members.get(name)
+        if member is None:
+            return None
+        if member.size > max_bytes:
+            raise BadInput(f"{self._where}: {name} is {member.size} bytes, over the {max_bytes}-byte cap")
+        stream = self._tar.extractfile(member)
+        if stream is None:
+            return None
+        data = stream.read(max_bytes + 1)
+        if len(data) != member.size:
+            raise BadInput(f"{self._where}: {name} is truncated")
+        return data
+
+
+class _DirReader:
+    def __init__(self, root: Path) -> None:
+        self._root = root.resolve()
+
+    def _path(self, name: str) -> Path | None:
+        safe = _safe_name(name)
+        if safe is None:
+            return None
+        path = self._root / safe
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return None
+        if (
+            not stat.S_ISREG(info.st_mode)
+            or path.resolve().parent != (self._root / posixpath.dirname(safe)).resolve()
+        ):
+            return None
+        if not path.resolve().is_relative_to(self._root):
+            return None
+        return path
+
+    def size(self, name: str) -> int | None:
+        path = self._path(name)
+        return path.stat().st_size if path else None
+
+    def read(self, name: str, max_bytes: int) -> bytes | None:
+        path = self._path(name)
+        if path is None:
+            return None
+        with path.open("rb") as stream:
+            data = stream.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise BadInput(f"{self._root}: {name} is over the {max_bytes}-byte cap")
+        return data
+
+
+@contextmanager
+def _open(path: Path) -> Iterator[_Reader]:
+    if path.is_dir():
+        yield _DirReader(path)
+        return
+    try:
+        with tarfile.open(path, mode="r:*") as tar:
+            yield _TarReader(tar, str(path))
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise InputMissing(f"{path}: no such file") from None
+        raise BadInput(f"{path}: not a readable tar archive ({exc.__class__.__name__})") from None
+
+
+def _blob_name(digest: str) -> str:
+    algorithm, _, encoded = digest.partition(":")
+    if not algorithm.isalnum() or not encoded.isalnum():
+        raise BadInput(f"invalid blob digest {digest!r}")
+    return f"blobs/{algorithm}/{encoded}"
+
+
+def _blob(reader: _Reader, digest: str, max_bytes: int, where: str) -> bytes:
+    data = reader.read(_blob_name(digest), max_bytes)
+    if data is None:
+        raise BadInput(f"{where}: blob {digest[:19]} is missing from the archive")
+    mf.verify_digest(data, digest, f"{where}: blob {digest[:19]}")
+    return data
+
+
+def _json(reader: _Reader, name: str, where: str) -> Any:
+    data = reader.read(name, mf.MAX_MANIFEST_BYTES)
+    if data is None:
+        return None
+    import json
+
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadInput(f"{where}: {name} is not valid JSON") from None
+
+
+def _from_oci(reader: _Reader, wanted: Platform, where: str) -> ImageFacts:
+    top = mf.parse(
+        mf.load_json(reader.read("index.json", mf.MAX_MANIFEST_BYTES) or b"", where), mf.OCI_INDEX, where
+    )
+    assert isinstance(top, mf.Index)
+    if not top.manifests:
+        raise BadInput(f"{where}: index.json lists no images")
+    reference = _ref_name(reader, where) or where
+    entry: mf.Descriptor = top.manifests[0]
+    index_digest, platforms, note = None, [], None
+    if not any(d.platform for d in top.manifests) and len(top.manifests) == 1:
+        entry = top.manifests[0]
+    else:
+        entry, platforms, note = resolve(top, wanted, where)
+    for _ in range(4):  # docker save nests: index.json -> image index -> manifest
+        doc = mf.load_json(_blob(reader, entry.digest, mf.MAX_MANIFEST_BYTES, where), where)
+        parsed = mf.parse(doc, mf.media_type_of(doc, entry.media_type), where)
+        if isinstance(parsed, mf.Manifest):
+            config = mf.load_json(_blob(reader, parsed.config.digest, mf.MAX_CONFIG_BYTES, where), where)
+            return finish(config, reference, "archive", parsed, entry.digest, index_digest, platforms, note)
+        index_digest = entry.digest
+        entry, platforms, note = resolve(parsed, wanted, where)
+    raise BadInput(f"{where}: indexes nested too deep")
+
+
+def _ref_name(reader: _Reader, where: str) -> str | None:
+    index = _json(reader, "index.json", where)
+    for entry in index.get("manifests", []) if isinstance(index, dict) else []:
+        annotations = entry.get("annotations") if isinstance(entry, dict) else None
+        for key in _REF_NAME_ANNOTATIONS if isinstance(annotations, dict) else ():
+            value = annotations.get(key)
+            if isinstance(value, str) and ("/" in value or ":" in value):
+                return value
+    return None
+
+
+def _from_docker_save(reader: _Reader, where: str) -> ImageFacts:
+    entries = _json(reader, "manifest.json", where)
+    if not isinstance(entries, list) or not entries or not isinstance(entries[0], dict):
+        raise BadInput(f"{where}: manifest.json lists no images")
+    entry = entries[0]
+    config_name = entry.get("Config")
+    if not isinstance(config_name, str):
+        raise BadInput(f"{where}: manifest.json entry without a Config")
+    data = reader.read(_safe_name(config_name) or "", mf.MAX_CONFIG_BYTES)
+    if data is None:
+        raise BadInput(f"{where}: config {config_name} is missing or unsafe")
+    config = mf.load_json(data, f"{where}: {config_name}")
+    tags = entry.get("RepoTags")
+    reference = tags[0] if isinstance(tags, list) and tags and isinstance(tags[0], str) else where
+    facts = finish(config, reference, "archive", None, None, None, [], None)
+    layers = entry.get("Layers") if isinstance(entry.get("Layers"), list) else []
+    sizes = [reader.size(_safe_name(str(name)) or "") for name in layers]
+    if sizes and all(s is not None for s in sizes):
+        facts.size_bytes = sum(s for s in sizes if s is not None)
+    else:
+        facts.unknown["size_bytes"] = "layer sizes not in the archive"
+    return facts
+
+
+def fetch_from_archive(path: Path, wanted: Platform) -> ImageFacts:
+    where = str(path)
+    if not path.exists():
+        raise InputMissing(f"{path}: no such file or directory")
+    with _open(path) as reader:
+        if reader.size("oci-layout") is not None and reader.size("index.json") is not None:
+            return _from_oci(reader, wanted, where)
+        if reader.size("manifest.json") is not None:
+            return _from_docker_save(reader, where)
+    raise BadInput(f"{where}: neither an OCI image layout (oci-layout, index.json) nor a docker save archive")
