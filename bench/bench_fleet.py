@@ -18,25 +18,23 @@ Target: under 5 s and under 500 MB on 2 cores.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from tests.support.fleet_registry import loopback_registry, push_image  # noqa: E402
+
 XMLS = REPO / "fixtures" / "fleets" / "nvidia-smi"
-IMAGE_FACTS = REPO / "fixtures" / "facts" / "images" / "vllm-openai_v0.23.0-cuda13.0.2_amd64.json"
+IMAGE = "vllm-openai_v0.23.0-cuda13.0.2_amd64"  # fixtures/facts/images/: the real vLLM image environment
 GPUDOCTOR = [sys.executable, "-m", "gpudoctor"]
 CORRUPT_EVERY = 100
 
@@ -81,98 +79,6 @@ def write_fleet(directory: Path, reports: list[dict[str, Any]], count: int) -> s
     return corrupted
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def loopback_registry(workdir: Path) -> Iterator[str]:
-    """A docker-registry on 127.0.0.1:<free port>; yields HOST:PORT, stops it on exit."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        raise SystemExit("docker-registry not found (Debian package docker-registry)")
-    port = _free_port()
-    config = workdir / "registry.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log: {level: error, accesslog: {disabled: true}}\n"
-        f"storage: {{filesystem: {{rootdirectory: {workdir / 'registry'}}}}}\n"
-        f"http: {{addr: '127.0.0.1:{port}'}}\n"
-    )
-    process = subprocess.Popen(
-        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    host = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{host}/v2/", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise SystemExit("docker-registry did not start") from None
-                time.sleep(0.1)
-        yield host
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def _request(method: str, url: str, body: bytes = b"", content_type: str | None = None) -> Any:
-    request = urllib.request.Request(url, data=body if method != "GET" else None, method=method)
-    if content_type:
-        request.add_header("Content-Type", content_type)
-    return urllib.request.urlopen(request, timeout=10)
-
-
-def _push_blob(host: str, repository: str, blob: bytes) -> dict[str, Any]:
-    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-    with _request("POST", f"http://{host}/v2/{repository}/blobs/uploads/") as response:
-        location = response.headers["Location"]
-    if location.startswith("/"):
-        location = f"http://{host}{location}"
-    separator = "&" if "?" in location else "?"
-    with _request("PUT", f"{location}{separator}digest={digest}", blob, "application/octet-stream"):
-        pass
-    return {"digest": digest, "size": len(blob)}
-
-
-def push_image(host: str, repository: str, tag: str) -> str:
-    """Push a one-layer OCI image whose config has the real vLLM image's environment."""
-    facts = json.loads(IMAGE_FACTS.read_text(encoding="utf-8"))
-    layer = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00"  # empty gzip
-    config = {
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Env": [f"{k}={v}" for k, v in facts["env"].items()], "Labels": facts["labels"]},
-        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(b"").hexdigest()]},
-    }
-    config_descriptor = _push_blob(host, repository, json.dumps(config).encode())
-    layer_descriptor = _push_blob(host, repository, layer)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config_descriptor},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer_descriptor}],
-    }
-    with _request(
-        "PUT",
-        f"http://{host}/v2/{repository}/manifests/{tag}",
-        json.dumps(manifest).encode(),
-        "application/vnd.oci.image.manifest.v1+json",
-    ):
-        pass
-    return f"{host}/{repository}:{tag}"
-
-
 def run_fleet(args: list[str]) -> tuple[float, int, int]:
     """(wall seconds, peak RSS bytes, exit code) of one gpudoctor fleet process."""
     start = time.perf_counter()
@@ -206,7 +112,7 @@ def main() -> None:
         )
         out = workdir / "fleet.json"
         with loopback_registry(workdir) as host:
-            image = push_image(host, "bench/vllm-openai", "v0.23.0")
+            image = push_image(host, "bench/vllm-openai", "v0.23.0", IMAGE)
             wall, rss, code = run_fleet(
                 [
                     str(fleet),

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import jsonschema
 
+from gpudoctor.facts import ImageFacts
 from gpudoctor.fleet.aggregate import aggregate
 from gpudoctor.fleet.build import load_fleet
 from gpudoctor.fleet.classes import class_facts, topology_signature
-from gpudoctor.fleet.matrix import FetchedImage, MatrixEvaluator
+from gpudoctor.fleet.matrix import FleetImage, ImageFetch, MatrixEvaluator
 from tests.support.fleet import image_facts, node_report, with_changes, write_fleet
 
 SCHEMA = json.loads(
@@ -18,6 +19,15 @@ SCHEMA = json.loads(
         Path(__file__).resolve().parent.parent / "gpudoctor" / "fleet" / "schema" / "fleet.schema.json"
     ).read_text()
 )
+
+
+def fetched(image: ImageFacts | None, error: str | None = None) -> FleetImage:
+    """An --image already fetched for every CPU architecture (the registry path is tested in test_fleet_registry)."""
+    reference = image.reference if image else "registry.invalid/x:1"
+    return FleetImage(
+        reference,
+        fetches={arch: ImageFetch("linux/amd64", image, error) for arch in (None, "x86_64", "aarch64")},
+    )
 
 
 def _pair(a: int, b: int, **facts: object) -> dict[str, object]:
@@ -77,7 +87,7 @@ def test_a_fact_outside_the_class_key_splits_the_evaluation(tmp_path: Path) -> N
     assert node_class.nodes == 4
     assert len(node_class.groups) == 2
     image = image_facts("nvidia-cuda_12.4.1-runtime-ubuntu2204_amd64")
-    row = MatrixEvaluator().row(FetchedImage(image.reference, image), node_class)
+    row = MatrixEvaluator().row(fetched(image), node_class)
     platform = [f for f in row["findings"] if f["rule_id"] == "GD-PLAT-001"]
     assert platform, row
     assert platform[0]["severity"] == "fail"
@@ -101,7 +111,7 @@ def test_matrix_matches_per_node_evaluation(tmp_path: Path) -> None:
     classes = aggregate(records)
     image = image_facts("vllm-openai_v0.23.0-cuda13.0.2_amd64")
     evaluator = MatrixEvaluator()
-    rows = {c.key: evaluator.row(FetchedImage(image.reference, image), c) for c in classes}
+    rows = {c.key: evaluator.row(fetched(image), c) for c in classes}
     ruleset = load_rules()
     by_path = {r.path: r for r in records}
     from gpudoctor.fleet.classes import class_key
@@ -118,11 +128,9 @@ def test_an_image_that_cannot_be_fetched_is_unknown_everywhere(tmp_path: Path) -
     write_fleet(tmp_path, {"Tesla-T4_515.105.01": 2})
     records, _, _ = load_fleet([str(tmp_path)])
     (node_class,) = aggregate(records)
-    row = MatrixEvaluator().row(
-        FetchedImage("registry.invalid/x:1", None, "cannot reach registry.invalid"), node_class
-    )
+    row = MatrixEvaluator().row(fetched(None, "cannot reach registry.invalid"), node_class)
     assert row["verdict"] == "unknown"
-    assert row["error"] == "cannot reach registry.invalid"
+    assert row["error"] == "linux/amd64: cannot reach registry.invalid"
     assert row["verdicts"] == {"unknown": 2}
 
 
@@ -131,10 +139,7 @@ def test_old_driver_class_fails_a_cuda_13_image_with_a_fix(tmp_path: Path) -> No
     records, _, _ = load_fleet([str(tmp_path)])
     image = image_facts("vllm-openai_v0.23.0-cuda13.0.2_amd64")
     evaluator = MatrixEvaluator()
-    rows = {
-        c.facts["gpu_models"]: evaluator.row(FetchedImage(image.reference, image), c)
-        for c in aggregate(records)
-    }
+    rows = {c.facts["gpu_models"]: evaluator.row(fetched(image), c) for c in aggregate(records)}
     t4 = rows["1x Tesla T4"]
     assert t4["verdict"] == "fail"
     assert t4["nodes"] == 2

@@ -68,19 +68,12 @@ def build_fleet(
         "classes": [_class_row(c, titles) for c in classes],
     }
     if images:
-        from gpudoctor.fleet.matrix import MatrixEvaluator, fetch_images
+        from gpudoctor.fleet.matrix import MatrixEvaluator, fleet_images
 
-        fetched = fetch_images(images, insecure_registries)
+        fleet_image_list = fleet_images(images, insecure_registries)
         evaluator = MatrixEvaluator(rule_dirs)
-        document["images"] = [
-            {
-                "reference": image.reference,
-                "digest": image.facts.digest if image.facts else None,
-                "error": image.error,
-            }
-            for image in fetched
-        ]
-        document["matrix"] = [evaluator.row(image, c) for image in fetched for c in classes]
+        document["matrix"] = [evaluator.row(image, c) for image in fleet_image_list for c in classes]
+        document["images"] = [image.summary() for image in fleet_image_list]
         for row in document["matrix"]:
             row["findings"].sort(key=lambda f: (-_RANK[f["severity"]], f["rule_id"]))
         if classes:

@@ -1,16 +1,18 @@
 """The runnability matrix: image x node class -> ok / warn / fail / unknown, with the fix.
 
-Each image's metadata is fetched once. Image rules are evaluated once per
-evaluation group (see gpudoctor.fleet.classes), on the group's first node, and
-the result is shared by every node of the group and by every other group with
-the same signature.
+Each image's metadata (manifest + config, never a layer) is fetched once per CPU
+architecture present in the fleet, so a multi-platform image is judged by the
+config a node would actually pull. Image rules are evaluated once per evaluation
+group (see gpudoctor.fleet.classes), on the group's first node; the result is
+shared by every node of the group and by every other group with the same signature.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,29 +25,57 @@ from gpudoctor.fleet.load import load_node_report
 
 
 @dataclass
-class FetchedImage:
-    reference: str
+class ImageFetch:
+    platform: str  # "linux/amd64", or "default" when the nodes' CPU is unknown
     facts: ImageFacts | None
     error: str | None = None
 
 
-def fetch_images(references: Sequence[str], insecure_registries: Sequence[str] = ()) -> list[FetchedImage]:
-    """Each image once; a failure becomes an error row, so one bad image spoils no other."""
-    try:
-        from gpudoctor.images import fetch_image
-    except ImportError:  # a build without the image side: every image is unknown, with the reason
-        return [
-            FetchedImage(ref, None, "image fetching is not available in this build") for ref in references
-        ]
-    fetched = []
-    for reference in dict.fromkeys(references):
+@dataclass
+class FleetImage:
+    """One --image: fetched lazily, once per node CPU architecture."""
+
+    reference: str
+    insecure_registries: tuple[str, ...] = ()
+    fetches: dict[str | None, ImageFetch] = field(default_factory=dict)
+
+    def for_cpu(self, cpu_arch: str | None) -> ImageFetch:
+        if cpu_arch not in self.fetches:
+            self.fetches[cpu_arch] = self._fetch(cpu_arch)
+        return self.fetches[cpu_arch]
+
+    def _fetch(self, cpu_arch: str | None) -> ImageFetch:
         try:
-            facts = fetch_image(reference, insecure_registries=tuple(insecure_registries))
+            from gpudoctor.images import fetch_image
+            from gpudoctor.images.platform import platform_for_cpu
+        except ImportError:  # a build without the image side: unknown, with the reason
+            return ImageFetch("default", None, "image fetching is not available in this build")
+        platform = platform_for_cpu(cpu_arch)
+        name = str(platform) if platform else "default"
+        try:
+            facts = fetch_image(
+                self.reference, platform=platform, insecure_registries=self.insecure_registries
+            )
         except GpudoctorError as exc:
-            fetched.append(FetchedImage(reference, None, str(exc)))
-            continue
-        fetched.append(FetchedImage(reference, facts))
-    return fetched
+            return ImageFetch(name, None, str(exc))
+        return ImageFetch(name, facts)
+
+    def summary(self) -> dict[str, Any]:
+        fetches = list(self.fetches.values())
+        first = fetches[0] if fetches else None
+        return {
+            "reference": self.reference,
+            "digest": first.facts.digest if first and first.facts else None,
+            "error": first.error if first else None,
+            "platforms": [
+                {"platform": f.platform, "digest": f.facts.digest if f.facts else None, "error": f.error}
+                for f in fetches
+            ],
+        }
+
+
+def fleet_images(references: Sequence[str], insecure_registries: Sequence[str] = ()) -> list[FleetImage]:
+    return [FleetImage(ref, tuple(insecure_registries)) for ref in dict.fromkeys(references)]
 
 
 def _finding_row(finding: Finding, nodes: int) -> dict[str, Any]:
@@ -86,17 +116,17 @@ class MatrixEvaluator:
             cached = self._results[cache_key] = evaluate(self._ruleset, context, applies_to="image")
         return cached
 
-    def row(self, image: FetchedImage, node_class: NodeClass) -> dict[str, Any]:
-        row: dict[str, Any] = {"image": image.reference, "class": node_class.key, "nodes": node_class.nodes}
-        if image.facts is None:
-            row.update(
-                verdict="unknown", verdicts={"unknown": node_class.nodes}, findings=[], error=image.error
-            )
-            return row
+    def row(self, image: FleetImage, node_class: NodeClass) -> dict[str, Any]:
         verdicts: Counter[str] = Counter()
         rows: dict[tuple[str, str], dict[str, Any]] = {}
+        errors: list[str] = []
         for signature, (count, representative) in node_class.groups.items():
-            findings = self.findings(image.facts, signature, representative)
+            fetched = image.for_cpu(json.loads(signature)["cpu_arch"])
+            if fetched.facts is None:
+                verdicts["unknown"] += count
+                errors.append(f"{fetched.platform}: {fetched.error}")
+                continue
+            findings = self.findings(fetched.facts, signature, representative)
             verdicts[worst(f.severity for f in findings)] += count
             for finding in findings:
                 existing = rows.get((finding.rule_id, finding.severity))
@@ -104,7 +134,14 @@ class MatrixEvaluator:
                     rows[(finding.rule_id, finding.severity)] = _finding_row(finding, count)
                 else:
                     existing["nodes"] += count
-        row["verdict"] = worst(verdicts)
-        row["verdicts"] = dict(verdicts)
-        row["findings"] = list(rows.values())
+        row: dict[str, Any] = {
+            "image": image.reference,
+            "class": node_class.key,
+            "nodes": node_class.nodes,
+            "verdict": worst(verdicts),
+            "verdicts": dict(verdicts),
+            "findings": list(rows.values()),
+        }
+        if errors:
+            row["error"] = "; ".join(dict.fromkeys(errors))
         return row
