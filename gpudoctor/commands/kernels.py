@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from gpudoctor.commands.common import format_option, output_option, rule_dirs_from, rules_option
+
+if TYPE_CHECKING:
+    from gpudoctor.facts import KernelScanFacts, NodeFacts
+    from gpudoctor.findings import Finding
 
 
 @click.command("kernels")
@@ -45,12 +50,11 @@ def command(
 
         node = load_node(node_file)
     scan = scan_targets(list(paths))
-    node_ccs = [g.compute_capability for g in node.gpus if g.compute_capability] if node else []
+    findings, node_ccs = _findings(scan, node, gpus, rule_dirs) if (node or gpus) else (None, [])
     ccs = _unique([*gpus, *node_ccs]) or list(DEFAULT_CCS)
     driver_cuda = node.driver.cuda_version if node else None
     for binary in scan.binaries:
         fill_per_gpu(binary, ccs, driver_cuda)
-    findings = _findings(scan, node, gpus, rule_dirs) if (node or gpus) else None
     report = build(scan, ccs, findings)
     text = json.dumps(report, indent=2) + "\n" if fmt == "json" else render_table(report)
     if output:
@@ -62,7 +66,11 @@ def command(
     return exitcodes.for_verdict(report["verdict"])
 
 
-def _findings(scan, node, gpus, rule_dirs):  # type: ignore[no-untyped-def]
+def _findings(
+    scan: KernelScanFacts, node: NodeFacts | None, gpus: tuple[str, ...], rule_dirs: tuple[str, ...]
+) -> tuple[list[Finding], list[str]]:
+    """The kernel rules' findings, and the node's compute capabilities (facts or
+    derived from the GPU table, e.g. for an nvidia-smi XML that lacks them)."""
     from gpudoctor.derive import build_context
     from gpudoctor.engine import evaluate
     from gpudoctor.facts import GpuFacts, ImageFacts, NodeFacts
@@ -79,7 +87,12 @@ def _findings(scan, node, gpus, rule_dirs):  # type: ignore[no-untyped-def]
     for rule in ruleset:
         if rule.id.startswith("GD-KERN-"):
             kernel_rules.add(rule, site=False)
-    return evaluate(kernel_rules, build_context(node, image), applies_to="node+image")
+    context = build_context(node, image)
+    ccs = [
+        str(g.get("compute_capability") or g["derived"].get("compute_capability") or "")
+        for g in context["gpus"]
+    ]
+    return evaluate(kernel_rules, context, applies_to="node+image"), [cc for cc in ccs if cc]
 
 
 def _unique(values: list[str]) -> list[str]:

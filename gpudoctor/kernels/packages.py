@@ -87,7 +87,9 @@ class PackageCollector:
         torch_info = self.torch_version_py
         if torch_info.get("version"):
             torch = packages.get("torch") or PackageFacts(name="torch", path=torch_info.get("path"))
-            torch.version = torch.version or torch_info["version"]
+            # version.py carries the local variant ("2.14.1+cu130") that METADATA may omit.
+            if not torch.version or torch_info["version"].startswith(f"{torch.version}+"):
+                torch.version = torch_info["version"]
             torch.cuda_variant = torch.cuda_variant or _variant(torch_info["version"])
             if torch_info.get("cuda"):
                 torch.detail["cuda"] = torch_info["cuda"]

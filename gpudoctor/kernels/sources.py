@@ -209,7 +209,11 @@ def scan_targets(targets: list[str]) -> KernelScanFacts:
 
 
 def _looks_like_image(target: str) -> bool:
-    return bool(re.fullmatch(r"[a-z0-9][\w./:@-]*", target)) and (":" in target or "/" not in target)
+    """An image reference rather than a mistyped path: 'ubuntu', 'repo/x:tag', 'x@sha256:...'."""
+    if target.startswith(("/", ".", "~")) or not re.fullmatch(r"[a-z0-9][\w./:@-]*", target):
+        return False
+    last = target.rsplit("/", 1)[-1]
+    return ":" in last or "@" in target or "." not in last
 
 
 def _is_archive(head: bytes) -> bool:

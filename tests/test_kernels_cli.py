@@ -1,0 +1,101 @@
+"""`gpudoctor kernels` end to end through the real CLI: JSON contract, findings, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.kernels_support import FATBINS
+from tests.kernels_tree import build_site_packages
+
+REPO = Path(__file__).resolve().parent.parent
+NODES = REPO / "fixtures" / "facts" / "nodes"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gpudoctor", "kernels", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_site_packages(tmp_path_factory.mktemp("kernels") / "site-packages")
+
+
+def test_json_contract_without_gpus(tree: Path) -> None:
+    done = run(str(tree), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    torch = next(b for b in report["binaries"] if b["path"].endswith("libtorch_cuda.so"))
+    assert torch["cubins"] == ["sm_75", "sm_80", "sm_86", "sm_90"]
+    assert torch["ptx"] == ["sm_90"]
+    assert torch["compressed"] is True
+    assert torch["per_gpu"]["7.0"] == "none" and torch["per_gpu"]["9.0"] == "native"
+    assert torch["per_gpu"]["12.1"] == "jit"
+    assert {"name": "torch", "version": "2.14.1+cu130", "cuda_variant": "cu130"}.items() <= next(
+        p for p in report["packages"] if p["name"] == "torch"
+    ).items()
+    assert "findings" not in report
+
+
+def test_volta_fails_and_blackwell_loses_flash_attention(tree: Path) -> None:
+    done = run(str(tree), "--gpu", "7.0", "--gpu", "10.0", "--format", "json")
+    report = json.loads(done.stdout)
+    fired = {f["rule_id"]: f for f in report["findings"]}
+    assert done.returncode == 2
+    assert "torch 2.14.1+cu130 has no kernel for sm_70" in fired["GD-KERN-001"]["message"]
+    assert "flash-attn-3 3.0.0b1 (fa3)" in fired["GD-KERN-002"]["message"]
+    assert fired["GD-KERN-002"]["subjects"] == ["0", "1"]
+    assert fired["GD-KERN-001"]["subjects"] == ["0"]
+    assert "GD-KERN-004" in fired  # torch on 10.0 runs only through PTX JIT
+
+
+def test_hopper_is_fully_covered(tree: Path) -> None:
+    done = run(str(tree), "--gpu", "9.0", "--format", "json")
+    report = json.loads(done.stdout)
+    # Only bin/tool (sm_89 cubin + PTX) needs JIT on Hopper; torch and FA3 are native.
+    assert [f["rule_id"] for f in report["findings"]] == ["GD-KERN-004"]
+    assert (
+        "bin/tool" in report["findings"][0]["message"] and "libtorch" not in report["findings"][0]["message"]
+    )
+    assert done.returncode == 0
+
+
+def test_node_driver_too_old_for_the_ptx(tree: Path) -> None:
+    # A100 (8.0) on driver 535 (CUDA 12.2): the CUDA 13.0 PTX of ptx_only_75.so cannot be JIT-compiled.
+    done = run(
+        str(FATBINS / "bin" / "ptx_only_75.so"), "--node", str(NODES / "A100-SXM4-80GB_535.54.03.json")
+    )
+    assert done.returncode == 1
+    assert "GD-KERN-003" in done.stdout and "-  cubin -  ptx sm_75" in done.stdout
+
+
+def test_table_lists_per_file_errors_and_goes_on(tree: Path) -> None:
+    done = run(str(tree))
+    assert done.returncode == 0
+    assert "broken.so" in done.stdout and "error: named like a shared library" in done.stdout
+    assert "libtorch_cuda.so" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "text"),
+    [
+        (["/no/such/dir"], 66, "no such file"),
+        ([str(FATBINS / "bin"), "--gpu", "9"], 64, "not a compute capability"),
+        ([str(FATBINS / "bin"), "--node", "/no/such/node.json"], 66, ""),
+    ],
+)
+def test_bad_input_is_one_line(args: list[str], code: int, text: str) -> None:
+    done = run(*args)
+    assert done.returncode == code
+    assert len(done.stderr.strip().splitlines()) == 1 and text in done.stderr
+    assert "Traceback" not in done.stderr
