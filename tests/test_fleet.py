@@ -206,3 +206,27 @@ def test_json_format_does_not_import_rich(tmp_path: Path) -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stderr.strip().endswith("NO-RICH")
+
+
+def test_demo_fleet_in_the_readme() -> None:
+    demo = Path(__file__).resolve().parent.parent / "fixtures" / "fleets" / "demo"
+    document = build_fleet([str(demo)])
+    jsonschema.validate(document, SCHEMA)
+    assert document["nodes_total"] == 18
+    assert document["invalid_reports"] == []
+    nodes = {c["gpu_models"]: c["nodes"] for c in document["classes"]}
+    assert nodes["1x NVIDIA B200"] == 4
+    assert nodes["1x NVIDIA H800"] == 3
+    assert nodes["1x NVIDIA A800-SXM4-80GB"] == 6
+    assert len(nodes) == 7
+
+
+def test_nvidia_smi_xml_is_accepted_as_a_node_report(tmp_path: Path) -> None:
+    xml_dir = Path(__file__).resolve().parent.parent / "fixtures" / "fleets" / "nvidia-smi"
+    document = build_fleet([str(xml_dir / "H800_580.65.06.xml"), str(xml_dir / "Tesla-T4_515.105.01.xml")])
+    assert document["nodes_total"] == 2
+    (h800,) = [c for c in document["classes"] if c["gpu_models"] == "1x NVIDIA H800"]
+    assert (h800["driver_branch"], h800["driver_cuda"]) == ("580", "13.0")
+    assert (
+        h800["worst_nodes"][0]["hostname"] == "H800_580.65.06"
+    )  # XML has no hostname: the file name stands in

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -77,3 +80,35 @@ def test_mixed_node_is_labelled_mixed_with_a_flag_per_model() -> None:
 def test_any_value_becomes_a_valid_label_value(text: str) -> None:
     value = nfd.label_value(text)
     assert NAME.match(value) and len(value) <= 63
+
+
+def test_scan_writes_a_feature_file_nfd_reads(tmp_path: Path) -> None:
+    xml = Path(__file__).resolve().parent.parent / "fixtures" / "fleets" / "nvidia-smi" / "B200_580.65.06.xml"
+    target = tmp_path / "gpudoctor"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gpudoctor",
+            "scan",
+            "--from-nvidia-smi",
+            str(xml),
+            "--format",
+            "nfd",
+            "--output",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode in (0, 1, 2, 3), result.stderr
+    # NFD skips dot-files, so only the final name may ever be visible.
+    assert [p.name for p in tmp_path.iterdir()] == ["gpudoctor"]
+    labels = labels_of(target.read_text())
+    for key, value in labels.items():
+        assert_valid_label(key, value)
+    assert labels[nfd.PREFIX + "gpu-model"] == "NVIDIA-B200"
+    assert labels[nfd.PREFIX + "driver-branch"] == "580"
+    assert labels[nfd.PREFIX + "driver-cuda"] == "13.0"
+    assert labels[nfd.PREFIX + "cc.10.0"] == "true"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from gpudoctor.report import oneline
 from tests.support.fleet import node_report
@@ -43,3 +46,22 @@ def test_long_titles_are_cut_to_fit_a_slurm_reason() -> None:
     report["verdict"] = "warn"
     line = oneline.render(report).rstrip("\n")
     assert len(line) == oneline.MAX_LENGTH and line.endswith("...")
+
+
+def test_scan_exit_code_and_line_agree() -> None:
+    xml = (
+        Path(__file__).resolve().parent.parent
+        / "fixtures"
+        / "fleets"
+        / "nvidia-smi"
+        / "A800-SXM4-80GB_535.54.03.xml"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "gpudoctor", "scan", "--from-nvidia-smi", str(xml), "--format", "oneline"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    verdict = result.stdout.split(":", 1)[0]
+    assert result.stdout.count("\n") == 1
+    assert result.returncode == {"OK": 0, "INFO": 0, "WARN": 1, "FAIL": 2, "UNKNOWN": 3}[verdict]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -95,3 +98,31 @@ def test_every_family_has_help_and_type() -> None:
     assert names == helps
     assert all(name.startswith("gpudoctor_") for name in names)
     assert text.endswith("\n")
+
+
+def test_scan_writes_the_textfile_atomically(tmp_path: Path) -> None:
+    xml = Path(__file__).resolve().parent.parent / "fixtures" / "fleets" / "nvidia-smi" / "H800_580.65.06.xml"
+    target = tmp_path / "gpudoctor.prom"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gpudoctor",
+            "scan",
+            "--from-nvidia-smi",
+            str(xml),
+            "--format",
+            "prometheus",
+            "--output",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode in (0, 1, 2, 3), result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["gpudoctor.prom"]
+    families = {f.name: f.samples for f in text_string_to_metric_families(target.read_text())}
+    assert value(families["gpudoctor_exit_code"]) == result.returncode
+    assert families["gpudoctor_gpu_info"][0].labels["name"] == "NVIDIA H800"
+    assert families["gpudoctor_driver_info"][0].labels["version"] == "580.65.06"
