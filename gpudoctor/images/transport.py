@@ -126,7 +126,9 @@ class Transport:
                 return self._read(resp, max_bytes, what, f"{scheme}://{netloc}{path}")
             except ssl.SSLError as exc:
                 self._drop(scheme, netloc)
-                reason = getattr(exc, "verify_message", None) or exc.reason or exc.__class__.__name__
+                reason = exc.reason or exc.__class__.__name__
+                if isinstance(exc, ssl.SSLCertVerificationError):
+                    reason = f"certificate verify failed: {exc.verify_message}"
                 raise ServiceUnavailable(f"{what}: TLS failure ({reason})") from None
             except TimeoutError:
                 self._drop(scheme, netloc)
