@@ -3,7 +3,10 @@ through the XML loader and the whole pipeline (the held-out checks work the same
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +123,37 @@ def test_arm64_image_on_x86_64_fails() -> None:
     )
     assert verdict == "fail"
     assert findings["GD-PLAT-001"] == "fail"
+
+
+@pytest.mark.parametrize(
+    ("edits", "exit_code"),
+    [
+        (
+            {
+                "product_name": "NVIDIA A800-SXM4-80GB",
+                "pci_device_id": "20F310DE",
+                "driver_version": "650.12",
+            },
+            2,
+        ),
+        ({}, 0),
+    ],
+    ids=["a800-on-650", "healthy-a100"],
+)
+def test_scan_from_nvidia_smi_exit_codes(tmp_path: Path, edits: dict[str, str], exit_code: int) -> None:
+    pytest.importorskip("gpudoctor.commands.scan")
+    path = (
+        _edited(tmp_path, "A100-SXM4-80GB_535.54.03", **edits)
+        if edits
+        else XMLS / "A100-SXM4-80GB_535.54.03.xml"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "gpudoctor", "scan", "--from-nvidia-smi", str(path), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == exit_code, result.stderr
+    report = json.loads(result.stdout)
+    fails = [f["rule_id"] for f in report["findings"] if f["severity"] == "fail"]
+    assert fails == (["GD-DRV-006"] if exit_code == 2 else [])
