@@ -83,12 +83,14 @@ def parse_nvidia_smi_xml(data: bytes, origin: str) -> NodeFacts:
     node.driver = _driver(root)
     node.gpus = [_gpu(index, element) for index, element in enumerate(root.findall("gpu"))]
     node.topology.unknown["pairs"] = NOT_IN_XML
-    for name in ("iommu_active", "iommu_mode"):
+    for name in ("iommu_active", "iommu_mode", "acs_enabled_bridges"):
         node.topology.unknown[name] = NOT_IN_XML
     for name in ("nvswitch_count", "fabric_manager_running", "fabric_manager_version"):
         node.fabric.unknown[name] = NOT_IN_XML
     node.cuda_host.unknown["toolkits"] = NOT_IN_XML
-    node.container_runtime.unknown["toolkit_version"] = NOT_IN_XML
+    node.cuda_host.unknown["cudart"] = NOT_IN_XML
+    for name in ("toolkit_version", "docker_nvidia_runtime", "docker_default_runtime", "cdi_specs"):
+        node.container_runtime.unknown[name] = NOT_IN_XML
     return node
 
 

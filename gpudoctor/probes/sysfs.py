@@ -90,7 +90,7 @@ def probe_sysfs(fs: FsRoot) -> SysfsResult:
     for index, info in enumerate(fs.glob("/proc/driver/nvidia/gpus/*/information")):
         result.proc_gpus.append(parse_gpu_information(index, fs.read_text(info) or ""))
     devices = pcie.list_devices(fs)
-    if devices:
+    if devices or fs.exists("/sys/bus/pci/devices"):
         result.pci_gpus = pcie.nvidia_gpus(devices)
         result.nvswitch_count = len(pcie.nvswitches(devices))
         for gpu in result.pci_gpus:
