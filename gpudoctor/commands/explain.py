@@ -1,0 +1,92 @@
+"""`gpudoctor explain LOG|-`: name the cause of a GPU stack failure from its log."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+import click
+
+from gpudoctor import exitcodes
+from gpudoctor.commands.common import format_option, output_option, rule_dirs_from, rules_option
+from gpudoctor.errors import InputMissing, ServiceUnavailable, UsageError
+
+
+def _open_log(log: str) -> tuple[BinaryIO, str]:
+    if log == "-":
+        return sys.stdin.buffer, "<stdin>"
+    path = Path(log)
+    if path.is_dir():
+        raise InputMissing(f"{path}: is a directory, expected a log file")
+    try:
+        return path.open("rb"), str(path)
+    except FileNotFoundError:
+        raise InputMissing(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputMissing(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _live_node():  # type: ignore[no-untyped-def]
+    try:
+        from gpudoctor.probes.collect import collect_node
+    except ModuleNotFoundError as exc:
+        raise ServiceUnavailable(
+            f"--scan: the live probe is not available in this build ({exc.name})"
+        ) from None
+    return collect_node()
+
+
+@click.command("explain")
+@click.argument("log", metavar="LOG|-")
+@click.option(
+    "--node",
+    "node_file",
+    default=None,
+    help="Node facts: a saved gpudoctor JSON report or nvidia-smi -q -x XML.",
+)
+@click.option("--scan", "live", is_flag=True, help="Probe this node live and correlate with its facts.")
+@format_option("table", "json")
+@output_option
+@rules_option
+def command(
+    log: str, node_file: str | None, live: bool, fmt: str, output: str | None, rule_dirs: tuple[str, ...]
+) -> int:
+    """Name the cause of a GPU stack failure from its log (a file, or - for stdin), with the fix."""
+    from gpudoctor.explain import load_signatures
+    from gpudoctor.explain.matcher import Matcher
+    from gpudoctor.explain.render import render_json, render_table
+    from gpudoctor.explain.report import build_explain_report
+
+    if node_file and live:
+        raise UsageError("--node and --scan are exclusive: give saved facts or probe this node, not both")
+    signatures = load_signatures(rule_dirs_from(rule_dirs))
+    node = None
+    if node_file:
+        from gpudoctor.nodeinput import load_node
+
+        node = load_node(node_file)
+    elif live:
+        node = _live_node()
+    context = None
+    if node is not None:
+        from gpudoctor.derive import build_context
+
+        context = build_context(node)
+    stream, source = _open_log(log)
+    try:
+        scan = Matcher(signatures.signatures).scan(stream)
+    except OSError as exc:
+        raise InputMissing(f"{source}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    report = build_explain_report(scan, source, node, context)
+    text = render_json(report) if fmt == "json" else render_table(report)
+    if output:
+        from gpudoctor.fileio import write_atomic
+
+        write_atomic(output, text)
+    else:
+        click.echo(text, nl=False)
+    return exitcodes.for_verdict(report["verdict"])

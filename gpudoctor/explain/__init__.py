@@ -1,0 +1,57 @@
+"""`gpudoctor explain`: name the cause of a GPU stack failure from its log.
+
+Signatures live in `rules/signatures/*.yaml` (`kind: signatures`, validated by
+`gpudoctor.explain.signatures`); `matcher` makes one streaming pass over the
+log; `correlate` sharpens each match with the node's facts; `report` builds
+the JSON document and `render` the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gpudoctor.errors import BadInput
+from gpudoctor.explain.signatures import Signature
+from gpudoctor.knowledge.loader import load_kind, shipped_root
+
+__all__ = ["Signature", "SignatureSet", "load_signatures"]
+
+
+@dataclass
+class SignatureSet:
+    signatures: list[Signature] = field(default_factory=list)
+    by_id: dict[str, Signature] = field(default_factory=dict)
+
+    def add(self, signature: Signature, *, site: bool) -> None:
+        existing = self.by_id.get(signature.id)
+        if existing is not None:
+            if not (site and signature.override):
+                raise BadInput(
+                    f"{signature.file}: rule {signature.id}: field id: already defined in {existing.file}"
+                    + (" (set `override: true` to replace it)" if site else "")
+                )
+            self.signatures[self.signatures.index(existing)] = signature
+        else:
+            self.signatures.append(signature)
+        self.by_id[signature.id] = signature
+
+
+def load_signatures(extra: Sequence[Path] = ()) -> SignatureSet:
+    """Shipped signatures + site-local files/dirs; bad files raise BadInput (exit 65)."""
+    shipped = load_kind("signatures", [shipped_root()])
+    shipped_files = {path for path, _ in shipped}
+    site = (
+        [(p, items) for p, items in load_kind("signatures", list(extra)) if p not in shipped_files]
+        if extra
+        else []
+    )
+    result = SignatureSet()
+    for _path, items in shipped:
+        for signature in items:
+            result.add(signature, site=False)
+    for _path, items in site:
+        for signature in items:
+            result.add(signature, site=True)
+    return result

@@ -1,0 +1,164 @@
+"""One streaming pass over a log: literal prefilter, then the signatures' regexes.
+
+The log is read in binary chunks and cut at the last newline of each chunk.
+Each block is lower-cased once (ASCII only, so byte offsets do not move) and
+searched with `bytes.find` for every distinct necessary literal of every
+pattern; only the lines containing a literal are decoded (invalid UTF-8 is
+replaced, never fatal) and matched against the patterns that literal belongs
+to. Memory stays bounded: a chunk, a carried partial line, and the first few
+hits of each pattern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from gpudoctor.explain.signatures import Signature
+
+CHUNK_BYTES = 8 * 1024 * 1024
+# A "line" longer than this (binary junk, a minified blob) is cut into pieces so
+# memory stays bounded; a message split across the cut may be missed.
+MAX_LINE_BYTES = 1024 * 1024
+# The regexes see at most this much of a line, centred on the prefilter hit.
+REGEX_WINDOW = 8 * 1024
+MAX_HITS_KEPT = 20
+
+
+@dataclass
+class Hit:
+    line_number: int
+    text: str
+    groups: dict[str, str]
+
+
+@dataclass
+class PatternHits:
+    count: int = 0
+    hits: list[Hit] = field(default_factory=list)
+
+    def add(self, hit: Hit) -> None:
+        self.count += 1
+        if len(self.hits) < MAX_HITS_KEPT:
+            self.hits.append(hit)
+
+
+@dataclass
+class SignatureHits:
+    signature: Signature
+    patterns: list[PatternHits]
+
+    @property
+    def matched(self) -> bool:
+        return all(
+            p.count for p, spec in zip(self.patterns, self.signature.patterns, strict=True) if spec.required
+        )
+
+
+@dataclass
+class ScanResult:
+    lines: int
+    bytes_read: int
+    results: list[SignatureHits]
+
+    def matched(self) -> list[SignatureHits]:
+        return [r for r in self.results if r.matched]
+
+
+Target = tuple[int, int]  # (signature index, pattern index)
+
+
+class Matcher:
+    def __init__(self, signatures: Sequence[Signature]) -> None:
+        self.signatures = list(signatures)
+        by_literal: dict[bytes, list[Target]] = {}
+        for s_index, signature in enumerate(self.signatures):
+            for p_index, pattern in enumerate(signature.patterns):
+                for literal in pattern.literals:
+                    by_literal.setdefault(literal.encode("utf-8").lower(), []).append((s_index, p_index))
+        self.literals: list[tuple[bytes, tuple[Target, ...]]] = [
+            (literal, tuple(targets)) for literal, targets in sorted(by_literal.items())
+        ]
+
+    def scan(self, stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> ScanResult:
+        state = [
+            SignatureHits(signature=s, patterns=[PatternHits() for _ in s.patterns]) for s in self.signatures
+        ]
+        carry = b""
+        lines = 0
+        total = 0
+        while True:
+            chunk = stream.read(chunk_bytes)
+            if not chunk:
+                break
+            total += len(chunk)
+            data = carry + chunk if carry else chunk
+            cut = data.rfind(b"\n")
+            if cut == -1:
+                if len(data) < MAX_LINE_BYTES:
+                    carry = data
+                    continue
+                cut = len(data) - 1  # one giant line: take it as it is
+            block, carry = data[: cut + 1], data[cut + 1 :]
+            self._scan_block(block, lines, state)
+            lines += block.count(b"\n")
+        if carry:
+            self._scan_block(carry, lines, state)
+            lines += 1
+        return ScanResult(lines=lines, bytes_read=total, results=state)
+
+    def scan_bytes(self, data: bytes) -> ScanResult:
+        import io
+
+        return self.scan(io.BytesIO(data))
+
+    def _candidates(self, lower: bytes) -> dict[int, tuple[int, int, set[Target]]]:
+        """line start -> (line end, first hit offset, targets) for lines holding a literal."""
+        found: dict[int, tuple[int, int, set[Target]]] = {}
+        for literal, targets in self.literals:
+            pos = lower.find(literal)
+            while pos != -1:
+                start = lower.rfind(b"\n", 0, pos) + 1
+                end = lower.find(b"\n", pos)
+                if end == -1:
+                    end = len(lower)
+                entry = found.get(start)
+                if entry is None:
+                    found[start] = (end, pos, set(targets))
+                else:
+                    entry[2].update(targets)
+                pos = lower.find(literal, end)
+        return found
+
+    def _scan_block(self, block: bytes, first_line: int, state: list[SignatureHits]) -> None:
+        candidates = self._candidates(block.lower())
+        if not candidates:
+            return
+        line_number = first_line + 1
+        counted_to = 0
+        for start in sorted(candidates):
+            end, hit, targets = candidates[start]
+            line_number += block.count(b"\n", counted_to, start)
+            counted_to = start
+            if end - start > REGEX_WINDOW:
+                start = max(start, hit - REGEX_WINDOW // 2)
+                end = min(end, start + REGEX_WINDOW)
+            text = block[start:end].decode("utf-8", "replace").rstrip("\r")
+            self._match_line(text, line_number, targets, state)
+
+    def _match_line(
+        self, text: str, line_number: int, targets: Iterable[Target], state: list[SignatureHits]
+    ) -> None:
+        excluded: dict[int, bool] = {}
+        for s_index, p_index in sorted(targets):
+            signature = self.signatures[s_index]
+            match = signature.patterns[p_index].regex.search(text)
+            if match is None:
+                continue
+            if s_index not in excluded:
+                excluded[s_index] = any(x.search(text) for x in signature.exclude)
+            if excluded[s_index]:
+                continue
+            groups = {k: v for k, v in match.groupdict().items() if v is not None}
+            state[s_index].patterns[p_index].add(Hit(line_number, text, groups))

@@ -1,0 +1,57 @@
+"""Plain-text rendering of the explain report (the JSON form is the report itself)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from typing import Any
+
+_WIDTH = 100
+
+
+def _block(label: str, text: str) -> list[str]:
+    wrapped = textwrap.wrap(text, _WIDTH - 9) or [""]
+    return [f"  {label:<6} {wrapped[0]}"] + [f"         {line}" for line in wrapped[1:]]
+
+
+def render_table(report: dict[str, Any]) -> str:
+    log = report["log"]
+    out = [f"log: {log['source']} ({log['lines']} lines, {log['bytes']} bytes)"]
+    node = report.get("node")
+    if node:
+        gpus = ", ".join(
+            f"{g['index']}: {g['name'] or 'unknown'} (cc {g['compute_capability'] or 'unknown'})"
+            for g in node["gpus"]
+        )
+        out.append(
+            f"node: {node['hostname'] or 'unknown host'}, driver {node['driver_version'] or 'unknown'}"
+            f" (CUDA {node['driver_cuda_version'] or 'unknown'}), {node['cpu_arch'] or 'unknown arch'}; GPUs: {gpus or 'none'}"
+        )
+    out.append("")
+    if not report["matches"]:
+        out.append(report["summary"])
+    for match in report["matches"]:
+        lines = ", ".join(str(n) for n in match["line_numbers"])
+        out.append(
+            f"{match['severity'].upper():<5} {match['signature_id']}  {match['title']}  (line {lines})"
+        )
+        for excerpt in match["excerpt"].splitlines():
+            out.append(f"  > {excerpt[: _WIDTH - 4]}")
+        out.extend(_block("cause", match["cause"]))
+        out.extend(_block("fix", match["fix"]))
+        for ref in match["refs"]:
+            out.append(f"  ref    {ref}")
+        out.append("")
+    if report["findings"]:
+        out.append("on this node:")
+        for finding in report["findings"]:
+            out.append(f"{finding['severity'].upper():<5} {finding['signature_id']}")
+            out.extend(_block("why", finding["message"]))
+            out.extend(_block("fix", finding["fix"]))
+        out.append("")
+    out.append(f"verdict: {report['verdict']}")
+    return "\n".join(out) + "\n"
+
+
+def render_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, ensure_ascii=False) + "\n"

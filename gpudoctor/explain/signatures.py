@@ -1,0 +1,337 @@
+"""Schema of `kind: signatures` files and their compilation into `Signature` objects.
+
+A signature names one known failure by the messages it prints:
+
+```yaml
+kind: signatures
+signatures:
+  - id: GD-LOG-001
+    title: CUDA runtime newer than the driver
+    severity: fail                   # fail | warn | info
+    patterns: [regex, ...]           # all required (each on some line of the log)
+    context: [regex, ...]            # optional: only capture values when present
+    exclude: [regex, ...]            # a line matching one of these is not evidence
+    convert: {name: cuda_tag}        # normalise a captured value (see CONVERTERS)
+    cause: "... {captured.name} ..." # templates over `captured.*`
+    fix: "..."
+    refs: [https://...]              # or `source: field report`
+    source: vendor documentation
+    correlate:                       # optional: sharpen the diagnosis with node facts
+      - when: <condition over node facts and captured.*, docs/rules.md>
+        severity: fail
+        message: "... {gpu.name} ... {captured.sm} ..."
+        fix: "..."
+```
+
+Captured values come from named groups `(?P<name>...)`; each placeholder in a
+template must be a group of the signature's patterns, so a typo is a load-time
+error, not a silent "unknown" in front of a user.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpudoctor.explain.literals import necessary_literals
+from gpudoctor.knowledge.conditions import Condition, ConditionError, compile_condition
+from gpudoctor.knowledge.schema import RuleFileError, check_keys, optional_str, required_str, string_list
+from gpudoctor.knowledge.template import check_template
+
+SIGNATURE_ID = re.compile(r"^GD-[A-Z0-9]+-\d{3}$")
+SEVERITIES = ("fail", "warn", "info")
+FIELD_REPORT = "field report"
+REGEX_FLAGS = re.IGNORECASE
+CAPTURED = "captured"
+
+_FIELDS = {
+    "id",
+    "title",
+    "severity",
+    "patterns",
+    "context",
+    "exclude",
+    "convert",
+    "cause",
+    "fix",
+    "refs",
+    "source",
+    "notes",
+    "override",
+    "correlate",
+    "examples",
+}
+_PATTERN_FIELDS = {"regex", "literal"}
+_CORRELATE_FIELDS = {"when", "severity", "message", "fix", "refs"}
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+
+
+def _cuda_tag(value: str) -> str:
+    """'cu124' / '124' / '12040' -> '12.4' (the CUDA version a wheel or driver names)."""
+    digits = value.lower().removeprefix("cu")
+    if len(digits) >= 4 and digits.isdigit():  # cudaDriverGetVersion form: 12040
+        return f"{int(digits) // 1000}.{int(digits) % 1000 // 10}"
+    if len(digits) == 3 and digits.isdigit():
+        return f"{digits[:2]}.{digits[2]}"
+    if len(digits) == 2 and digits.isdigit():
+        return f"{digits[0]}.{digits[1]}"
+    return value
+
+
+def _compute_capability(value: str) -> str:
+    """'sm_120' / '120' / '89' / '8.9' -> '12.0' / '8.9' (nvidia-smi's compute capability form)."""
+    digits = value.lower().removeprefix("sm_").removeprefix("compute_").rstrip("af")
+    if "." in digits:
+        return digits
+    if digits.isdigit() and len(digits) >= 2:
+        return f"{digits[:-1]}.{digits[-1]}"
+    return value
+
+
+def _sm_list(value: str) -> str:
+    """'sm_50 sm_60 sm_70' -> '5.0, 6.0, 7.0'."""
+    return ", ".join(_compute_capability(v) for v in re.findall(r"sm_\d+[af]?", value))
+
+
+def _pci(value: str) -> str:
+    return value.upper()
+
+
+CONVERTERS: dict[str, Callable[[str], str]] = {
+    "cuda_tag": _cuda_tag,
+    "compute_capability": _compute_capability,
+    "sm_list": _sm_list,
+    "pci": _pci,
+}
+
+
+@dataclass
+class Pattern:
+    regex: re.Pattern[str]
+    literals: list[str]  # lower-cased; a matching line contains one of them
+    required: bool
+
+
+@dataclass
+class Correlation:
+    condition: Condition
+    severity: str
+    message: str
+    fix: str | None
+    refs: list[str]
+    raw: dict[str, Any]
+
+
+@dataclass
+class Signature:
+    id: str
+    title: str
+    severity: str
+    patterns: list[Pattern]  # required first, then context
+    exclude: list[re.Pattern[str]]
+    convert: dict[str, Callable[[str], str]]
+    cause: str
+    fix: str
+    refs: list[str]
+    source: str
+    file: str
+    notes: str | None = None
+    override: bool = False
+    correlate: list[Correlation] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def required_count(self) -> int:
+        return sum(1 for p in self.patterns if p.required)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "severity": self.severity,
+            "fix": self.fix,
+            "refs": list(self.refs),
+            "source": self.source,
+        }
+
+
+def validate_signatures_document(doc: dict[str, Any], path: Path) -> list[Signature]:
+    check_keys(doc, {"kind", "signatures"}, None, "")
+    items = doc.get("signatures")
+    if not isinstance(items, list) or not items:
+        raise RuleFileError(None, "signatures", "expected a non-empty list of signatures")
+    signatures: list[Signature] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        signature = compile_signature(item, path, index)
+        if signature.id in seen:
+            raise RuleFileError(signature.id, "id", "duplicate signature id in this file")
+        seen.add(signature.id)
+        signatures.append(signature)
+    return signatures
+
+
+def _compile_regex(text: Any, where: str, item_id: str) -> re.Pattern[str]:
+    if not isinstance(text, str) or not text:
+        raise RuleFileError(item_id, where, "expected a non-empty regular expression")
+    try:
+        return re.compile(text, REGEX_FLAGS)
+    except re.error as exc:
+        raise RuleFileError(item_id, where, f"invalid regular expression: {exc}") from None
+
+
+def _compile_pattern(spec: Any, where: str, item_id: str, required: bool) -> Pattern:
+    literal: str | None = None
+    if isinstance(spec, dict):
+        check_keys(spec, _PATTERN_FIELDS, item_id, f"{where}.")
+        literal = optional_str(spec, "literal", item_id)
+        spec = spec.get("regex")
+    regex = _compile_regex(spec, where, item_id)
+    if literal is not None:
+        if literal.lower() not in regex.pattern.lower():
+            raise RuleFileError(item_id, f"{where}.literal", "must be a substring of the regex")
+        literals = [literal.lower()]
+    else:
+        found = necessary_literals(regex.pattern)
+        if found is None:
+            raise RuleFileError(
+                item_id,
+                where,
+                "no literal text of 3+ characters that every match must contain; add one, or give `literal:`",
+            )
+        literals = found
+    return Pattern(regex=regex, literals=literals, required=required)
+
+
+def _pattern_list(item: dict[str, Any], key: str, item_id: str, required: bool) -> list[Pattern]:
+    specs = item.get(key, [])
+    if isinstance(specs, (str, dict)):
+        specs = [specs]
+    if not isinstance(specs, list):
+        raise RuleFileError(item_id, key, "expected a list of regular expressions")
+    return [_compile_pattern(spec, f"{key}[{i}]", item_id, required) for i, spec in enumerate(specs)]
+
+
+def _check_placeholders(text: str, where: str, groups: set[str], item_id: str, facts: bool) -> None:
+    """Templates may name captured groups; correlation templates may also name facts."""
+    for match in _PLACEHOLDER.finditer(text):
+        inner = match.group(1)
+        if inner is None:
+            continue
+        for alternative in (a.strip() for a in inner.split("|")):
+            head, _, name = alternative.partition(".")
+            if head == CAPTURED:
+                if name not in groups:
+                    known = ", ".join(sorted(groups)) or "none"
+                    raise RuleFileError(
+                        item_id, where, f"{{{alternative}}} is not a captured group (groups: {known})"
+                    )
+            elif not facts and not (alternative[:1] in "'\"" and len(alternative) > 1):
+                raise RuleFileError(
+                    item_id, where, f"{{{alternative}}}: only {{captured.NAME}} is known here"
+                )
+
+
+def _refs(item: dict[str, Any], item_id: str, source: str | None, key: str = "refs") -> list[str]:
+    refs = string_list(item, key, item_id)
+    if not refs and source is not None and source != FIELD_REPORT:
+        raise RuleFileError(item_id, key, f"needs at least one URL, or `source: {FIELD_REPORT}`")
+    for ref in refs:
+        if not ref.startswith(("https://", "http://")):
+            raise RuleFileError(item_id, key, f"not a URL: {ref!r}")
+    return refs
+
+
+def _compile_correlation(spec: Any, where: str, item_id: str, groups: set[str]) -> Correlation:
+    if not isinstance(spec, dict):
+        raise RuleFileError(item_id, where, "a correlation must be a mapping")
+    check_keys(spec, _CORRELATE_FIELDS, item_id, f"{where}.")
+    severity = required_str(spec, "severity", item_id)
+    if severity not in SEVERITIES:
+        raise RuleFileError(item_id, f"{where}.severity", f"must be one of {', '.join(SEVERITIES)}")
+    if "when" not in spec:
+        raise RuleFileError(item_id, f"{where}.when", "missing (the condition over node facts)")
+    try:
+        condition = compile_condition(spec["when"], f"{where}.when")
+        message = check_template(spec.get("message"), f"{where}.message")
+        fix = check_template(spec["fix"], f"{where}.fix") if "fix" in spec else None
+    except ConditionError as exc:
+        raise RuleFileError(item_id, exc.where, exc.message) from None
+    _check_placeholders(message, f"{where}.message", groups, item_id, facts=True)
+    if fix is not None:
+        _check_placeholders(fix, f"{where}.fix", groups, item_id, facts=True)
+    refs = _refs(spec, item_id, None)
+    return Correlation(condition=condition, severity=severity, message=message, fix=fix, refs=refs, raw=spec)
+
+
+def compile_signature(item: Any, path: Path, index: int) -> Signature:
+    if not isinstance(item, dict):
+        raise RuleFileError(None, f"signatures[{index}]", "a signature must be a mapping")
+    item_id = item.get("id")
+    if not isinstance(item_id, str) or not SIGNATURE_ID.match(item_id):
+        raise RuleFileError(
+            None, f"signatures[{index}].id", f"expected an id like GD-LOG-001, got {item_id!r}"
+        )
+    check_keys(item, _FIELDS, item_id, "")
+    severity = required_str(item, "severity", item_id)
+    if severity not in SEVERITIES:
+        raise RuleFileError(item_id, "severity", f"must be one of {', '.join(SEVERITIES)}")
+    required = _pattern_list(item, "patterns", item_id, required=True)
+    if not required:
+        raise RuleFileError(item_id, "patterns", "needs at least one regular expression")
+    patterns = required + _pattern_list(item, "context", item_id, required=False)
+    exclude = [
+        _compile_regex(text, f"exclude[{i}]", item_id) for i, text in enumerate(item.get("exclude", []))
+    ]
+    groups = {name for p in patterns for name in p.regex.groupindex}
+    convert_spec = item.get("convert", {})
+    if not isinstance(convert_spec, dict):
+        raise RuleFileError(item_id, "convert", "expected a mapping of group -> converter")
+    convert: dict[str, Callable[[str], str]] = {}
+    for name, converter in convert_spec.items():
+        if name not in groups:
+            raise RuleFileError(item_id, f"convert.{name}", "not a captured group of the patterns")
+        if converter not in CONVERTERS:
+            raise RuleFileError(
+                item_id, f"convert.{name}", f"unknown converter (known: {', '.join(CONVERTERS)})"
+            )
+        convert[name] = CONVERTERS[converter]
+    source = required_str(item, "source", item_id)
+    refs = _refs(item, item_id, source)
+    override = item.get("override", False)
+    if not isinstance(override, bool):
+        raise RuleFileError(item_id, "override", "must be true or false")
+    try:
+        cause = check_template(item.get("cause"), "cause")
+        fix = check_template(item.get("fix"), "fix")
+    except ConditionError as exc:
+        raise RuleFileError(item_id, exc.where, exc.message) from None
+    _check_placeholders(cause, "cause", groups, item_id, facts=False)
+    _check_placeholders(fix, "fix", groups, item_id, facts=False)
+    correlate_spec = item.get("correlate", [])
+    if not isinstance(correlate_spec, list):
+        raise RuleFileError(item_id, "correlate", "expected a list of correlations")
+    correlate = [
+        _compile_correlation(spec, f"correlate[{i}]", item_id, groups)
+        for i, spec in enumerate(correlate_spec)
+    ]
+    return Signature(
+        id=item_id,
+        title=required_str(item, "title", item_id),
+        severity=severity,
+        patterns=patterns,
+        exclude=exclude,
+        convert=convert,
+        cause=cause,
+        fix=fix,
+        refs=refs,
+        source=source,
+        file=str(path),
+        notes=optional_str(item, "notes", item_id),
+        override=override,
+        correlate=correlate,
+        raw=item,
+    )
