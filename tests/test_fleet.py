@@ -101,6 +101,10 @@ CORRUPTIONS = {
     "noschema.json": lambda good: json.dumps({"hello": "world"}),
     "badverdict.json": lambda good: good.replace('"verdict": "', '"verdict": "great', 1),
     "badnode.json": lambda good: json.dumps({**json.loads(good), "node": {"gpus": "eight"}}),
+    "badgpu.json": lambda good: json.dumps(
+        {**json.loads(good), "node": {**json.loads(good)["node"], "gpus": [{"name": 5}]}}
+    ),
+    "badbranch.json": lambda good: good.replace('"branch": 515', '"branch": "five"', 1),
     "badxml.xml": lambda good: "<?xml version='1.0'?><nvidia_smi_log><gpu>",
 }
 
@@ -125,7 +129,9 @@ def test_every_bad_file_is_listed_with_a_reason_and_every_good_one_used(tmp_path
     assert "no schema_version" in listed["noschema.json"]
     assert "top level is a JSON list" in listed["list.json"]
     assert "bad verdict" in listed["badverdict.json"]
-    assert "malformed node object" in listed["badnode.json"]
+    assert listed["badnode.json"] == "bad report: node.gpus is not a list"
+    assert listed["badgpu.json"] == "bad report: node.gpus[0].name is int, not str"
+    assert listed["badbranch.json"] == "bad report: node.driver.branch is str, not int"
 
 
 def test_cli_json_output_is_atomic_and_valid(tmp_path: Path) -> None:
