@@ -163,7 +163,7 @@ def _from_oci(reader: _Reader, wanted: Platform, where: str) -> ImageFacts:
         entry, platforms, note = resolve(top, wanted, where)
     for _ in range(4):  # docker save nests: index.json -> image index -> manifest
         doc = mf.load_json(_blob(reader, entry.digest, mf.MAX_MANIFEST_BYTES, where), where)
-        parsed = mf.parse(doc, mf.media_type_of(doc, entry.media_type), where)
+        parsed = mf.parse(doc, mf.media_type_of(doc, entry.media_type, where), where)
         if isinstance(parsed, mf.Manifest):
             config = mf.load_json(_blob(reader, parsed.config.digest, mf.MAX_CONFIG_BYTES, where), where)
             return finish(config, reference, "archive", parsed, entry.digest, index_digest, platforms, note)

@@ -100,18 +100,18 @@ def _descriptor(data: Any, what: str) -> Descriptor:
     )
 
 
-def media_type_of(doc: dict[str, Any], header_type: str | None) -> str:
+def media_type_of(doc: dict[str, Any], header_type: str | None, what: str) -> str:
     """The document's own mediaType, else the Content-Type, else guessed from its shape."""
     declared = _str(doc.get("mediaType")) or (header_type or "").split(";")[0].strip()
+    if doc.get("schemaVersion") == 1:
+        raise BadInput(f"{what}: Docker schema 1 manifests are not supported (re-push the image)")
     if declared in INDEX_TYPES or declared in MANIFEST_TYPES:
         return declared
     if isinstance(doc.get("manifests"), list):
         return OCI_INDEX
     if isinstance(doc.get("config"), dict):
         return OCI_MANIFEST
-    if doc.get("schemaVersion") == 1:
-        raise BadInput(f"{declared or 'manifest'}: Docker schema 1 manifests are not supported")
-    raise BadInput(f"unsupported manifest media type {declared or '(none)'}")
+    raise BadInput(f"{what}: unsupported manifest media type {declared or '(none)'}")
 
 
 def parse(doc: dict[str, Any], media_type: str, what: str) -> Manifest | Index:

@@ -134,7 +134,7 @@ class RegistryClient:
         elif response.headers.get("docker-content-digest"):
             mf.verify_digest(response.body, response.headers["docker-content-digest"], label)
         doc = mf.load_json(response.body, label)
-        media_type = mf.media_type_of(doc, response.headers.get("content-type"))
+        media_type = mf.media_type_of(doc, response.headers.get("content-type"), label)
         return mf.parse(doc, media_type, label), digest
 
     def config(self, descriptor: mf.Descriptor) -> dict[str, object]:

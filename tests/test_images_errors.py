@@ -1,0 +1,295 @@
+"""Registry error paths and the bearer-token flow against a tiny loopback HTTP server
+(statuses a real registry will not emit on demand: 429, 5xx, oversize, bad JSON,
+wrong digests, stalls), and the rule that credentials and tokens never reach output."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from gpudoctor.errors import BadInput, ServiceUnavailable
+from gpudoctor.facts import Platform
+from gpudoctor.images.reference import parse_reference
+from gpudoctor.images.registry import fetch_from_registry
+from gpudoctor.images.transport import Transport
+from tests.support.services import DOCKER_MANIFEST, build_image, digest_of
+
+REPO = Path(__file__).resolve().parent.parent
+USER, PASSWORD, TOKEN = "robot", "pw-Very-Secret-42", "tok-Bearer-Secret-9000"
+Route = Callable[[BaseHTTPRequestHandler], tuple[int, dict[str, str], bytes]]
+
+
+@dataclass
+class Stub:
+    port: int
+    routes: dict[str, Route] = field(default_factory=dict)
+    seen: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, Authorization
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def _handler(stub: Stub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            stub.seen.append((self.command, self.path, self.headers.get("Authorization")))
+            route = stub.routes.get(self.path.split("?")[0])
+            status, headers, body = (
+                route(self) if route else (404, {}, b'{"errors":[{"code":"NAME_UNKNOWN"}]}')
+            )
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            if "Content-Length" not in headers and "Transfer-Encoding" not in headers:
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _serve  # noqa: N815
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def stub() -> Iterator[Stub]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    state = Stub(server.server_address[1])
+    server.RequestHandlerClass = _handler(state)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+IMAGE = build_image({"CUDA_VERSION": "12.4.1", "NVIDIA_REQUIRE_CUDA": "cuda>=12.4"})
+
+
+def serve_image(stub: Stub, *, manifest: bytes = IMAGE.manifest, config: bytes = IMAGE.config,
+                headers: dict[str, str] | None = None) -> None:  # fmt: skip
+    stub.routes["/v2/app/manifests/1"] = lambda h: (
+        200,
+        {"Content-Type": DOCKER_MANIFEST, **(headers or {})},
+        manifest,
+    )
+    stub.routes[f"/v2/app/blobs/{digest_of(IMAGE.config)}"] = lambda h: (200, {}, config)
+
+
+def fetch(stub: Stub, timeout_s: float = 5.0) -> object:
+    transport = Transport(insecure_hosts=frozenset({stub.host}), timeout_s=timeout_s)
+    try:
+        return fetch_from_registry(
+            parse_reference(f"{stub.host}/app:1"), Platform("linux", "amd64"), transport
+        )
+    finally:
+        transport.close()
+
+
+def test_stub_serves_a_good_image(stub: Stub) -> None:
+    serve_image(stub)
+    facts = fetch(stub)
+    assert facts.require == ["cuda>=12.4"]
+
+
+@pytest.mark.parametrize(
+    ("status", "meaning"),
+    [
+        (429, "rate limited"),
+        (500, "server error"),
+        (502, "server error"),
+        (503, "server error"),
+        (403, "access denied"),
+    ],
+)
+def test_statuses_are_one_line_naming_registry_and_status(stub: Stub, status: int, meaning: str) -> None:
+    stub.routes["/v2/app/manifests/1"] = lambda h: (status, {}, b"nope")
+    with pytest.raises(ServiceUnavailable) as err:
+        fetch(stub)
+    message = str(err.value)
+    assert message.startswith(f"registry {stub.host}: manifest app:1: HTTP {status} ")
+    assert meaning in message and "\n" not in message
+    assert err.value.exit_code == 69
+
+
+def test_oversize_manifest_by_content_length(stub: Stub) -> None:
+    stub.routes["/v2/app/manifests/1"] = lambda h: (200, {"Content-Length": str(1 << 30)}, b"")
+    with pytest.raises(BadInput, match="over the 4194304-byte cap") as err:
+        fetch(stub)
+    assert err.value.exit_code == 65
+
+
+def test_oversize_manifest_without_content_length(stub: Stub) -> None:
+    def chunked(handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        return 200, {"Connection": "close", "Content-Length": ""}, b"{" + b" " * (5 << 20)
+
+    stub.routes["/v2/app/manifests/1"] = chunked
+    with pytest.raises(BadInput, match="cap"):
+        fetch(stub)
+
+
+def test_invalid_json_manifest(stub: Stub) -> None:
+    serve_image(stub, manifest=b"<html>proxy error</html>")
+    with pytest.raises(BadInput, match=f"registry {stub.host}: manifest app:1: invalid JSON"):
+        fetch(stub)
+
+
+def test_manifest_digest_mismatch(stub: Stub) -> None:
+    serve_image(stub, headers={"Docker-Content-Digest": "sha256:" + "0" * 64})
+    with pytest.raises(BadInput, match="digest mismatch"):
+        fetch(stub)
+
+
+def test_config_digest_mismatch(stub: Stub) -> None:
+    serve_image(stub, config=IMAGE.config.replace(b"12.4", b"13.0"))
+    with pytest.raises(BadInput, match="config blob sha256:.*digest mismatch"):
+        fetch(stub)
+
+
+def test_stalled_registry_times_out(stub: Stub) -> None:
+    def stall(handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        time.sleep(2)
+        return 200, {}, b"{}"
+
+    stub.routes["/v2/app/manifests/1"] = stall
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable, match="timed out after 0.5s"):
+        fetch(stub, timeout_s=0.5)
+    assert time.monotonic() - started < 2
+
+
+def test_schema1_manifest_is_refused_clearly(stub: Stub) -> None:
+    serve_image(stub, manifest=json.dumps({"schemaVersion": 1, "name": "app", "fsLayers": []}).encode())
+    with pytest.raises(BadInput, match="schema 1"):
+        fetch(stub)
+
+
+# --- bearer token flow ----------------------------------------------------------------
+
+
+def bearer_registry(stub: Stub, *, token_status: int = 200) -> None:
+    expected_basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    challenge = f'Bearer realm="http://{stub.host}/token",service="stub-registry",scope="repository:app:pull"'
+
+    def guarded(route: Route) -> Route:
+        def check(handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+            if handler.headers.get("Authorization") != f"Bearer {TOKEN}":
+                return 401, {"WWW-Authenticate": challenge}, b'{"errors":[{"code":"UNAUTHORIZED"}]}'
+            return route(handler)
+
+        return check
+
+    def token(handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        if (
+            handler.headers.get("Authorization") != expected_basic
+            or "service=stub-registry" not in handler.path
+        ):
+            return 401, {}, b'{"details":"incorrect username or password"}'
+        return token_status, {}, json.dumps({"token": TOKEN, "expires_in": 300}).encode()
+
+    serve_image(stub)
+    for path, route in list(stub.routes.items()):
+        stub.routes[path] = guarded(route)
+    stub.routes["/token"] = token
+
+
+def test_bearer_flow_with_basic_credentials(
+    stub: Stub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bearer_registry(stub)
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {f"http://{stub.host}/v2/": {"auth": auth}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    facts = fetch(stub)
+    assert facts.cuda_version == "12.4.1"
+    token_calls = [s for s in stub.seen if s[1].startswith("/token")]
+    assert len(token_calls) == 1 and "scope=repository%3Aapp%3Apull" in token_calls[0][1]
+
+
+def test_bearer_flow_anonymous_token_refused(
+    stub: Stub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bearer_registry(stub)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    with pytest.raises(
+        ServiceUnavailable, match=f"registry {stub.host}: token service: HTTP 401 .*credentials refused"
+    ):
+        fetch(stub)
+
+
+def test_redirect_to_another_host_drops_credentials(
+    stub: Stub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    other_state = Stub(other.server_address[1])
+    other.RequestHandlerClass = _handler(other_state)
+    other_state.routes["/cdn/config"] = lambda h: (200, {}, IMAGE.config)
+    thread = threading.Thread(target=other.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        bearer_registry(stub)
+        stub.routes[f"/v2/app/blobs/{digest_of(IMAGE.config)}"] = lambda h: (
+            307, {"Location": f"http://localhost:{other_state.port}/cdn/config"}, b"",
+        )  # fmt: skip
+        auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        (tmp_path / "config.json").write_text(json.dumps({"auths": {stub.host: {"auth": auth}}}))
+        monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+        assert fetch(stub).cuda_version == "12.4.1"
+        assert other_state.seen == [("GET", "/cdn/config", None)]
+    finally:
+        other.shutdown()
+        other.server_close()
+        thread.join(timeout=10)
+
+
+# --- secrets never in output (the real CLI, a subprocess) -------------------------------
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gpudoctor", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+        cwd=REPO,
+    )
+
+
+def test_credentials_and_tokens_never_in_output(stub: Stub, tmp_path: Path) -> None:
+    bearer_registry(stub)
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {stub.host: {"auth": auth}}}))
+    node = REPO / "fixtures" / "facts" / "nodes" / "A100-SXM4-80GB_535.54.03.json"
+    report = tmp_path / "node.json"
+    report.write_text(json.dumps({"node": json.loads(node.read_text())}))
+    ok = run_cli("preflight", f"{stub.host}/app:1", "--insecure-registry", stub.host, "--node", str(report),
+                 "--format", "json", env={"DOCKER_CONFIG": str(tmp_path)})  # fmt: skip
+    assert ok.returncode in (0, 1, 2, 3), ok.stderr
+    assert json.loads(ok.stdout)["image"]["require"] == ["cuda>=12.4"]
+    # a refused token request
+    stub.routes["/v2/app/manifests/1"] = lambda h: (403, {}, b'{"errors":[{"code":"DENIED"}]}')
+    denied = run_cli("preflight", f"{stub.host}/app:1", "--insecure-registry", stub.host, "--node", str(report),
+                     env={"DOCKER_CONFIG": str(tmp_path)})  # fmt: skip
+    assert denied.returncode == 69
+    assert denied.stderr.count("\n") == 1 and "Traceback" not in denied.stderr
+    for result in (ok, denied):
+        for secret in (PASSWORD, TOKEN, auth):
+            assert secret not in result.stdout and secret not in result.stderr
