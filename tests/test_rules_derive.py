@@ -1,0 +1,98 @@
+"""Derived facts the rules read: how an image's CUDA runtime can run on a driver, GPU look-ups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support.factsbuild import context_for
+
+A100 = "A100-SXM4-80GB_535.54.03"
+RTX4090 = "RTX-4090_535.86.05"
+CUDA124 = "nvidia-cuda_12.4.1-runtime-ubuntu2204_amd64"
+CUDA13 = "vllm-openai_v0.23.0-cuda13.0.2_amd64"
+
+
+def _driver(version: str, cuda: str | None) -> dict[str, Any]:
+    return {
+        "driver.version": version,
+        "driver.branch": int(version.split(".")[0]),
+        "driver.cuda_version": cuda,
+    }
+
+
+@pytest.mark.parametrize(
+    ("node", "driver", "image", "image_patch", "path"),
+    [
+        (A100, _driver("550.54.15", "12.4"), CUDA124, None, "driver"),
+        (
+            A100,
+            _driver("550.54.15", None),
+            CUDA124,
+            None,
+            "driver",
+        ),  # no CUDA version: the exact driver decides
+        (A100, _driver("580.95.05", "13.0"), CUDA124, None, "driver"),
+        (A100, _driver("535.54.03", "12.2"), CUDA124, None, "minor_version_compat"),
+        (A100, _driver("525.53", "12.0"), CUDA124, None, "insufficient"),
+        (A100, _driver("535.54.03", "12.2"), CUDA13, None, "forward_compat"),
+        (A100, _driver("470.82.01", "11.4"), CUDA124, None, "forward_compat"),
+        (A100, _driver("560.35.03", "12.6"), CUDA13, None, "fc_unsupported_branch"),
+        (RTX4090, _driver("535.86.05", "12.2"), CUDA13, None, "fc_unsupported_gpu"),
+        # an image built on CUDA 13.0 without its own brand terms: the matrix row for 13.0 decides
+        (
+            A100,
+            _driver("550.54.15", "12.4"),
+            CUDA13,
+            {"env.NVIDIA_REQUIRE_CUDA": "cuda>=13.0"},
+            "forward_compat",
+        ),
+        (
+            A100,
+            _driver("545.23.08", "12.3"),
+            CUDA13,
+            {"env.NVIDIA_REQUIRE_CUDA": "cuda>=13.0"},
+            "fc_unsupported_branch",
+        ),
+        (A100, _driver("535.54.03", "12.2"), CUDA124, {"cuda_version": "12.11.0"}, "minor_version_compat"),
+    ],
+)
+def test_cuda_runtime_path(
+    node: str, driver: dict[str, Any], image: str, image_patch: dict[str, Any] | None, path: str
+) -> None:
+    context = context_for(node, driver, image, image_patch)
+    assert context["derived"]["cuda_runtime_path"] == path
+
+
+def test_unknown_runtime_path_has_a_reason() -> None:
+    context = context_for(A100, {"driver.version": None, "driver.cuda_version": None}, CUDA124)
+    assert context["derived"]["cuda_runtime_path"] is None
+    assert context["derived"]["unknown"]["cuda_runtime_path"]
+
+
+def test_gpu_derived_facts_from_the_tables() -> None:
+    context = context_for(A100, {"gpus[0].name": "NVIDIA B200", "gpus[0].pci_device_id": "2901"})
+    gpu = context["gpus"][0]["derived"]
+    assert gpu["architecture"] == "blackwell"
+    assert gpu["compute_capability"] == "10.0"
+    assert gpu["min_driver_branch"] == 570
+    assert gpu["open_module_required"] is True
+    assert gpu["datacenter"] is True
+    assert context["derived"]["nvswitch_system"] is False  # one GPU: no NVSwitch baseboard
+
+
+def test_unknown_gpu_keeps_unknowns_with_reasons() -> None:
+    context = context_for(A100, {"gpus[0].name": "NVIDIA Future GPU", "gpus[0].pci_device_id": "FFFF"})
+    gpu = context["gpus"][0]["derived"]
+    assert gpu["architecture"] is None and gpu["datacenter"] is None
+    assert "not in gpudoctor's GPU table" in gpu["unknown"]["datacenter"]
+
+
+def test_platform_derivation() -> None:
+    arm = "nvidia-cuda_11.8.0-base-ubuntu2204_arm64"
+    assert context_for(A100, {"host.cpu_arch": "aarch64"}, arm)["derived"]["image_platform_matches"] is True
+    assert context_for(A100, {"host.cpu_arch": "x86_64"}, arm)["derived"]["image_platform_matches"] is False
+    unknown = context_for(A100, None, arm)["derived"]
+    assert unknown["image_platform_matches"] is None
+    assert unknown["unknown"]["image_platform_matches"] == "not in nvidia-smi XML"
