@@ -53,6 +53,12 @@ def _is_placeholder(text: str) -> bool:
 def lookup(element: ET.Element, path: str) -> Field:
     node = element.find(path)
     if node is None:
+        # "<remapped_rows>N/A</remapped_rows>": a parent that says why it has no children.
+        parent_path = path.rpartition("/")[0]
+        parent = element.find(parent_path) if parent_path else None
+        parent_text = (parent.text or "").strip() if parent is not None else ""
+        if parent_text and _is_placeholder(parent_text):
+            return Field(None, f"nvidia-smi XML: {parent_text}")
         return Field(None, NOT_IN_THIS_DRIVER)
     text = (node.text or "").strip()
     if not text:

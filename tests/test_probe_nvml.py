@@ -1,0 +1,138 @@
+"""The NVML probe and collector on replayed NVML snapshots (fixtures/nvml/)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+from gpudoctor.probes.collect import Deadlines, collect_node
+from gpudoctor.probes.nvml_api import LiveNvml, NvmlError, RecordingNvml, ReplayNvml, call_key
+from gpudoctor.probes.nvml_probe import probe_nvml
+from tests.support.nvml_replay import HangingNvml, replay, snapshot
+
+SYSFS = Path(__file__).resolve().parent.parent / "fixtures" / "sysfs"
+
+
+def test_multi_gpu_with_p2p_matrix() -> None:
+    node = collect_node(sysfs_root=str(SYSFS / "no-driver"), nvml=replay("8x-v100s-pcie"))
+    assert node.driver.present is True
+    assert (node.driver.version, node.driver.branch, node.driver.cuda_version) == ("460.73.01", 460, "11.2")
+    assert node.driver.nvml_version == "11.460.73.01"
+    assert node.driver.library_mismatch is False
+    assert [g.compute_capability for g in node.gpus] == ["7.0"] * 8
+    assert node.gpus[0].pci_device_id == "1DF6" and node.gpus[0].brand == "Tesla"
+    assert node.gpus[0].memory_total_mib == 32510
+    assert len(node.topology.pairs) == 28
+    same = next(p for p in node.topology.pairs if (p.gpu_a, p.gpu_b) == (0, 1))
+    cross = next(p for p in node.topology.pairs if (p.gpu_a, p.gpu_b) == (3, 4))
+    assert (same.p2p_read, same.p2p_nvlink, same.common_ancestor) == ("ok", "not_supported", "node")
+    assert (cross.p2p_read, cross.common_ancestor) == ("chipset_not_supported", "system")
+    assert same.nvlink_count == 0
+    assert node.gpus[0].unknown["nvlink_links_up"] == "NVML: NotSupported"
+    assert node.probe_errors == []
+
+
+def test_mig_gpu_and_nvlinks_through_nvswitch() -> None:
+    result = probe_nvml(replay("a100-mig"))
+    gpu = result.gpus[0]
+    assert (gpu.mig_mode, gpu.mig_mode_pending) == ("enabled", "enabled")
+    assert [d.index for d in gpu.mig_devices] == [0, 1]
+    assert all(d.uuid and d.uuid.startswith("MIG-") for d in gpu.mig_devices)
+    assert gpu.mig_devices[0].memory_total_mib == 19968
+    assert (gpu.nvlink_links_up, gpu.nvlink_links_total) == (12, 12)
+    assert gpu.unknown["fabric_state"] == "NVML: NotSupported"
+    assert gpu.architecture == "ampere"
+
+
+def test_gpu_fallen_off_the_bus() -> None:
+    result = probe_nvml(replay("gpu-lost"))
+    assert [g.fallen_off_bus for g in result.gpus] == [False, True]
+    lost = result.gpus[1]
+    assert lost.name is None
+    assert lost.unknown["name"] == "GPU has fallen off the bus (NVML: GpuIsLost)"
+    assert result.pairs == []  # no pair can be asked about a lost GPU
+
+
+def test_not_supported_fields_are_unknown_with_reason() -> None:
+    result = probe_nvml(replay("geforce-not-supported"))
+    gpu = result.gpus[0]
+    assert gpu.ecc_mode is None and gpu.unknown["ecc_mode"] == "NVML: NotSupported"
+    assert gpu.unknown["ecc_errors_uncorrectable_volatile"] == "NVML: NotSupported"
+    assert gpu.remapped_rows_pending is None and gpu.unknown["remapped_rows_failure"] == "NVML: NotSupported"
+    assert gpu.persistence_mode == "enabled"
+    assert result.pairs[0].p2p_read == "gpu_not_supported"
+    assert result.pairs[0].common_ancestor == "hostbridge"
+
+
+def test_driver_library_mismatch_uses_the_loaded_kernel_module() -> None:
+    node = collect_node(sysfs_root=str(SYSFS / "mismatch"), nvml=replay("library-mismatch"))
+    driver = node.driver
+    assert driver.present is True and driver.library_mismatch is True
+    assert (driver.version, driver.kernel_module, driver.kernel_module_version) == (
+        "460.56",
+        "proprietary",
+        "460.56",
+    )
+    assert driver.cuda_version is None and "LibRmVersionMismatch" in driver.unknown["cuda_version"]
+    # GPUs still listed, from /proc/driver/nvidia/gpus
+    assert [g.name for g in node.gpus] == ["Tesla V100S-PCIE-32GB"] * 2
+    assert node.gpus[0].compute_capability == "7.0"
+    assert any(e.probe == "nvml" and "mismatch" in e.message for e in node.probe_errors)
+
+
+def test_no_driver() -> None:
+    node = collect_node(sysfs_root=str(SYSFS / "no-driver"), nvml=replay("no-driver"))
+    assert node.driver.present is False
+    assert node.driver.unknown["present"] == "no NVIDIA driver: libnvidia-ml.so.1 not found"
+    assert node.gpus == []
+    assert node.topology.unknown["pairs"] == "no NVIDIA driver: libnvidia-ml.so.1 not found"
+
+
+def test_driver_not_loaded() -> None:
+    node = collect_node(sysfs_root=str(SYSFS / "no-driver"), nvml=replay("driver-not-loaded"))
+    assert node.driver.present is False
+    assert "kernel module is not loaded" in node.driver.unknown["present"]
+
+
+def test_live_nvml_on_this_machine_reports_missing_library() -> None:
+    # These build machines have no NVIDIA driver: the real pynvml path must say so.
+    try:
+        backend = LiveNvml()
+        backend.call("nvmlInit")
+    except NvmlError as exc:
+        assert exc.name in ("LibraryNotFound", "DriverNotLoaded")
+    else:  # pragma: no cover - only on a GPU machine
+        backend.call("nvmlShutdown")
+
+
+def test_a_hung_nvml_call_does_not_hang_the_scan() -> None:
+    backend = HangingNvml(snapshot("8x-v100s-pcie"), "nvmlDeviceGetP2PStatus")
+    started = time.monotonic()
+    try:
+        node = collect_node(
+            sysfs_root=str(SYSFS / "no-driver"), nvml=backend, deadlines=Deadlines(nvml_s=0.5)
+        )
+    finally:
+        backend.release.set()
+    assert time.monotonic() - started < 5
+    assert any(e.probe == "nvml" and "timed out after 0.5s" in e.message for e in node.probe_errors)
+    assert node.gpus == []  # nothing half-collected leaks into the facts
+
+
+def test_recorder_round_trip_reproduces_the_facts() -> None:
+    original = snapshot("a100-mig")
+    recorder = RecordingNvml(ReplayNvml(original))
+    first = probe_nvml(recorder)
+    replayed = probe_nvml(ReplayNvml({"calls": recorder.calls}))
+    assert replayed.gpus == first.gpus
+    assert recorder.calls[call_key("nvmlDeviceGetCount", ())] == {"value": 1}
+    assert recorder.calls[call_key("nvmlDeviceGetGpuFabricInfo", (0,))] == {"error": "NotSupported"}
+
+
+def test_a_call_missing_from_a_snapshot_is_unknown_not_a_crash() -> None:
+    data = copy.deepcopy(snapshot("8x-v100s-pcie"))
+    del data["calls"][call_key("nvmlDeviceGetName", (2,))]
+    result = probe_nvml(ReplayNvml(data))
+    assert result.gpus[2].name is None
+    assert result.gpus[2].unknown["name"] == "NVML: NotRecorded"
