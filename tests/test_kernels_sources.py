@@ -14,6 +14,7 @@ import pytest
 
 from gpudoctor.errors import InputMissing
 from gpudoctor.facts import KernelScanFacts
+from gpudoctor.kernels.packages import PackageCollector
 from gpudoctor.kernels.sources import scan_targets
 from tests.kernels_tree import build_site_packages
 
@@ -147,3 +148,21 @@ def test_symlinks_in_a_tree_are_not_followed(tmp_path: Path) -> None:
 def test_missing_input() -> None:
     with pytest.raises(InputMissing):
         scan_targets(["/nonexistent/path/x"])
+
+
+@pytest.mark.parametrize(
+    ("path", "generation"),
+    [
+        ("flash_attn_2_cuda.cpython-311-x86_64-linux-gnu.so", "fa2"),
+        ("usr/lib/python3/dist-packages/flash_attn_3/_C.abi3.so", "fa3"),
+        ("site-packages/flash_attn_interface.py", "fa3"),
+        ("site-packages/flash_attn/cute/interface.py", "fa4"),
+        # torch vendors FlashAttention sources and licences: not an installed flash-attn
+        ("torch-2.14.1.dist-info/licenses/third_party/flash-attention/flash_attn/cute/LICENSE", None),
+        ("torch/include/ATen/native/transformers/cuda/flash_attn/flash_api.h", None),
+    ],
+)
+def test_flash_attn_generation_from_layout(path: str, generation: str | None) -> None:
+    collector = PackageCollector()
+    collector.see_path(path)
+    assert collector.flash_attn_generations == ({generation} if generation else set())

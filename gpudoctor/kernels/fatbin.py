@@ -19,14 +19,13 @@ A .nv_fatbin section may hold several containers back to back.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gpudoctor.kernels.elf import Buffer
 
 FATBIN_MAGIC = 0xBA55ED50
 FATBIN_MAGIC_BYTES = struct.pack("<I", FATBIN_MAGIC)
-# .nvFatBinSegment holds __fatBinC_Wrapper_t {u32 magic, u32 version, u64 data, u64 filename}.
-WRAPPER_MAGIC = 0x466243B1
 
 KIND_PTX = 1
 KIND_CUBIN = 2
@@ -72,38 +71,61 @@ class RawEntry:
         return f"{self.version_major}.{self.version_minor}" if self.kind == KIND_PTX else None
 
 
-def parse_containers(buf: Buffer, start: int = 0, end: int | None = None) -> list[RawEntry]:
-    """Every entry of every container in buf[start:end].
+Reader = Callable[[int, int], bytes]  # (offset, length) -> up to length bytes, short at the end
+_SEARCH_CHUNK = 1 << 20
 
-    Containers follow each other, possibly padded; between them we search for
-    the next magic rather than trusting padding rules we cannot see documented.
-    """
+
+def parse_containers(buf: Buffer, start: int = 0, end: int | None = None) -> list[RawEntry]:
+    """Every entry of every container in buf[start:end]."""
     view = memoryview(buf)
-    end = len(view) if end is None else min(end, len(view))
+    limit = len(view) if end is None else min(end, len(view))
+    return parse_containers_from(lambda offset, length: bytes(view[offset : offset + length]), start, limit)
+
+
+def parse_containers_from(read: Reader, start: int, end: int) -> list[RawEntry]:
+    """Every entry of every container between start and end, read through `read`.
+
+    Containers normally follow each other directly; when the next one is not
+    right there (padding), we search for its magic rather than trust padding
+    rules that are not documented.
+    """
     entries: list[RawEntry] = []
     offset = start
-    # bytes, bytearray and mmap search in C; a memoryview has no find().
-    data = bytes(view) if isinstance(buf, memoryview) else buf
     while offset + _CONTAINER.size <= end:
-        found = data.find(FATBIN_MAGIC_BYTES, offset, end)  # type: ignore[union-attr]
-        if found < 0:
+        found = _find_magic(read, offset, end)
+        if found is None:
             break
-        offset = _parse_container(view, found, end, entries)
+        offset = _parse_container(read, found, end, entries)
     return entries
 
 
-def parse_one_container(buf: Buffer, start: int, limit: int) -> list[RawEntry]:
-    """The single container at `start` (e.g. pointed to by a wrapper)."""
-    view = memoryview(buf)
-    entries: list[RawEntry] = []
-    _parse_container(view, start, min(limit, len(view)), entries)
-    return entries
+def _find_magic(read: Reader, offset: int, end: int) -> int | None:
+    if read(offset, 4) == FATBIN_MAGIC_BYTES:
+        return offset
+    while offset < end:
+        chunk = read(offset, min(_SEARCH_CHUNK, end - offset))
+        index = chunk.find(FATBIN_MAGIC_BYTES)
+        if index >= 0:
+            return offset + index
+        if len(chunk) <= 3:
+            return None
+        offset += len(chunk) - 3  # a magic may straddle two chunks
+    return None
 
 
-def _parse_container(view: memoryview, offset: int, end: int, entries: list[RawEntry]) -> int:
+def _read_exact(read: Reader, offset: int, length: int, what: str) -> bytes:
+    data = read(offset, length)
+    if len(data) != length:
+        raise FatbinError(f"{what} at {offset:#x} is truncated")
+    return data
+
+
+def _parse_container(read: Reader, offset: int, end: int, entries: list[RawEntry]) -> int:
     if offset + _CONTAINER.size > end:
         raise FatbinError(f"fatbin header at {offset:#x} is truncated")
-    magic, _version, header_size, body_size = _CONTAINER.unpack_from(view, offset)
+    magic, _version, header_size, body_size = _CONTAINER.unpack(
+        _read_exact(read, offset, _CONTAINER.size, "fatbin header")
+    )
     if magic != FATBIN_MAGIC:
         raise FatbinError(f"no fatbin magic at {offset:#x}")
     if header_size < _CONTAINER.size:
@@ -116,7 +138,7 @@ def _parse_container(view: memoryview, offset: int, end: int, entries: list[RawE
     while cursor < body_end:
         if cursor + _ENTRY.size > body_end:
             raise FatbinError(f"fatbin entry header at {cursor:#x} is truncated")
-        fields = _ENTRY.unpack_from(view, cursor)
+        fields = _ENTRY.unpack(_read_exact(read, cursor, _ENTRY.size, "fatbin entry header"))
         kind, entry_header, payload = fields[0], fields[2], fields[3]
         # A header smaller than the fixed fields would make the walk stand still
         # or go backwards; reject it instead of looping.

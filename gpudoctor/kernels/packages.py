@@ -9,7 +9,6 @@ and `libcudart.so.<version>` file names.
 
 from __future__ import annotations
 
-import posixpath
 import re
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ _TORCH_VERSION = re.compile(r"(^|/)torch/version\.py$")
 _CUDART = re.compile(r"(^|/)libcudart\.so\.(\d+(?:\.\d+)*)$")
 _VARIANT = re.compile(r"\+(cu\d+|rocm[\d.]+|cpu|xpu)\b")
 MAX_TEXT = 1 << 20
+_PACKAGE_ROOTS = ("site-packages", "dist-packages")
 
 INTERESTING = (
     "torch",
@@ -129,13 +129,19 @@ def owner_of(binary_path: str, packages: list[PackageFacts]) -> str | None:
 
 
 def _flash_attn_generation(path: str) -> str | None:
-    base = posixpath.basename(path)
-    if base.startswith("flash_attn_2_cuda"):
-        return "fa2"
-    if base.startswith(("flash_attn_3", "flash_attn_interface")) or "/flash_attn_3/" in f"/{path}":
-        return "fa3"
-    if "flash_attn/cute/" in path:
-        return "fa4"
+    """FA generation from a top-level module (directly under site-packages or
+    at the root of a wheel); torch's own vendored flash_attn sources do not count."""
+    parts = path.replace("\\", "/").split("/")
+    for index, part in enumerate(parts):
+        if index and parts[index - 1] not in _PACKAGE_ROOTS:
+            continue
+        rest = parts[index + 1 : index + 2]
+        if part.startswith("flash_attn_2_cuda"):
+            return "fa2"
+        if part in ("flash_attn_3", "flash_attn_interface.py") or part.startswith("flash_attn_3_cuda"):
+            return "fa3"
+        if part == "flash_attn" and rest == ["cute"]:
+            return "fa4"
     return None
 
 

@@ -1,6 +1,6 @@
 """One file -> BinaryFacts: its fatbin entries, from a path (mmap) or a stream.
 
-Path mode maps the file and reads only the ELF section table and the
+Path mode reads (pread) only the ELF section table and the
 `.nv_fatbin` section, as cuobjdump does. Stream mode (tar/OCI members, which
 are never written to disk) reads the member once, front to back, keeping only
 fatbin headers and the few KiB the section table needs; memory stays bounded
@@ -14,13 +14,14 @@ import os
 from typing import BinaryIO
 
 from gpudoctor.facts import BinaryFacts, FatbinEntry
-from gpudoctor.kernels.elf import ELF_MAGIC, ElfError, ElfFile, elf_header_shoff, read_elf, read_elf_from
+from gpudoctor.kernels.elf import ELF_MAGIC, ElfError, elf_header_shoff, read_elf_from
 from gpudoctor.kernels.fatbin import (
     FATBIN_MAGIC_BYTES,
     KIND_CUBIN,
     FatbinError,
     RawEntry,
-    parse_containers,
+    Reader,
+    parse_containers_from,
 )
 from gpudoctor.kernels.ptx import toolkit_for_isa
 from gpudoctor.kernels.stream import StreamScan
@@ -35,19 +36,29 @@ def is_candidate(head: bytes) -> bool:
 
 
 def scan_path(path: str, display_path: str | None = None) -> BinaryFacts | None:
-    """Facts for one file; None when it is neither ELF nor fatbin."""
+    """Facts for one file; None when it is neither ELF nor fatbin.
+
+    Headers are read with pread, not through a memory map: a map faults in
+    (and counts as resident) whole neighbourhoods of pages around each of the
+    thousands of scattered entry headers in a library like libtorch_cuda.so.
+    """
     shown = display_path or path
     try:
         with open(path, "rb") as handle:
-            head = handle.read(4)
-            if not is_candidate(head):
+            descriptor = handle.fileno()
+            size = os.fstat(descriptor).st_size
+
+            def read(offset: int, length: int) -> bytes:
+                if offset < 0 or offset >= size:
+                    return b""
+                return os.pread(descriptor, min(length, size - offset), offset)
+
+            if not is_candidate(read(0, 4)):
                 return None
-            size = os.fstat(handle.fileno()).st_size
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                entries = _entries_from_buffer(mapped, size)
+            entries = _entries_from_reader(read, size)
     except (ElfError, FatbinError) as exc:
         return BinaryFacts(path=shown, error=str(exc))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, OverflowError) as exc:
         return BinaryFacts(path=shown, error=f"cannot read: {exc}")
     return facts_from_entries(shown, entries)
 
@@ -73,8 +84,14 @@ def scan_stream(stream: BinaryIO, display_path: str, head: bytes = b"") -> Binar
         scan.run()
         if first[:4] != ELF_MAGIC:
             return facts_from_entries(display_path, scan.entries)
-        elf = read_elf_from(scan.read_kept, scan.size)
-        section = elf.section(FATBIN_SECTION)
+        if not scan.entries:
+            return facts_from_entries(display_path, [])
+        try:
+            section = read_elf_from(scan.read_kept, scan.size).section(FATBIN_SECTION)
+        except ElfError:
+            # The section names lay outside the kept window (unusual layout):
+            # every container found is real fatbin data, so report them all.
+            return facts_from_entries(display_path, scan.entries)
         if section is None:
             return facts_from_entries(display_path, [])
         inside = [
@@ -92,15 +109,27 @@ def _within(section: object, offset: int) -> bool:
 
 
 def _entries_from_buffer(buf: bytes | mmap.mmap, size: int) -> list[RawEntry]:
-    if bytes(buf[:4]) == FATBIN_MAGIC_BYTES:
-        return parse_containers(buf, 0, size)
-    elf: ElfFile = read_elf(buf)
+    view = memoryview(buf)
+    return _entries_from_reader(lambda offset, length: bytes(view[offset : offset + length]), size)
+
+
+def _entries_from_reader(read: Reader, size: int) -> list[RawEntry]:
+    if read(0, 4) == FATBIN_MAGIC_BYTES:
+        return parse_containers_from(read, 0, size)
+
+    def read_exact(offset: int, length: int) -> bytes:
+        data = read(offset, length)
+        if len(data) != length:
+            raise ElfError(f"header at offset {offset} runs past the end of the file")
+        return data
+
+    elf = read_elf_from(read_exact, size)
     section = elf.section(FATBIN_SECTION)
     if section is None or section.size == 0:
         return []
     if section.end > size:
         raise ElfError(f"section {FATBIN_SECTION} runs past the end of the file")
-    return parse_containers(buf, section.offset, section.end)
+    return parse_containers_from(read, section.offset, section.end)
 
 
 def facts_from_entries(path: str, entries: list[RawEntry]) -> BinaryFacts:
