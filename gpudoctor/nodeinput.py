@@ -39,7 +39,7 @@ def read_input(path: str | os.PathLike[str]) -> bytes:
 def load_node(path: str | os.PathLike[str]) -> NodeFacts:
     data = read_input(path)
     head = data.lstrip()[:1]
-    if head == b"{":
+    if head in (b"{", b"["):
         return node_from_report(data, str(path))
     if head == b"<":
         from gpudoctor.probes.nvsmi_xml import parse_nvidia_smi_xml
