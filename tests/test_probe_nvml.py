@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -136,3 +139,15 @@ def test_a_call_missing_from_a_snapshot_is_unknown_not_a_crash() -> None:
     result = probe_nvml(ReplayNvml(data))
     assert result.gpus[2].name is None
     assert result.gpus[2].unknown["name"] == "NVML: NotRecorded"
+
+
+def test_recorder_command_on_this_machine() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gpudoctor.probes.nvml_record"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    recorded = json.loads(done.stdout)
+    assert recorded["format"] == "gpudoctor-nvml-snapshot/1"
+    # No driver here: the snapshot holds the failing nvmlInit and replays to "no driver".
+    assert recorded["calls"]["nvmlInit"]["error"] in ("LibraryNotFound", "DriverNotLoaded")
+    assert probe_nvml(ReplayNvml(recorded)).driver.present is False
