@@ -20,6 +20,7 @@ from tests.support.services import (
     OCI_MANIFEST,
     Registry,
     build_image,
+    digest_of,
     push_image,
     push_index,
     registry,
