@@ -105,6 +105,8 @@ CORRUPTIONS = {
         {**json.loads(good), "node": {**json.loads(good)["node"], "gpus": [{"name": 5}]}}
     ),
     "badbranch.json": lambda good: good.replace('"branch": 515', '"branch": "five"', 1),
+    "deep.json": lambda good: "[" * 100_000,
+    "bigint.json": lambda good: good.replace('"schema_version": "1.0"', '"schema_version": ' + "9" * 30, 1),
     "badxml.xml": lambda good: "<?xml version='1.0'?><nvidia_smi_log><gpu>",
 }
 
@@ -125,6 +127,11 @@ def test_every_bad_file_is_listed_with_a_reason_and_every_good_one_used(tmp_path
     assert all("\n" not in error and error for error in listed.values())
     assert listed["truncated.json"].startswith("truncated JSON")
     assert listed["empty.json"] == "empty file"
+    assert listed["deep.json"] in (
+        "not a gpudoctor report: JSON nested too deeply",
+        "truncated JSON (ends at line 1 column 100001)",
+    )
+    assert listed["bigint.json"] == "not a gpudoctor report: no schema_version"
     assert "schema_version '2.0'" in listed["future.json"]
     assert "no schema_version" in listed["noschema.json"]
     assert "top level is a JSON list" in listed["list.json"]

@@ -95,16 +95,36 @@ def _parse_json(data: bytes) -> dict[str, Any]:
     if not data.strip():
         raise ReportError("empty file")
     try:
-        report = json.loads(data)
+        report = _fast_loads(data)
+    except ValueError:
+        report = _checked_loads(data)
+    if not isinstance(report, dict):
+        raise ReportError(f"not a gpudoctor report: top level is a JSON {type(report).__name__}")
+    return report
+
+
+def _fast_loads(data: bytes) -> Any:
+    # orjson parses a report about 2.5x faster than the json module: at 10,000 reports this
+    # is most of the fleet's time. Its errors are re-derived below with json's clearer messages.
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - orjson is a dependency; keep working without it
+        return json.loads(data)
+    return orjson.loads(data)
+
+
+def _checked_loads(data: bytes) -> Any:
+    """json.loads with one-line reasons; also accepts what only orjson refuses (huge integers)."""
+    try:
+        return json.loads(data)
     except UnicodeDecodeError:
         raise ReportError("not a gpudoctor report: not UTF-8 text") from None
+    except RecursionError:
+        raise ReportError("not a gpudoctor report: JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
         if exc.pos >= len(data.rstrip()):
             raise ReportError(f"truncated JSON (ends at line {exc.lineno} column {exc.colno})") from None
         raise ReportError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    if not isinstance(report, dict):
-        raise ReportError(f"not a gpudoctor report: top level is a JSON {type(report).__name__}")
-    return report
 
 
 def _diagnose_xml(path: str) -> dict[str, Any]:
@@ -182,7 +202,6 @@ _GPU_FIELDS: dict[str, type | tuple[type, ...]] = {
     "architecture": str,
     "mig_mode": str,
 }
-_PAIR_FIELDS: dict[str, type | tuple[type, ...]] = {"common_ancestor": str, "nvlink_count": int}
 
 
 def _check_fields(obj: Any, fields: dict[str, type | tuple[type, ...]], where: str) -> None:
@@ -209,8 +228,17 @@ def _check_node(node: dict[str, Any]) -> None:
     pairs = topology.get("pairs", []) if isinstance(topology, dict) else None
     if not isinstance(pairs, list):
         raise ReportError("bad report: node.topology.pairs is not a list")
+    # 28 pairs on an 8-GPU node: checked inline, this loop runs 280,000 times for 10,000 nodes.
     for index, pair in enumerate(pairs):
-        _check_fields(pair, _PAIR_FIELDS, f"node.topology.pairs[{index}]")
+        if type(pair) is not dict:
+            raise ReportError(f"bad report: node.topology.pairs[{index}] is not an object")
+        links, ancestor = pair.get("nvlink_count"), pair.get("common_ancestor")
+        if (links is not None and type(links) is not int) or (
+            ancestor is not None and type(ancestor) is not str
+        ):
+            raise ReportError(
+                f"bad report: node.topology.pairs[{index}] has a malformed nvlink_count or common_ancestor"
+            )
 
 
 def load_node_report(path: str) -> dict[str, Any]:
