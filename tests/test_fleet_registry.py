@@ -76,3 +76,28 @@ def test_unreachable_image_is_unknown_not_ok(tmp_path: Path, registry: str) -> N
     assert row["error"]
     assert document["images"][0]["error"]
     assert result.returncode == 3
+
+
+def test_table_shows_the_matrix_with_fixes(tmp_path: Path, registry: str) -> None:
+    write_fleet(tmp_path, {"Tesla-T4_515.105.01": 1})
+    vllm = push_image(registry, "fleet/vllm-openai", "table", "vllm-openai_v0.23.0-cuda13.0.2_amd64")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gpudoctor",
+            "fleet",
+            str(tmp_path),
+            "--image",
+            vllm,
+            "--insecure-registry",
+            registry,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Runnability: image x node class" in result.stdout
+    assert "FAIL" in result.stdout
+    assert "fix:" in result.stdout
