@@ -251,3 +251,23 @@ def test_parallel_parsing_gives_the_same_document(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(fleet_build, "PARALLEL_FROM", 1)
     assert fleet_build._workers(11) > 1 or len(os.sched_getaffinity(0)) == 1
     assert build_fleet([str(tmp_path)]) == sequential
+
+
+def test_identical_xml_captures_are_each_counted(tmp_path: Path) -> None:
+    xml = (
+        Path(__file__).resolve().parent.parent
+        / "fixtures"
+        / "fleets"
+        / "nvidia-smi"
+        / "Tesla-T4_515.105.01.xml"
+    ).read_bytes()
+    for name in ("t4-a", "t4-b", "t4-c"):
+        (tmp_path / f"{name}.xml").write_bytes(xml)
+    for name in ("cut-1", "cut-2"):
+        (tmp_path / f"{name}.xml").write_bytes(xml[: len(xml) // 3])
+    document = build_fleet([str(tmp_path)])
+    (t4,) = document["classes"]
+    assert t4["nodes"] == 3
+    assert sorted(n["hostname"] for n in t4["worst_nodes"]) == ["t4-a", "t4-b", "t4-c"]
+    errors = [item["error"] for item in document["invalid_reports"]]
+    assert len(errors) == 2 and errors[0] == errors[1] and errors[0]
