@@ -271,3 +271,20 @@ def test_identical_xml_captures_are_each_counted(tmp_path: Path) -> None:
     assert sorted(n["hostname"] for n in t4["worst_nodes"]) == ["t4-a", "t4-b", "t4-c"]
     errors = [item["error"] for item in document["invalid_reports"]]
     assert len(errors) == 2 and errors[0] == errors[1] and errors[0]
+
+
+def test_symlink_loops_and_unreadable_directories(tmp_path: Path) -> None:
+    write_fleet(tmp_path / "fleet", {"Tesla-T4_515.105.01": 2})
+    (tmp_path / "fleet" / "loop").symlink_to(tmp_path / "fleet")
+    locked = tmp_path / "fleet" / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        document = build_fleet([str(tmp_path / "fleet")])
+    finally:
+        locked.chmod(0o755)
+    assert document["nodes_total"] == 2  # the loop did not count the nodes twice
+    if os.geteuid() != 0:  # root reads any directory
+        assert document["invalid_reports"] == [
+            {"path": str(locked), "error": "cannot list directory: Permission denied"}
+        ]

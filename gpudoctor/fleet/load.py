@@ -49,25 +49,30 @@ class ReportError(ValueError):
 
 def iter_report_paths(paths: Iterable[str]) -> Iterator[str]:
     """Files as named, directories walked recursively in a stable order."""
+    seen: set[tuple[int, int]] = set()
     for path in paths:
         if os.path.isdir(path):
-            yield from _walk(path)
+            yield from _walk(path, seen)
         else:
             yield path
 
 
-def _walk(directory: str) -> Iterator[str]:
+def _walk(directory: str, seen: set[tuple[int, int]]) -> Iterator[str]:
     try:
+        info = os.stat(directory)
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
     except OSError:
-        # An unreadable directory is reported by the caller as an invalid input.
+        # An unreadable directory is reported by read_record as an invalid input.
         yield directory
         return
+    if (info.st_dev, info.st_ino) in seen:
+        return  # a symlink back into a directory already walked
+    seen.add((info.st_dev, info.st_ino))
     for entry in entries:
         if entry.name.startswith("."):
             continue
         if entry.is_dir(follow_symlinks=True):
-            yield from _walk(entry.path)
+            yield from _walk(entry.path, seen)
         elif entry.name.lower().endswith(REPORT_SUFFIXES):
             yield entry.path
 
@@ -78,7 +83,7 @@ def read_record(path: str, titles: dict[str, str]) -> NodeRecord | InvalidReport
         with open(path, "rb") as handle:
             data = handle.read()
     except IsADirectoryError:
-        return InvalidReport(path, "cannot read: is a directory")
+        return InvalidReport(path, _directory_error(path))
     except OSError as exc:
         return InvalidReport(path, f"cannot read: {exc.strerror or exc}")
     if _is_xml(data):
@@ -87,6 +92,14 @@ def read_record(path: str, titles: dict[str, str]) -> NodeRecord | InvalidReport
         return _record(path, _parse_json(data), titles)
     except ReportError as exc:
         return InvalidReport(path, str(exc))
+
+
+def _directory_error(path: str) -> str:
+    try:
+        os.scandir(path).close()
+    except OSError as exc:
+        return f"cannot list directory: {exc.strerror or exc}"
+    return "cannot read: is a directory"
 
 
 # XML content digest -> the record's node-independent parts (or the reason it is invalid).
