@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -49,12 +50,13 @@ def test_daemonset_runs_only_on_gpu_nodes() -> None:
     assert keys == {"nvidia.com/gpu.present", "feature.node.kubernetes.io/pci-10de.present"}
 
 
-def test_host_mounts_are_read_only_except_the_two_output_directories() -> None:
+def test_host_mounts_are_read_only_except_the_output_directories() -> None:
     spec = daemonset()["spec"]["template"]["spec"]
     (container,) = spec["containers"]
     host_paths = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
     writable = {m["name"] for m in container["volumeMounts"] if not m.get("readOnly")} & set(host_paths)
     assert {host_paths[name] for name in writable} == {
+        "/var/lib/gpudoctor",
         "/var/lib/node_exporter/textfile",
         "/etc/kubernetes/node-feature-discovery/features.d",
     }
@@ -67,9 +69,10 @@ def test_daemonset_writes_the_textfile_and_the_nfd_feature_file() -> None:
     (container,) = daemonset()["spec"]["template"]["spec"]["containers"]
     script = container["args"][0]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert f"--format prometheus \\\n    --output {mounts['textfile']}/gpudoctor.prom" in script
-    assert f"--format nfd \\\n    --output {mounts['features-d']}/gpudoctor" in script
-    assert "--sysfs-root /host" in script
+    assert f"report={mounts['reports']}/report.json" in script
+    assert 'gpudoctor scan --sysfs-root /host --format json --output "$report"' in script
+    assert f"--format prometheus \\\n      --output {mounts['textfile']}/gpudoctor.prom" in script
+    assert f"--format nfd \\\n      --output {mounts['features-d']}/gpudoctor" in script
 
 
 def _scan_available() -> bool:
@@ -156,3 +159,31 @@ def test_a_broken_gpudoctor_never_drains(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "scontrol" not in result.stdout
     assert "could not run (exit 64)" in result.stderr
+
+
+def test_daemonset_loop_writes_all_three_files(tmp_path: Path) -> None:
+    """One iteration of the container's script, with /host pointed at an empty host tree:
+    no driver there, so the verdict is unknown, and every output says so."""
+    (container,) = daemonset()["spec"]["template"]["spec"]["containers"]
+    script = (
+        container["args"][0]
+        .replace("/host", str(tmp_path))
+        .replace('sleep "$SCAN_INTERVAL_SECONDS"', "break")
+    )
+    for directory in ("gpudoctor", "textfile", "features.d"):
+        (tmp_path / directory).mkdir()
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "NODE_NAME": "gpu-007"}
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert "gpu-007 gpudoctor scan exit" in result.stdout, result.stderr
+    from prometheus_client.parser import text_string_to_metric_families
+
+    report = json.loads((tmp_path / "gpudoctor" / "report.json").read_text())
+    families = {
+        f.name: f
+        for f in text_string_to_metric_families((tmp_path / "textfile" / "gpudoctor.prom").read_text())
+    }
+    current = [s.labels["state"] for s in families["gpudoctor_verdict"].samples if s.value == 1]
+    assert current == [report["verdict"]]
+    features = (tmp_path / "features.d" / "gpudoctor").read_text()
+    assert f"gpudoctor.feature.node.kubernetes.io/verdict={report['verdict']}" in features.splitlines()
