@@ -9,7 +9,7 @@ import click
 from gpudoctor.commands.common import emit, format_option, output_option, rule_dirs_from, rules_option
 
 if TYPE_CHECKING:
-    from gpudoctor.facts import NodeFacts
+    from gpudoctor.facts import ImageFacts, NodeFacts
 
 
 @click.command("preflight")
@@ -51,6 +51,18 @@ if TYPE_CHECKING:
 @click.option(
     "--docker-host", default=None, metavar="URL", help="Docker engine to ask (default: $DOCKER_HOST)."
 )
+# --- kernels scan (issue #5, owned by the kernels module) ---
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Also scan the image's layers for CUDA kernels (local image or archive; streamed, nothing extracted).",
+)
+@click.option(
+    "--pull-layers",
+    is_flag=True,
+    help="With --deep on a remote image: DOWNLOAD every layer of the chosen platform to scan it.",
+)
+# --- end kernels scan ---
 @format_option("table", "json", "oneline")
 @output_option
 @rules_option
@@ -62,6 +74,8 @@ def command(
     insecure: tuple[str, ...],
     ca_bundle: str | None,
     docker_host: str | None,
+    deep: bool,
+    pull_layers: bool,
     fmt: str,
     output: str | None,
     rule_dirs: tuple[str, ...],
@@ -89,8 +103,32 @@ def command(
         ca_bundle=_existing(ca_bundle),
         docker_host=docker_host,
     )
+    if deep or pull_layers:
+        _scan_kernels(image, facts, pull_layers, docker_host, insecure, ca_bundle)
     report = diagnose(node, facts, rule_dirs=rule_dirs_from(rule_dirs))
     return emit(report, fmt, output)
+
+
+def _scan_kernels(
+    image: str,
+    facts: ImageFacts,
+    pull_layers: bool,
+    docker_host: str | None,
+    insecure: tuple[str, ...],
+    ca_bundle: str | None,
+) -> None:
+    """Fill facts.kernels (gpudoctor.kernels.deep); a remote image needs --pull-layers."""
+    from gpudoctor.kernels.deep import scan_image
+
+    facts.kernels = scan_image(
+        image,
+        facts,
+        pull_layers=pull_layers,
+        docker_host=docker_host,
+        insecure_registries=insecure,
+        ca_bundle=ca_bundle,
+        announce=lambda text: click.echo(f"gpudoctor: {text}", err=True),
+    )
 
 
 def _load_node(node_file: str | None) -> NodeFacts:

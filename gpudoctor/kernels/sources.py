@@ -175,14 +175,18 @@ class Scanner:
             result = BinaryFacts(path=name, error="named like a shared library but not an ELF file")
         self._keep(result)
 
-    def add_docker_image(self, reference: str) -> None:
+    def add_docker_image(self, reference: str, docker_host: str | None = None) -> None:
         try:
             import docker
             import docker.errors
         except ImportError as exc:  # pragma: no cover - docker is a dependency
             raise ServiceUnavailable(f"docker SDK not available: {exc}") from exc
         try:
-            client = docker.from_env(timeout=DOCKER_TIMEOUT_S)
+            client = (
+                docker.DockerClient(base_url=docker_host, timeout=DOCKER_TIMEOUT_S)
+                if docker_host
+                else docker.from_env(timeout=DOCKER_TIMEOUT_S)
+            )
             chunks = client.api.get_image(reference)
             self.add_tar_stream(io.BufferedReader(_IterStream(iter(chunks)), _BUFFER), reference, depth=0)  # type: ignore[arg-type]
         except docker.errors.ImageNotFound as exc:
