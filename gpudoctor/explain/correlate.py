@@ -3,8 +3,9 @@
 The condition reads the rules engine's context (node facts + derived facts) with
 the match's captured values under `captured`, so one condition can compare the
 two: `{any_gpu: {gpu.compute_capability: {eq: {path: captured.cc}}}}`.
-A correlation whose facts are unknown yields no finding; it is listed as
-unchecked with the missing facts, never reported as fine.
+A correlation whose node facts are unknown yields no finding; it is listed as
+unchecked with the missing facts, never reported as fine. One that needs a
+value the log did not print simply does not apply.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ def correlate(
         trace = Trace()
         result = entry.condition(root, EMPTY_SCOPE, trace)
         if result is None:
-            unchecked.append(Unchecked(signature.id, [f"{p}: {r}" for p, r in trace.missing.items()]))
+            # A value the log did not print is no missing node fact: nothing to report.
+            node_missing = [f"{p}: {r}" for p, r in trace.missing.items() if not p.startswith(f"{CAPTURED}.")]
+            if node_missing:
+                unchecked.append(Unchecked(signature.id, node_missing))
             continue
         if not result:
             continue
