@@ -229,7 +229,7 @@ def test_bearer_flow_anonymous_token_refused(
     bearer_registry(stub)
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     with pytest.raises(
-        ServiceUnavailable, match=f"registry {stub.host}: token service: HTTP 401 .*credentials refused"
+        ServiceUnavailable, match=f"registry {stub.host}: token service: HTTP 401 .*authentication required"
     ):
         fetch(stub)
 

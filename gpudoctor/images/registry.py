@@ -115,7 +115,13 @@ class RegistryClient:
                 "GET", f"{realm}?{urlencode(query)}", headers, MAX_TOKEN_BYTES, what
             )
         if response.status != 200:
-            meaning = "credentials refused" if response.status in (401, 403) else "no token"
+            meaning = "no token"
+            if response.status in (401, 403):
+                meaning = (
+                    "credentials refused"
+                    if creds
+                    else "authentication required (no credentials in the Docker config)"
+                )
             raise ServiceUnavailable(f"{what}: HTTP {response.status} {response.reason} ({meaning})")
         data = mf.load_json(response.body, what)
         token = data.get("token") or data.get("access_token")
