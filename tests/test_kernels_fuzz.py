@@ -85,3 +85,32 @@ def test_zero_header_entry_raises_instead_of_looping() -> None:
         assert "header size 0" in str(exc)
     else:
         raise AssertionError("a zero-size entry header must be rejected")
+
+
+class _LazyStream:
+    """`size` bytes: `head`, then zeros produced on demand (nothing held in memory)."""
+
+    def __init__(self, head: bytes, size: int) -> None:
+        self._head, self._size, self._pos = head, size, 0
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._size - self._pos if n < 0 else min(n, self._size - self._pos)
+        start, self._pos = self._pos, self._pos + n
+        prefix = self._head[start : start + n]
+        return prefix + bytes(n - len(prefix))
+
+
+def test_streamed_member_memory_is_bounded() -> None:
+    import tracemalloc
+
+    size = 256 << 20
+    body = 200 << 20
+    container = struct.pack("<IHHQ", FATBIN_MAGIC, 1, 16, body)
+    entry = struct.pack("<HHIQ", 2, 0x101, 64, body - 64) + bytes(48)
+    stream = _LazyStream(SEED[:64] + container + entry, size)
+    tracemalloc.start()
+    facts = scan_stream(stream, "big.so")  # type: ignore[arg-type]
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert facts is not None
+    assert peak < 24 << 20, f"peak {peak / 2**20:.1f} MiB for a {size >> 20} MiB member"

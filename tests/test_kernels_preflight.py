@@ -7,6 +7,7 @@ manifest) as an OCI layout, an OCI tar, and pushed to a real registry on 127.0.0
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import subprocess
@@ -20,9 +21,11 @@ from tests.kernels_support import FATBINS
 from tests.support.services import (
     DOCKER_MANIFEST,
     BuiltImage,
+    Dockerd,
     Registry,
     canonical,
     digest_of,
+    dockerd,  # noqa: F401 - pytest fixture
     image_config,
     layer_tar,
     oci_layout,
@@ -132,3 +135,54 @@ def test_remote_image_needs_pull_layers(registry: Registry, tmp_path: Path) -> N
     assert code == 2 and {"GD-KERN-001", "GD-KERN-002"} <= kernel_rules(report)
     torch = next(p for p in report["image"]["kernels"]["packages"] if p["name"] == "torch")
     assert torch["version"] == "2.14.1+cu130"
+
+
+def docker_save(path: Path, repo_tag: str) -> Path:
+    """A `docker save` tarball of kernel_image()'s content (uncompressed layer, as docker load wants)."""
+    import tarfile
+
+    raw = gzip.decompress(kernel_image().layers[0])
+    config = canonical(image_config({"CUDA_VERSION": "13.0.2"}, "amd64", None, [digest_of(raw)]))
+    config_name = digest_of(config).split(":")[1] + ".json"
+    layer_name = digest_of(raw).split(":")[1] + "/layer.tar"
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [repo_tag], "Layers": [layer_name]}]).encode()
+    with tarfile.open(path, "w") as tar:
+        for name, data in ((config_name, config), (layer_name, raw), ("manifest.json", manifest)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.services
+def test_local_docker_image_is_streamed_from_the_engine(dockerd: Dockerd, tmp_path: Path) -> None:  # noqa: F811
+    dockerd.load(docker_save(tmp_path / "save.tar", "kern/torch:1"))
+    env = {**os.environ, "DOCKER_HOST": dockerd.host}
+    done = subprocess.run(
+        [sys.executable, "-m", "gpudoctor", "kernels", "kern/torch:1", "--gpu", "10.0", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=env,
+    )
+    report = json.loads(done.stdout)
+    assert {b["path"] for b in report["binaries"]} == set(LAYER_FILES)
+    assert "GD-KERN-002" in {f["rule_id"] for f in report["findings"]}
+
+    code, report, stderr = preflight(
+        "kern/torch:1", volta_node(tmp_path), "--source", "docker", "--docker-host", dockerd.host, "--deep"
+    )
+    assert {"GD-KERN-001", "GD-KERN-002"} <= kernel_rules(report), stderr
+
+
+def test_missing_local_image_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gpudoctor", "kernels", "no-such-image:1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, "DOCKER_HOST": "unix:///nonexistent"},
+    )
+    assert done.returncode == 69 and len(done.stderr.strip().splitlines()) == 1
