@@ -94,6 +94,7 @@ def test_findings_count_nodes_not_gpus_and_worst_nodes_come_first(tmp_path: Path
 
 CORRUPTIONS = {
     "truncated.json": lambda good: good[: len(good) // 2],
+    "cut-in-string.json": lambda good: good[: good.index('"name"') + 4],
     "empty.json": lambda good: "",
     "garbage.json": lambda good: "\x00\x01not json at all",
     "list.json": lambda good: "[1, 2, 3]",
@@ -126,6 +127,7 @@ def test_every_bad_file_is_listed_with_a_reason_and_every_good_one_used(tmp_path
     assert document["invalid_total"] == len(CORRUPTIONS)
     assert all("\n" not in error and error for error in listed.values())
     assert listed["truncated.json"].startswith("truncated JSON")
+    assert listed["cut-in-string.json"].startswith("truncated JSON")
     assert listed["empty.json"] == "empty file"
     assert listed["deep.json"] == "not a gpudoctor report: JSON nested too deeply"
     assert listed["bigint.json"] == "not a gpudoctor report: no schema_version"

@@ -170,7 +170,8 @@ def _checked_loads(data: bytes) -> Any:
     except RecursionError:
         raise ReportError("not a gpudoctor report: JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
-        if exc.pos >= len(data.rstrip()):
+        # A string can hold no raw newline, so "Unterminated string" means the data ran out.
+        if exc.pos >= len(data.rstrip()) or exc.msg.startswith("Unterminated string"):
             raise ReportError(f"truncated JSON (ends at line {exc.lineno} column {exc.colno})") from None
         raise ReportError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 

@@ -1,36 +1,53 @@
 """Fleet test data: node reports from real nvidia-smi outputs, written out as a fleet.
 
-Reports come from fixtures/facts/nodes/*.json (node facts derived from real
-nvidia-smi XMLs, see fixtures/SOURCES.md) run through the real pipeline, so
-their findings are what `gpudoctor scan` would report.
+Reports are the output of `gpudoctor scan --from-nvidia-smi fixtures/nvidia-smi/<name>.xml
+--format json` (real captures, see fixtures/SOURCES.md), made once per name per test run.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from gpudoctor.facts import ImageFacts, NodeFacts
-from gpudoctor.pipeline import diagnose
+from gpudoctor.facts import ImageFacts
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures"
-NODE_FACTS = FIXTURES / "facts" / "nodes"
+NVIDIA_SMI = FIXTURES / "nvidia-smi"
 IMAGE_FACTS = FIXTURES / "facts" / "images"
 
 
 @cache
 def _report(name: str) -> str:
-    node = NodeFacts.from_dict(json.loads((NODE_FACTS / f"{name}.json").read_text(encoding="utf-8")))
-    return json.dumps(diagnose(node))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gpudoctor",
+            "scan",
+            "--from-nvidia-smi",
+            str(NVIDIA_SMI / f"{name}.xml"),
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode not in (0, 1, 2, 3):
+        raise RuntimeError(f"gpudoctor scan failed on {name}: {result.stderr.strip()}")
+    return result.stdout
 
 
 def node_report(name: str, hostname: str | None = None) -> dict[str, Any]:
     """The scan report of a real node fixture, optionally renamed."""
     report: dict[str, Any] = json.loads(_report(name))
     if hostname is not None:
+        report["node"]["host"] = report["node"].get("host") or {}
         report["node"]["host"]["hostname"] = hostname
     return report
 
