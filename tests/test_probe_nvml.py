@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from gpudoctor.probes.collect import Deadlines, collect_node
 from gpudoctor.probes.nvml_api import LiveNvml, NvmlError, RecordingNvml, ReplayNvml, call_key
@@ -151,3 +154,34 @@ def test_recorder_command_on_this_machine() -> None:
     # No driver here: the snapshot holds the failing nvmlInit and replays to "no driver".
     assert recorded["calls"]["nvmlInit"]["error"] in ("LibraryNotFound", "DriverNotLoaded")
     assert probe_nvml(ReplayNvml(recorded)).driver.present is False
+
+
+def _nvidia_smi_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    binary = tmp_path / "bin" / "nvidia-smi"
+    binary.parent.mkdir()
+    binary.write_text(f"#!/bin/sh\n{body}\n", encoding="utf-8")
+    binary.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{binary.parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_nvidia_smi_binary_is_the_fallback_when_nvml_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    xml = Path(__file__).resolve().parent.parent / "fixtures" / "nvidia-smi" / "A100-SXM4-80GB_535.54.03.xml"
+    _nvidia_smi_on_path(tmp_path, monkeypatch, f'[ "$1 $2" = "-q -x" ] || exit 9\nexec cat "{xml}"')
+    node = collect_node(nvml=ReplayNvml({"calls": {"nvmlInit": {"error": "NoPermission"}}}))
+    assert node.driver.unknown["present"] == "NVML: NoPermission"
+    assert (node.driver.version, node.driver.cuda_version) == ("535.54.03", "12.2")
+    assert [g.name for g in node.gpus] == ["NVIDIA A100-SXM4-80GB"]
+    assert any(e.probe == "nvml" for e in node.probe_errors)
+
+
+def test_a_hung_nvidia_smi_is_cut_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _nvidia_smi_on_path(tmp_path, monkeypatch, "exec sleep 30")
+    started = time.monotonic()
+    node = collect_node(
+        nvml=ReplayNvml({"calls": {"nvmlInit": {"error": "Unknown"}}}), deadlines=Deadlines(commands_s=1.0)
+    )
+    assert time.monotonic() - started < 10
+    assert any(e.probe == "nvidia-smi" and "timed out" in e.message for e in node.probe_errors)
+    assert node.gpus == []

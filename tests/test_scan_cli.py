@@ -145,3 +145,39 @@ def test_version_does_not_import_heavy_modules() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert done.stdout.strip().splitlines()[-1] == "heavy="
+
+
+SITE_RULE = """kind: rules
+rules:
+  - id: GD-SITE-901
+    title: T4 nodes are being retired here
+    severity: warn
+    applies_to: node
+    test: {any_gpu: {gpu.name: {eq: "Tesla T4"}}}
+    message: "This node has Tesla T4 GPUs."
+    fix: "Drain it."
+    source: field report
+"""
+
+
+def test_site_rules_change_the_verdict(tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text(SITE_RULE, encoding="utf-8")
+    done = scan(
+        "--from-nvidia-smi",
+        str(XML / "Tesla-T4_515.105.01.xml"),
+        "--format",
+        "json",
+        "--rules",
+        str(tmp_path),
+    )
+    report = report_of(done)
+    assert any(f["rule_id"] == "GD-SITE-901" for f in report["findings"]), done.stderr
+    assert report["verdict"] == "warn" and done.returncode == 1
+
+
+def test_a_broken_site_rule_exits_65(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("kind: rules\nrules:\n  - id: X\n", encoding="utf-8")
+    done = scan("--from-nvidia-smi", str(XML / "Tesla-T4_515.105.01.xml"), "--rules", str(tmp_path))
+    assert done.returncode == 65
+    assert done.stderr.count("\n") == 1 and "bad.yaml" in done.stderr
+    assert_no_traceback(done.stderr)
