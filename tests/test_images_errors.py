@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from gpudoctor.errors import BadInput, ServiceUnavailable
-from gpudoctor.facts import Platform
+from gpudoctor.facts import ImageFacts, Platform
 from gpudoctor.images.reference import parse_reference
 from gpudoctor.images.registry import fetch_from_registry
 from gpudoctor.images.transport import Transport
@@ -93,7 +93,7 @@ def serve_image(stub: Stub, *, manifest: bytes = IMAGE.manifest, config: bytes =
     stub.routes[f"/v2/app/blobs/{digest_of(IMAGE.config)}"] = lambda h: (200, {}, config)
 
 
-def fetch(stub: Stub, timeout_s: float = 5.0) -> object:
+def fetch(stub: Stub, timeout_s: float = 5.0) -> ImageFacts:
     transport = Transport(insecure_hosts=frozenset({stub.host}), timeout_s=timeout_s)
     try:
         return fetch_from_registry(
@@ -293,3 +293,46 @@ def test_credentials_and_tokens_never_in_output(stub: Stub, tmp_path: Path) -> N
     for result in (ok, denied):
         for secret in (PASSWORD, TOKEN, auth):
             assert secret not in result.stdout and secret not in result.stderr
+
+
+def test_identity_token_from_a_credential_helper(
+    stub: Stub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `docker login` with an OAuth identity token stores Username "<token>": the token
+    # service is asked with grant_type=refresh_token (POST), never with Basic auth.
+    refresh = "refresh-Token-Secret-77"
+    serve_image(stub)
+    challenge = f'Bearer realm="http://{stub.host}/token",service="stub-registry"'
+    image_routes = dict(stub.routes)
+
+    def guarded(path: str) -> Route:
+        def check(handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+            if handler.headers.get("Authorization") != f"Bearer {TOKEN}":
+                return 401, {"WWW-Authenticate": challenge}, b"{}"
+            return image_routes[path](handler)
+
+        return check
+
+    def token(handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+        length = int(handler.headers.get("Content-Length", "0"))
+        form = handler.rfile.read(length).decode()
+        ok = (
+            handler.command == "POST"
+            and "grant_type=refresh_token" in form
+            and f"refresh_token={refresh}" in form
+        )
+        return (200, {}, json.dumps({"access_token": TOKEN}).encode()) if ok else (400, {}, b"{}")
+
+    for path in image_routes:
+        stub.routes[path] = guarded(path)
+    stub.routes["/token"] = token
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-oauth"
+    helper.write_text(f'#!/bin/sh\nread server\nprintf \'{{"Username":"<token>","Secret":"{refresh}"}}\'\n')
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    (tmp_path / "config.json").write_text(json.dumps({"credHelpers": {stub.host: "oauth"}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    assert fetch(stub).cuda_version == "12.4.1"
+    assert [s[0] for s in stub.seen if s[1].startswith("/token")] == ["POST"]

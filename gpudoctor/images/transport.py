@@ -3,8 +3,8 @@
 Why not requests/httpx or a registry library: preflight reads two or three small
 documents; importing requests alone costs more than skopeo's whole run, and no
 maintained Python registry client covers Docker credential helpers, manifest-list
-platform listing, size caps and digest checks together (see the preflight notes in
-docs). http.client and ssl are imported only when a registry is contacted.
+platform listing, size caps and digest checks together. http.client and ssl are
+imported only when a registry is contacted.
 
 Secrets: request headers are never put in errors or logs; only the host, the
 status line and what was asked for.
