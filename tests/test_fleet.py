@@ -290,3 +290,32 @@ def test_symlink_loops_and_unreadable_directories(tmp_path: Path) -> None:
         assert document["invalid_reports"] == [
             {"path": str(locked), "error": "cannot list directory: Permission denied"}
         ]
+
+
+def test_site_rules_apply_to_nvidia_smi_xml_inputs(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "site.yaml").write_text(
+        "kind: rules\n"
+        "rules:\n"
+        "  - id: GD-SITE-902\n"
+        "    title: Site minimum driver branch\n"
+        "    severity: fail\n"
+        "    applies_to: node\n"
+        "    test: {driver.branch: {lt: 600}}\n"
+        '    message: "driver {driver.version} is below the site minimum"\n'
+        "    fix: Upgrade the driver to R600 or newer.\n"
+        "    source: field report\n"
+    )
+    xml = Path(__file__).resolve().parent.parent / "fixtures" / "fleets" / "nvidia-smi" / "B200_580.65.06.xml"
+    result = run_cli("fleet", str(xml), "--rules", str(rules), "--format", "json")
+    document = json.loads(result.stdout)
+    (b200,) = document["classes"]
+    assert b200["verdict"] == "fail"
+    assert {
+        "rule_id": "GD-SITE-902",
+        "severity": "fail",
+        "title": "Site minimum driver branch",
+        "nodes": 1,
+    } in b200["findings"]
+    assert result.returncode == 2

@@ -21,9 +21,11 @@ _RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}
 PARALLEL_FROM = 2000
 
 
-def _read_chunk(paths: list[str]) -> tuple[list[NodeRecord | InvalidReport], dict[str, str]]:
+def _read_chunk(
+    paths: list[str], rule_dirs: tuple[Path, ...] = ()
+) -> tuple[list[NodeRecord | InvalidReport], dict[str, str]]:
     titles: dict[str, str] = {}
-    return [read_record(path, titles) for path in paths], titles
+    return [read_record(path, titles, rule_dirs) for path in paths], titles
 
 
 def _workers(files: int) -> int:
@@ -32,12 +34,15 @@ def _workers(files: int) -> int:
     return max(1, min(len(os.sched_getaffinity(0)), 8))
 
 
-def load_fleet(paths: Sequence[str]) -> tuple[list[NodeRecord], list[InvalidReport], dict[str, str]]:
+def load_fleet(
+    paths: Sequence[str], rule_dirs: Sequence[Path] = ()
+) -> tuple[list[NodeRecord], list[InvalidReport], dict[str, str]]:
     """Every file -> a record or an invalid entry, in walk order; parsed on all CPUs for big fleets."""
     files = list(iter_report_paths(paths))
+    site_rules = tuple(rule_dirs)
     workers = _workers(len(files))
     if workers == 1:
-        chunks = [_read_chunk(files)]
+        chunks = [_read_chunk(files, site_rules)]
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -47,7 +52,7 @@ def load_fleet(paths: Sequence[str]) -> tuple[list[NodeRecord], list[InvalidRepo
         parts = [files[i : i + size] for i in range(0, len(files), size)]
         # fork: the workers inherit the imported modules instead of importing them again.
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            chunks = list(pool.map(_read_chunk, parts))
+            chunks = list(pool.map(_read_chunk, parts, [site_rules] * len(parts)))
     records: list[NodeRecord] = []
     invalid: list[InvalidReport] = []
     titles: dict[str, str] = {}
@@ -89,7 +94,7 @@ def build_fleet(
     insecure_registries: Sequence[str] = (),
     rule_dirs: Sequence[Path] = (),
 ) -> dict[str, Any]:
-    records, invalid, titles = load_fleet(paths)
+    records, invalid, titles = load_fleet(paths, rule_dirs)
     classes = aggregate(records)
     del records  # the classes keep what the output needs; free the rest before the matrix
     document: dict[str, Any] = {

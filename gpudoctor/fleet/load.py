@@ -77,8 +77,13 @@ def _walk(directory: str, seen: set[tuple[int, int]]) -> Iterator[str]:
             yield entry.path
 
 
-def read_record(path: str, titles: dict[str, str]) -> NodeRecord | InvalidReport:
-    """One file -> its record; `titles` collects rule_id -> title across the fleet."""
+def read_record(
+    path: str, titles: dict[str, str], rule_dirs: tuple[Path, ...] = ()
+) -> NodeRecord | InvalidReport:
+    """One file -> its record; `titles` collects rule_id -> title across the fleet.
+
+    `rule_dirs` (site rules) apply to nvidia-smi XML, which is diagnosed here; a scan
+    report keeps the findings its node computed."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -87,7 +92,7 @@ def read_record(path: str, titles: dict[str, str]) -> NodeRecord | InvalidReport
     except OSError as exc:
         return InvalidReport(path, f"cannot read: {exc.strerror or exc}")
     if _is_xml(data):
-        return _xml_record(path, data, titles)
+        return _xml_record(path, data, titles, rule_dirs)
     try:
         return _record(path, _parse_json(data), titles)
     except ReportError as exc:
@@ -105,15 +110,19 @@ def _directory_error(path: str) -> str:
 # XML content digest -> the record's node-independent parts (or the reason it is invalid).
 # Diagnosing an XML costs milliseconds; fleets of identical captures (images of one
 # machine, replicated test fleets) pay it once. Entries are small: no report is kept.
-_XML_RESULTS: dict[bytes, tuple[str, tuple[tuple[str, str], ...], dict[str, str], str] | str] = {}
+_XML_RESULTS: dict[
+    tuple[bytes, tuple[Path, ...]], tuple[str, tuple[tuple[str, str], ...], dict[str, str], str] | str
+] = {}
 
 
-def _xml_record(path: str, data: bytes, titles: dict[str, str]) -> NodeRecord | InvalidReport:
-    digest = hashlib.blake2b(data, digest_size=16).digest()
+def _xml_record(
+    path: str, data: bytes, titles: dict[str, str], rule_dirs: tuple[Path, ...]
+) -> NodeRecord | InvalidReport:
+    digest = (hashlib.blake2b(data, digest_size=16).digest(), rule_dirs)
     cached = _XML_RESULTS.get(digest)
     if cached is None:
         try:
-            record = _record(path, _diagnose_xml(path), titles)
+            record = _record(path, _diagnose_xml(path, rule_dirs), titles)
         except ReportError as exc:
             _XML_RESULTS[digest] = str(exc)
             return InvalidReport(path, str(exc))
@@ -133,10 +142,6 @@ def _xml_record(path: str, data: bytes, titles: dict[str, str]) -> NodeRecord | 
 def _is_xml(data: bytes) -> bool:
     # nvidia-smi XML starts with '<?xml' or '<!DOCTYPE'; a gpudoctor report with '{'.
     return data.lstrip()[:1] == b"<"
-
-
-def _report_of(path: str, data: bytes) -> dict[str, Any]:
-    return _diagnose_xml(path) if _is_xml(data) else _parse_json(data)
 
 
 def _parse_json(data: bytes) -> dict[str, Any]:
@@ -176,20 +181,23 @@ def _checked_loads(data: bytes) -> Any:
         raise ReportError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 
 
-def _diagnose_xml(path: str) -> dict[str, Any]:
+def _load_xml_node(path: str) -> Any:
     from gpudoctor.errors import GpudoctorError
 
     try:
         from gpudoctor.nodeinput import load_node
     except ModuleNotFoundError as exc:  # pragma: no cover - only before the scan issue lands
         raise ReportError(f"nvidia-smi XML input needs gpudoctor.nodeinput ({exc})") from None
-    from gpudoctor.pipeline import diagnose
-
     try:
-        node = load_node(Path(path))
+        return load_node(Path(path))
     except GpudoctorError as exc:
         raise ReportError(str(exc).replace(f"{path}: ", "", 1)) from None
-    return diagnose(node)
+
+
+def _diagnose_xml(path: str, rule_dirs: tuple[Path, ...]) -> dict[str, Any]:
+    from gpudoctor.pipeline import diagnose
+
+    return diagnose(_load_xml_node(path), rule_dirs=rule_dirs)
 
 
 def _record(path: str, report: dict[str, Any], titles: dict[str, str]) -> NodeRecord:
@@ -294,5 +302,8 @@ def load_node_report(path: str) -> dict[str, Any]:
     """The full node object of a file already accepted by read_record (for the matrix)."""
     with open(path, "rb") as handle:
         data = handle.read()
-    node: dict[str, Any] = _report_of(path, data)["node"]
-    return node
+    if _is_xml(data):
+        node: dict[str, Any] = _load_xml_node(path).to_dict()
+        return node
+    report: dict[str, Any] = _parse_json(data)["node"]
+    return report
