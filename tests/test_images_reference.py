@@ -121,3 +121,13 @@ def test_non_cuda_image_has_unknown_cuda_version() -> None:
     )
     assert facts.cuda_version is None and "cuda_version" in facts.unknown
     assert facts.require == []
+
+
+def test_framework_hints_of_the_real_vllm_image() -> None:
+    facts_dir = IMAGES.parent / "facts" / "images"
+    env = json.loads((facts_dir / "vllm-openai_v0.23.0-cuda13.0.2_amd64.json").read_text())["env"]
+    facts = facts_from_config({"config": {"Env": [f"{k}={v}" for k, v in env.items()]}}, "x", "registry")
+    assert facts.env_hints["vllm_version"] == "0.23.0"
+    assert facts.env_hints["torch_cuda_arch_list"] == "7.5 8.0 8.6 8.9 9.0 10.0 12.0+PTX"
+    assert facts.env_hints["vllm_enable_cuda_compatibility"] == "0"
+    assert facts.cuda_version == "13.0.96"

@@ -17,6 +17,7 @@ from gpudoctor.requirements import (
 # The CUDA runtime in the image, most specific first.
 _CUDA_ENV = ("NV_CUDA_CUDART_VERSION", "CUDA_VERSION", "NVIDIA_CUDA_VERSION", "CUDA_DRIVER_VERSION")
 _VERSION = re.compile(r"\d+(?:\.\d+)+")
+_IMAGE_TAG_VERSION = re.compile(r":v?(\d+\.\d+(?:\.\d+)*)")  # "vllm/vllm-openai:v0.23.0" -> 0.23.0
 
 # hint name -> env vars / labels that carry it, first found wins
 _HINTS: dict[str, tuple[str, ...]] = {
@@ -29,6 +30,9 @@ _HINTS: dict[str, tuple[str, ...]] = {
     "tensorrt_version": ("TRT_VERSION", "TENSORRT_VERSION"),
     "tensorrt_llm_version": ("TRTLLM_VERSION", "TENSORRT_LLM_VERSION", "TRT_LLM_VERSION"),
     "vllm_version": ("VLLM_VERSION",),
+    "vllm_image_tag": ("VLLM_IMAGE_TAG",),
+    "vllm_enable_cuda_compatibility": ("VLLM_ENABLE_CUDA_COMPATIBILITY",),
+    "tensorflow_version": ("TENSORFLOW_VERSION", "TF_VERSION"),
     "sglang_version": ("SGLANG_VERSION",),
     "triton_server_version": ("TRITON_SERVER_VERSION",),
     "nvidia_build_id": ("NVIDIA_BUILD_ID",),
@@ -69,6 +73,9 @@ def _hints(env: Mapping[str, str], labels: Mapping[str, str]) -> dict[str, str]:
         value = next((env[n] for n in names if env.get(n)), None)
         if value:
             hints[hint] = value
+    tag = _IMAGE_TAG_VERSION.search(hints.get("vllm_image_tag", ""))
+    if tag and "vllm_version" not in hints:
+        hints["vllm_version"] = tag.group(1)
     for hint, names in _LABEL_HINTS.items():
         value = next((labels[n] for n in names if labels.get(n)), None)
         if value:
