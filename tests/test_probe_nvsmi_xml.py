@@ -156,3 +156,15 @@ def test_bad_xml_is_bad_input(data: bytes, message: str) -> None:
         parse_nvidia_smi_xml(data, "x.xml")
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_gpu_missing_from_the_xml_is_a_probe_error() -> None:
+    data = (XML / "2x-RTX-2080-Ti_410.73.xml").read_bytes()
+    start = data.index(b"<gpu id=", data.index(b"<gpu id=") + 1)
+    end = data.index(b"</gpu>", start) + len(b"</gpu>")
+    node = parse_nvidia_smi_xml(data[:start] + data[end:], "one-gpu-left-out.xml")
+    assert len(node.gpus) == 1
+    assert [(e.probe, e.message) for e in node.probe_errors] == [
+        ("nvidia-smi-xml", "nvidia-smi reports 2 attached GPUs but describes 1")
+    ]
+    assert parse("2x-RTX-2080-Ti_410.73.xml").probe_errors == []

@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
 from gpudoctor.errors import BadInput
-from gpudoctor.facts import DriverFacts, GpuFacts, MigDeviceFacts, NodeFacts
+from gpudoctor.facts import DriverFacts, GpuFacts, MigDeviceFacts, NodeFacts, ProbeError
 from gpudoctor.probes.gpumodel import fill_model_facts
 from gpudoctor.probes.values import branch_of, fabric_state_name, mib_from, yes_no
 
@@ -88,6 +88,11 @@ def parse_nvidia_smi_xml(data: bytes, origin: str) -> NodeFacts:
         node.host.unknown[name] = NOT_IN_XML
     node.driver = _driver(root)
     node.gpus = [_gpu(index, element) for index, element in enumerate(root.findall("gpu"))]
+    attached = lookup(root, "attached_gpus").text
+    if attached and attached.isdigit() and int(attached) != len(node.gpus):
+        # nvidia-smi leaves out GPUs it cannot get a handle for (fallen off the bus).
+        message = f"nvidia-smi reports {attached} attached GPUs but describes {len(node.gpus)}"
+        node.probe_errors.append(ProbeError(probe="nvidia-smi-xml", message=message))
     node.topology.unknown["pairs"] = NOT_IN_XML
     for name in ("iommu_active", "iommu_mode", "acs_enabled_bridges"):
         node.topology.unknown[name] = NOT_IN_XML
