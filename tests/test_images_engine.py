@@ -69,3 +69,13 @@ def test_auto_order_engine_first_then_registry(dockerd: Dockerd, registry: Regis
     from_engine = fetch_image(reference, insecure_registries=[registry.host], docker_host=dockerd.host)
     assert from_engine.source == "docker"
     assert from_engine.digest == from_registry.digest
+
+
+def test_archive_written_by_a_real_docker_save(dockerd: Dockerd, loaded: str, tmp_path: Path) -> None:
+    saved = tmp_path / "saved.tar"
+    dockerd.docker("save", "-o", str(saved), loaded)
+    facts = fetch_image(str(saved))
+    assert facts.source == "archive"
+    assert facts.reference == loaded
+    assert facts.cuda_version == "12.4.127" and facts.require[0].startswith("cuda>=12.4 ")
+    assert facts.size_bytes is not None and facts.size_bytes > 0
