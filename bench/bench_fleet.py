@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ XMLS = REPO / "fixtures" / "fleets" / "nvidia-smi"
 IMAGE = "vllm-openai_v0.23.0-cuda13.0.2_amd64"  # fixtures/facts/images/: the real vLLM image environment
 GPUDOCTOR = [sys.executable, "-m", "gpudoctor"]
 CORRUPT_EVERY = 100
+FLEET_TIMEOUT_S = 300
 
 
 def scan_reports() -> list[dict[str, Any]]:
@@ -85,7 +87,13 @@ def run_fleet(args: list[str]) -> tuple[float, int, int]:
     process = subprocess.Popen(
         [*GPUDOCTOR, "fleet", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    _, status, usage = os.wait4(process.pid, 0)
+    # wait4 gives this process's own peak RSS; the timer keeps a hung run from hanging the bench.
+    watchdog = threading.Timer(FLEET_TIMEOUT_S, process.kill)
+    watchdog.start()
+    try:
+        _, status, usage = os.wait4(process.pid, 0)
+    finally:
+        watchdog.cancel()
     wall = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
     stderr = process.stderr.read().decode() if process.stderr else ""
