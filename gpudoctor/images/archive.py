@@ -148,19 +148,14 @@ def _json(reader: _Reader, name: str, where: str) -> Any:
 
 
 def _from_oci(reader: _Reader, wanted: Platform, where: str) -> ImageFacts:
-    top = mf.parse(
-        mf.load_json(reader.read("index.json", mf.MAX_MANIFEST_BYTES) or b"", where), mf.OCI_INDEX, where
-    )
+    doc = mf.load_json(reader.read("index.json", mf.MAX_MANIFEST_BYTES) or b"", f"{where}: index.json")
+    top = mf.parse(doc, mf.OCI_INDEX, where)
     assert isinstance(top, mf.Index)
     if not top.manifests:
         raise BadInput(f"{where}: index.json lists no images")
-    reference = _ref_name(reader, where) or where
-    entry: mf.Descriptor = top.manifests[0]
-    index_digest, platforms, note = None, [], None
-    if not any(d.platform for d in top.manifests) and len(top.manifests) == 1:
-        entry = top.manifests[0]
-    else:
-        entry, platforms, note = resolve(top, wanted, where)
+    reference = _ref_name(doc) or where
+    index_digest = None
+    entry, platforms, note = resolve(top, wanted, where)
     for _ in range(4):  # docker save nests: index.json -> image index -> manifest
         doc = mf.load_json(_blob(reader, entry.digest, mf.MAX_MANIFEST_BYTES, where), where)
         parsed = mf.parse(doc, mf.media_type_of(doc, entry.media_type, where), where)
@@ -172,9 +167,10 @@ def _from_oci(reader: _Reader, wanted: Platform, where: str) -> ImageFacts:
     raise BadInput(f"{where}: indexes nested too deep")
 
 
-def _ref_name(reader: _Reader, where: str) -> str | None:
-    index = _json(reader, "index.json", where)
-    for entry in index.get("manifests", []) if isinstance(index, dict) else []:
+def _ref_name(index: dict[str, Any]) -> str | None:
+    """The image name an OCI layout or docker save records in index.json annotations."""
+    entries = index.get("manifests")
+    for entry in entries if isinstance(entries, list) else []:
         annotations = entry.get("annotations") if isinstance(entry, dict) else None
         for key in _REF_NAME_ANNOTATIONS if isinstance(annotations, dict) else ():
             value = annotations.get(key)

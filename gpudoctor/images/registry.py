@@ -161,9 +161,10 @@ def resolve(
     entries = mf.real_platforms(index)
     offered = [p for _, p in entries]
     if not entries:
-        if len(index.manifests) == 1:
-            return index.manifests[0], offered, None
-        raise BadInput(f"{where}: index lists no platforms")
+        if not index.manifests:
+            raise BadInput(f"{where}: index lists no manifests")
+        note = None if len(index.manifests) == 1 else "index entries carry no platform; the first is read"
+        return index.manifests[0], offered, note
     chosen = choose(offered, wanted)
     if chosen is not None:
         return index.manifests[entries[chosen][0]], offered, None
