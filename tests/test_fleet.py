@@ -108,6 +108,7 @@ CORRUPTIONS = {
     "badbranch.json": lambda good: good.replace('"branch": 515', '"branch": "five"', 1),
     "deep.json": lambda good: "[" * 100_000,
     "bigint.json": lambda good: good.replace('"schema_version": "1.0"', '"schema_version": ' + "9" * 30, 1),
+    "preflight.json": lambda good: json.dumps({**json.loads(good), "image": {"reference": "x"}}),
     "badxml.xml": lambda good: "<?xml version='1.0'?><nvidia_smi_log><gpu>",
 }
 
@@ -129,6 +130,7 @@ def test_every_bad_file_is_listed_with_a_reason_and_every_good_one_used(tmp_path
     assert listed["truncated.json"].startswith("truncated JSON")
     assert listed["cut-in-string.json"].startswith("truncated JSON")
     assert listed["empty.json"] == "empty file"
+    assert listed["preflight.json"].startswith("a preflight report (node + image)")
     assert listed["deep.json"] == "not a gpudoctor report: JSON nested too deeply"
     assert listed["bigint.json"] == "not a gpudoctor report: no schema_version"
     assert "schema_version '2.0'" in listed["future.json"]

@@ -209,6 +209,11 @@ def _record(path: str, report: dict[str, Any], titles: dict[str, str]) -> NodeRe
     tool = report.get("tool")
     if isinstance(tool, dict) and tool.get("name") not in (None, "gpudoctor"):
         raise ReportError(f"not a gpudoctor report: written by {tool.get('name')!r}")
+    if report.get("image") is not None:
+        # Its findings and verdict mix the image in; classes must describe nodes alone.
+        raise ReportError(
+            "a preflight report (node + image), not a node scan: use gpudoctor scan --format json"
+        )
     node = report.get("node")
     if not isinstance(node, dict):
         raise ReportError("not a gpudoctor node report: no node object")
