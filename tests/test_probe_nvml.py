@@ -185,3 +185,14 @@ def test_a_hung_nvidia_smi_is_cut_off(tmp_path: Path, monkeypatch: pytest.Monkey
     assert time.monotonic() - started < 10
     assert any(e.probe == "nvidia-smi" and "timed out" in e.message for e in node.probe_errors)
     assert node.gpus == []
+
+
+def test_kernel_module_without_user_space_library() -> None:
+    node = collect_node(sysfs_root=str(SYSFS / "acs-on"), nvml=replay("no-driver"))
+    driver = node.driver
+    assert driver.present is True
+    assert (driver.version, driver.kernel_module) == ("580.65.06", "open")
+    assert driver.unknown["cuda_version"] == (
+        "libnvidia-ml.so.1 not found, although NVIDIA kernel module 580.65.06 is loaded"
+    )
+    assert "present" not in driver.unknown

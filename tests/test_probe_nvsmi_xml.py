@@ -168,3 +168,6 @@ def test_a_gpu_missing_from_the_xml_is_a_probe_error() -> None:
         ("nvidia-smi-xml", "nvidia-smi reports 2 attached GPUs but describes 1")
     ]
     assert parse("2x-RTX-2080-Ti_410.73.xml").probe_errors == []
+    # The telegraf fixture kept one <gpu> of a 4-GPU node, and says so itself.
+    trimmed = parse("A100-SXM4-80GB_535.54.03.xml").probe_errors
+    assert [e.message for e in trimmed] == ["nvidia-smi reports 4 attached GPUs but describes 1"]

@@ -21,6 +21,7 @@ from gpudoctor.probes.nvml_api import NvmlBackend, NvmlError
 from gpudoctor.probes.nvml_probe import LIBRARY_NOT_FOUND, NvmlResult, probe_nvml
 
 T = TypeVar("T")
+_NO_DRIVER_PREFIX = "no NVIDIA driver: "
 
 
 @dataclass
@@ -134,6 +135,15 @@ def _merge_driver(
         driver.kernel_module_version = module.version
         if not driver.version:
             # Without NVML the loaded kernel module is the only driver version there is.
+            if driver.present is False:
+                # NVML said "no driver", but a kernel module is loaded: the user-space
+                # part is what is missing, and the reasons must say so.
+                for name, reason in list(driver.unknown.items()):
+                    if reason.startswith(_NO_DRIVER_PREFIX):
+                        text = reason.removeprefix(_NO_DRIVER_PREFIX)
+                        driver.unknown[name] = (
+                            f"{text}, although NVIDIA kernel module {module.version} is loaded"
+                        )
             driver.present = True
             driver.unknown.pop("present", None)
             driver.version = module.version
