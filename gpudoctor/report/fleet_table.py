@@ -17,7 +17,8 @@ def _top_findings(findings: list[dict[str, Any]], with_fix: bool = False) -> str
     lines = []
     for finding in findings[:FINDINGS_SHOWN]:
         line = f"{finding['rule_id']} {finding['severity']} x{finding['nodes']}: {finding.get('title', '')}"
-        if with_fix and finding.get("fix"):
+        # A fix for an info finding would bury the ones that decide the verdict.
+        if with_fix and finding.get("fix") and finding["severity"] != "info":
             line += f"\n  fix: {finding['fix']}"
         lines.append(line)
     if len(findings) > FINDINGS_SHOWN:
