@@ -75,8 +75,9 @@ def test_node_driver_too_old_for_the_ptx(tree: Path) -> None:
     done = run(
         str(FATBINS / "bin" / "ptx_only_75.so"), "--node", str(NODES / "A100-SXM4-80GB_535.54.03.json")
     )
-    assert done.returncode == 1
-    assert "GD-KERN-003" in done.stdout and "-  cubin -  ptx sm_75" in done.stdout
+    assert done.returncode == 2
+    assert "FAIL GD-KERN-006" in done.stdout and "GD-KERN-003" not in done.stdout
+    assert "-  cubin -  ptx sm_75" in done.stdout
 
 
 def test_table_lists_per_file_errors_and_goes_on(tree: Path) -> None:

@@ -2,9 +2,12 @@
 
 Per GPU `gpu.derived.*` (all null, with a reason in `gpu.derived.unknown`,
 when the image was not scanned or the GPU's compute capability is unknown):
-  kernel_none          binaries with device code but no kernel for this GPU
+  kernel_none          binaries with device code but no kernel for this GPU (not even
+                       with a newer driver)
   kernel_jit_only      binaries that run on this GPU only through PTX JIT
   kernel_unknown       binaries whose PTX JIT support by this driver cannot be told
+  kernel_ptx_too_new   binaries in kernel_none that only lack a driver new enough to
+                       JIT their PTX (CUDA_ERROR_UNSUPPORTED_PTX_VERSION, 222)
   torch_no_kernel      "torch 2.14.1+cu130" when torch's CUDA libraries have no
                        kernel for this GPU, else null-free "" (empty string)
   flash_attn_fallback  "flash-attn 2.8.3 (fa3)" when flash-attn's kernels do not
@@ -58,6 +61,7 @@ def coverage(scan: KernelScanFacts, cc: str, driver_cuda: str | None) -> dict[st
         for binary in scan.binaries
         if binary.error is None and binary.fatbin_entries
     }
+    entries = {binary.path: binary.fatbin_entries for binary in scan.binaries}
     owners = {binary.path: binary.package for binary in scan.binaries}
     packages = {package.name: package for package in scan.packages}
 
@@ -72,10 +76,14 @@ def coverage(scan: KernelScanFacts, cc: str, driver_cuda: str | None) -> dict[st
                 return f"{label} ({generation})" if generation else label
         return ""
 
+    too_new = sorted(
+        path for path, v in verdicts.items() if v == NONE and verdict(entries[path], cc, None) == JIT
+    )
     return {
-        "kernel_none": sorted(path for path, v in verdicts.items() if v == NONE),
+        "kernel_none": sorted(path for path, v in verdicts.items() if v == NONE and path not in too_new),
         "kernel_jit_only": sorted(path for path, v in verdicts.items() if v == JIT),
         "kernel_unknown": sorted(path for path, v in verdicts.items() if v == UNKNOWN),
+        "kernel_ptx_too_new": too_new,
         "torch_no_kernel": package_without_kernel(("torch",)),
         "flash_attn_fallback": package_without_kernel(_FLASH_ATTN),
         "kernel_sm": f"sm_{cc_number(cc)}",
