@@ -222,3 +222,29 @@ def test_missing_node_file(registry: Registry) -> None:
         capture_output=True, text=True, timeout=60, cwd=REPO,
     )  # fmt: skip
     assert done.returncode == 66 and done.stderr.count("\n") == 1
+
+
+def test_archive_path_is_detected_and_judged(tmp_path: Path) -> None:
+    from tests.support.services import docker_save_tar
+
+    tar = docker_save_tar(tmp_path / "cuda.tar", VLLM_CU13, "example.test/vllm:cu13")
+    done = subprocess.run(
+        [sys.executable, "-m", "gpudoctor", "preflight", str(tar), "--node", str(XML / "Quadro-P2000_525.125.06.xml"),
+         "--format", "json"],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )  # fmt: skip
+    report = json.loads(done.stdout)
+    assert report["image"]["source"] == "archive" and report["image"]["reference"] == "example.test/vllm:cu13"
+    assert done.returncode == 2 and "GD-REQ-001" in rule_ids(report, "fail")
+
+
+def test_live_scan_when_no_node_is_given(registry: Registry, images: dict[str, Any]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gpudoctor", "preflight", f"{registry.host}/pf/cuda:12.4", "--insecure-registry",
+         registry.host, "--format", "json"],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    report = json.loads(done.stdout)
+    assert report["node"]["source"] == "live"
+    assert report["image"]["digest"] == images["built"]["cuda124"].digest
+    assert done.returncode == {"ok": 0, "info": 0, "warn": 1, "fail": 2, "unknown": 3}[report["verdict"]]
