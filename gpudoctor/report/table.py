@@ -133,39 +133,33 @@ def _gpus(console: Any, gpus: list[dict[str, Any]]) -> None:
     if not gpus:
         console.print("GPUs: none visible")
         return
-    table = Table(title=f"GPUs ({len(gpus)})", title_justify="left")
-    for column in (
-        "#",
-        "name",
-        "CC",
-        "arch",
-        "memory",
-        "bus id",
-        "MIG",
-        "ECC",
-        "persist.",
-        "NVLink",
-        "fabric",
-        "health",
-    ):
-        table.add_column(column, overflow="fold")
-    for gpu in gpus:
-        memory = gpu.get("memory_total_mib")
-        links = gpu.get("nvlink_links_total")
-        table.add_row(
-            str(gpu.get("index")),
-            _text(gpu.get("name")),
-            _text(gpu.get("compute_capability")),
-            _text(gpu.get("architecture")),
-            f"{memory} MiB" if memory is not None else UNKNOWN,
-            _text(gpu.get("pci_bus_id")),
-            _text(gpu.get("mig_mode")),
-            _text(gpu.get("ecc_mode")),
-            _text(gpu.get("persistence_mode")),
-            f"{_text(gpu.get('nvlink_links_up'))}/{links}" if links else "-",
-            _text(gpu.get("fabric_state")) if gpu.get("fabric_state") else "-",
-            _gpu_health(gpu),
+    columns: list[tuple[str, Any]] = [
+        ("#", lambda g: str(g.get("index"))),
+        ("name", lambda g: _text(g.get("name"))),
+        ("CC", lambda g: _text(g.get("compute_capability"))),
+        ("arch", lambda g: _text(g.get("architecture"))),
+        (
+            "memory",
+            lambda g: f"{g['memory_total_mib']} MiB" if g.get("memory_total_mib") is not None else UNKNOWN,
+        ),
+        ("bus id", lambda g: _text(g.get("pci_bus_id"))),
+        ("MIG", lambda g: _text(g.get("mig_mode"))),
+        ("ECC", lambda g: _text(g.get("ecc_mode"))),
+        ("persist.", lambda g: _text(g.get("persistence_mode"))),
+    ]
+    # NVLink and fabric columns only where some GPU has them: most nodes have neither.
+    if any(g.get("nvlink_links_total") for g in gpus):
+        columns.append(
+            ("NVLink up", lambda g: f"{_text(g.get('nvlink_links_up'))}/{_text(g.get('nvlink_links_total'))}")
         )
+    if any(g.get("fabric_state") for g in gpus):
+        columns.append(("fabric", lambda g: _text(g.get("fabric_state"))))
+    columns.append(("health", _gpu_health))
+    table = Table(title=f"GPUs ({len(gpus)})", title_justify="left")
+    for column, _ in columns:
+        table.add_column(column, overflow="fold", min_width=_MIN_WIDTHS.get(column))
+    for gpu in gpus:
+        table.add_row(*(_escape_text(cell(gpu)) for _, cell in columns))
     console.print(table)
 
 
@@ -238,6 +232,10 @@ def _findings(console: Any, findings: list[dict[str, Any]]) -> None:
 
 
 def _escape(value: Any) -> str:
+    return _escape_text(_text(value))
+
+
+def _escape_text(text: str) -> str:
     from rich.markup import escape
 
-    return escape(_text(value))
+    return escape(text)
