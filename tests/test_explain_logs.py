@@ -1,0 +1,107 @@
+"""Every signature against real logs: the expected diagnosis on each failure log
+(corpus logs and lines from public threads), nothing at all on healthy logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gpudoctor.explain import load_signatures
+from gpudoctor.explain.matcher import Matcher
+from gpudoctor.explain.report import NO_MATCH, build_explain_report
+
+LOGS = Path(__file__).resolve().parent.parent / "fixtures" / "logs"
+EXPECTED: dict[str, dict[str, Any]] = yaml.safe_load((LOGS / "expected.yaml").read_text())
+HEALTHY = sorted((LOGS / "healthy").glob("*.log"))
+SIGNATURES = load_signatures()
+MATCHER = Matcher(SIGNATURES.signatures)
+
+
+def explain_file(path: Path) -> dict[str, Any]:
+    with path.open("rb") as stream:
+        return build_explain_report(MATCHER.scan(stream), str(path))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_failure_log_gets_its_diagnosis(name: str) -> None:
+    expected = EXPECTED[name]
+    report = explain_file(LOGS / name)
+    found = {m["signature_id"]: m for m in report["matches"]}
+    assert set(found) == set(expected["ids"])
+    for signature_id, values in expected.get("captured", {}).items():
+        captured = found[signature_id]["captured"]
+        for key, value in values.items():
+            assert captured.get(key) == value, (signature_id, key, captured)
+    for signature_id, values in expected.get("captured", {}).items():
+        # The explanation uses the captured values, not placeholders.
+        shown = found[signature_id]["cause"] + found[signature_id]["fix"]
+        assert any(str(value) in shown for value in values.values()), (signature_id, shown)
+    assert report["verdict"] in ("warn", "fail")
+    for match in report["matches"]:
+        assert match["line_numbers"] and match["excerpt"]
+        assert "{" not in match["cause"] and "{" not in match["fix"]
+
+
+def test_every_corpus_log_is_covered() -> None:
+    corpus = {f"corpus/{p.name}" for p in (LOGS / "corpus").glob("*.txt")}
+    assert corpus and corpus <= set(EXPECTED)
+
+
+def test_every_signature_has_a_positive_case() -> None:
+    covered = {signature_id for entry in EXPECTED.values() for signature_id in entry["ids"]}
+    shipped = {s.id for s in SIGNATURES.signatures}
+    assert shipped - covered == set()
+
+
+def test_at_least_thirty_signatures_each_with_refs_cause_and_fix() -> None:
+    assert len(SIGNATURES.signatures) >= 30
+    for signature in SIGNATURES.signatures:
+        assert signature.refs or signature.source == "field report", signature.id
+        assert signature.cause.strip() and signature.fix.strip()
+
+
+def test_thread_fixtures_name_their_source() -> None:
+    for path in (LOGS / "threads").glob("*.log"):
+        first = path.read_text(encoding="utf-8").splitlines()[0]
+        assert first.startswith("# SOURCE: "), path.name
+        assert "http" in first, path.name
+        assert ("constructed" in first) == path.name.startswith("constructed_"), path.name
+
+
+@pytest.mark.parametrize("path", HEALTHY, ids=[p.name for p in HEALTHY])
+def test_healthy_log_has_no_match(path: Path) -> None:
+    report = explain_file(path)
+    assert report["matches"] == []
+    assert report["verdict"] == "ok"
+    assert report["summary"] == NO_MATCH
+
+
+def test_all_healthy_logs_concatenated_have_no_match(tmp_path: Path) -> None:
+    combined = tmp_path / "healthy.log"
+    combined.write_bytes(b"".join(p.read_bytes() for p in HEALTHY) * 50)
+    assert len(HEALTHY) >= 10
+    assert explain_file(combined)["matches"] == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # Benign lines near the failure vocabulary: they must not be diagnosed.
+        "NCCL INFO NCCL_P2P_DISABLE set by environment to 1.",
+        "NCCL INFO Channel 00/0 : 0[0] -> 1[1] via P2P/CUMEM/read",
+        "UserWarning: Found GPU0 Orin which is of compute capability (CC) 8.7.",
+        "No published PyTorch CUDA builds for release 2.13.0+cu132 support this GPU.",
+        "NVRM: loading NVIDIA UNIX x86_64 Kernel Module  580.65.06  Release Build",
+        "NVRM: Xid (PCI:0000:3b:00): 45, pid=123, name=python3, Ch 00000010",
+        "INFO 09-03 16:28:17 [gpu_worker.py:298] Available KV cache memory: 16.23 GiB",
+        "Memory efficient kernel not used because: (Triggered internally at sdp_utils.cpp:545.)",
+        "[rank0]: the error counter stayed at 0; no error was found",
+        "FlashAttention 2 is available: using flash_attention_2 on 8x NVIDIA H100 80GB HBM3",
+    ],
+)
+def test_benign_lines_near_failure_words_do_not_match(line: str) -> None:
+    report = build_explain_report(MATCHER.scan_bytes(line.encode() + b"\n"), "line")
+    assert report["matches"] == [], report["matches"]

@@ -1,0 +1,212 @@
+"""The streaming matcher and the signature schema: chunk boundaries, line numbers,
+binary junk, invalid UTF-8, the literal prefilter, validation errors."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from gpudoctor.errors import BadInput
+from gpudoctor.explain import load_signatures
+from gpudoctor.explain.literals import necessary_literals
+from gpudoctor.explain.matcher import MAX_HITS_KEPT, Matcher
+from gpudoctor.explain.report import build_explain_report
+from gpudoctor.explain.signatures import CONVERTERS
+from gpudoctor.knowledge.loader import load_file
+
+SIGNATURES = load_signatures().signatures
+MATCHER = Matcher(SIGNATURES)
+NO_KERNEL = b"RuntimeError: CUDA error: no kernel image is available for execution on the device"
+XID79 = b"NVRM: Xid (PCI:0000:3b:00): 79, pid=1, GPU has fallen off the bus."
+
+
+def ids_and_lines(data: bytes, chunk: int = 8 * 1024 * 1024) -> dict[str, list[int]]:
+    result = MATCHER.scan(io.BytesIO(data), chunk_bytes=chunk)
+    report = build_explain_report(result, "test")
+    return {m["signature_id"]: m["line_numbers"] for m in report["matches"]}
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1000, 1 << 20])
+def test_line_numbers_survive_any_chunk_size(chunk: int) -> None:
+    lines = [b"step %d loss 0.5" % i for i in range(300)]
+    lines[41] = NO_KERNEL
+    lines[250] = XID79
+    data = b"\n".join(lines) + b"\n"
+    assert ids_and_lines(data, chunk) == {"GD-LOG-020": [42], "GD-XID-079": [251]}
+
+
+def test_last_line_without_newline_and_crlf() -> None:
+    data = b"ok\r\nfine\r\n" + NO_KERNEL
+    assert ids_and_lines(data) == {"GD-LOG-020": [3]}
+    result = MATCHER.scan_bytes(data)
+    assert result.lines == 3 and result.bytes_read == len(data)
+
+
+def test_binary_junk_and_invalid_utf8_never_fail() -> None:
+    junk = bytes(range(256)) * 64 + b"\xff\xfe\xc3\x28 \xe2\x82" + b"\x00" * 1000
+    data = junk + b"\n" + b"\xff\xfe" + NO_KERNEL + b"\xc3\x28\n" + junk
+    found = ids_and_lines(data, chunk=333)
+    assert found == {"GD-LOG-020": [junk.count(b"\n") + 2]}
+
+
+def test_giant_line_without_newline_is_bounded_and_still_matched() -> None:
+    data = b"x" * (3 * 1024 * 1024) + b" " + XID79 + b" " + b"y" * (2 * 1024 * 1024)
+    assert "GD-XID-079" in ids_and_lines(data, chunk=256 * 1024)
+
+
+def test_upper_and_lower_case_both_match() -> None:
+    assert "GD-LOG-044" in ids_and_lines(b"exec /usr/bin/python: EXEC FORMAT ERROR\n")
+    assert "GD-LOG-044" in ids_and_lines(b'{"msg":"exec container process: Exec format error"}\n')
+
+
+def test_repeated_failures_are_counted_but_kept_bounded() -> None:
+    data = (XID79 + b"\n") * 5000
+    report = build_explain_report(MATCHER.scan_bytes(data), "test")
+    (match,) = report["matches"]
+    assert match["count"] == 5000
+    assert len(match["line_numbers"]) <= MAX_HITS_KEPT
+    assert match["line_numbers"][:3] == [1, 2, 3]
+
+
+def test_required_patterns_must_all_be_present() -> None:
+    hang = b"the allreduce hangs forever on both GPUs\n"
+    fixed = b"setting NCCL_P2P_DISABLE=1 makes it work\n"
+    assert "GD-LOG-061" not in ids_and_lines(hang)
+    assert "GD-LOG-061" not in ids_and_lines(fixed)
+    assert ids_and_lines(hang + b"other\n" + fixed)["GD-LOG-061"] == [1, 3]
+
+
+def test_exclusion_keeps_a_line_out_of_the_evidence() -> None:
+    # The driver-API form belongs to GD-LOG-021, not to the generic no-kernel-image signature.
+    line = b"CUDADriverError: CUDA_ERROR_NO_BINARY_FOR_GPU: no kernel image is available for execution on the device\n"
+    assert set(ids_and_lines(line)) == {"GD-LOG-021"}
+
+
+def test_captured_values_are_converted_and_all_distinct_values_kept() -> None:
+    data = (
+        b"NVRM: Xid (PCI:0000:3b:00): 79, pid=1, GPU has fallen off the bus.\n"
+        b"NVRM: Xid (PCI:0000:5e:00): 79, pid=2, GPU has fallen off the bus.\n"
+    )
+    report = build_explain_report(MATCHER.scan_bytes(data), "test")
+    (match,) = report["matches"]
+    assert match["captured"] == {"pci": "0000:3B:00"}
+    assert match["captured_values"] == {"pci": ["0000:3B:00", "0000:5E:00"]}
+    assert "0000:3B:00" in match["cause"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "literals"),
+    [
+        (r"no kernel image is available", ["no kernel image is available"]),
+        (
+            r"(?:forward compat\w+|cudaErrorCompatNotSupportedOnDevice)",
+            ["cudaerrorcompatnotsupportedondevice", "forward compat"],
+        ),
+        (r"^\s*NVRM: Xid \((?:PCI:)?(?P<pci>[0-9a-f:.]+)\): 79\b", ["nvrm: xid ("]),
+        (r"sm_(?P<sm>\d+) is not compatible", [" is not compatible"]),
+        (r"(?:ab|cd)+x", None),
+        (r"a.b.c", None),
+    ],
+)
+def test_necessary_literals(pattern: str, literals: list[str] | None) -> None:
+    assert necessary_literals(pattern) == literals
+
+
+def test_prefilter_literals_are_in_every_line_the_regex_matches() -> None:
+    """The prefilter is sound on every fixture line: a line a pattern matches contains one of its literals."""
+    logs = Path(__file__).resolve().parent.parent / "fixtures" / "logs"
+    lines = [
+        line
+        for path in sorted(logs.rglob("*"))
+        if path.suffix in (".log", ".txt")
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+    ]
+    checked = 0
+    for signature in SIGNATURES:
+        for pattern in signature.patterns:
+            assert pattern.literals and all(lit == lit.lower() for lit in pattern.literals)
+            for line in lines:
+                if pattern.regex.search(line):
+                    checked += 1
+                    assert any(lit in line.lower() for lit in pattern.literals), (signature.id, line)
+    assert checked > 100
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "value"),
+    [
+        ("cuda_tag", "cu124", "12.4"),
+        ("cuda_tag", "12080", "12.8"),
+        ("cuda_tag", "13000", "13.0"),
+        ("compute_capability", "sm_120", "12.0"),
+        ("compute_capability", "89", "8.9"),
+        ("compute_capability", "sm_90a", "9.0"),
+        ("sm_list", "sm_50 sm_60 sm_90", "5.0, 6.0, 9.0"),
+        ("pci", "0000:3b:00", "0000:3B:00"),
+    ],
+)
+def test_converters(name: str, raw: str, value: str) -> None:
+    assert CONVERTERS[name](raw) == value
+
+
+GOOD = """kind: signatures
+signatures:
+  - id: GD-SITE-001
+    title: Site-specific failure
+    severity: warn
+    patterns: ['our-launcher: GPU (?P<gpu>\\\\d+) refused']
+    cause: "GPU {captured.gpu} refused the job."
+    fix: Drain it.
+    refs: [https://example.com/runbook]
+    source: field report
+"""
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (("\\\\d+) refused", "\\\\d+ refused"), "patterns[0]"),
+        (("{captured.gpu}", "{captured.gpus}"), "cause"),
+        (("our-launcher: GPU (?P<gpu>\\\\d+) refused", "(?P<gpu>\\\\d+)"), "patterns[0]"),
+        (("severity: warn", "severity: fatal"), "severity"),
+        (("refs: [https://example.com/runbook]", "refs: [not-a-url]"), "refs"),
+        (("    source: field report\n", "    source: field report\n    colour: red\n"), "colour"),
+    ],
+)
+def test_bad_signature_file_is_one_line_naming_file_id_and_field(
+    tmp_path: Path, edit: tuple[str, str], field: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(GOOD.replace(*edit))
+    assert path.read_text() != GOOD
+    with pytest.raises(BadInput) as caught:
+        load_file(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(path) in message and "GD-SITE-001" in message and f"field {field}" in message
+
+
+def test_bad_correlation_condition_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        GOOD
+        + "    correlate:\n      - when: {driver.branch: {lt_x: 5}}\n        severity: warn\n        message: x\n"
+    )
+    with pytest.raises(BadInput, match=r"GD-SITE-001: field correlate\[0\]\.when"):
+        load_file(path)
+
+
+def test_site_signature_loads_and_collision_needs_override(tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text(GOOD)
+    loaded = load_signatures([tmp_path])
+    assert "GD-SITE-001" in loaded.by_id
+    clash = tmp_path / "clash.yaml"
+    clash.write_text(GOOD.replace("GD-SITE-001", "GD-LOG-020"))
+    with pytest.raises(BadInput, match="GD-LOG-020: field id: already defined"):
+        load_signatures([clash])
+    clash.write_text(
+        GOOD.replace("GD-SITE-001", "GD-LOG-020").replace("    source:", "    override: true\n    source:")
+    )
+    assert load_signatures([clash]).by_id["GD-LOG-020"].title == "Site-specific failure"
