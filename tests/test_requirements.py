@@ -423,3 +423,18 @@ def test_cuda13_image_geforce_525_fails_a100_535_passes() -> None:
     )
     assert evaluate_requirements(requirements, real_node("A100-SXM4-80GB_535.54.03")).satisfied is True
     assert evaluate_requirements(requirements, real_node("RTX-4090_535.86.05")).satisfied is False
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [("11.6.0-rc1", "11.6"), ("11.6.0+build.5", "11.6"), ("11.6.0-rc.1+b", "11.6"), ("11.6-rc1", None),
+     ("11.6.0-rc.01", None), ("011.6", None), ("11.06", None), ("vv11.6", None)],
+)  # fmt: skip
+def test_parse_major_minor_follows_go_semver(version: str, expected: str | None) -> None:
+    # golang.org/x/mod/semver (what cuda_image.go uses): pre-release/build only after a full
+    # MAJOR.MINOR.PATCH, no leading zeros, numeric pre-release identifiers without leading zeros.
+    if expected is None:
+        with pytest.raises(RequirementsError):
+            parse_major_minor(version)
+    else:
+        assert parse_major_minor(version) == expected
