@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -160,3 +162,46 @@ def test_fabric_manager_version() -> None:
 
 def test_bus_id_forms() -> None:
     assert sysfs_bus_id("00000000:1B:00.0") == "0000:1b:00.0"
+
+
+def _tree_with_drivers(tmp_path: Path, drivers: dict[str, str]) -> Path:
+    root = tmp_path / "tree"
+    shutil.copytree(SYSFS / "acs-off", root, symlinks=True)
+    for address, driver in drivers.items():
+        (root / "sys/bus/pci/drivers" / driver).mkdir(parents=True, exist_ok=True)
+        device = (root / "sys/bus/pci/devices" / address).resolve()
+        (device / "driver").symlink_to(os.path.relpath(root / "sys/bus/pci/drivers" / driver, device))
+    return root
+
+
+def _one_gpu_at_03() -> ReplayNvml:
+    data = copy.deepcopy(snapshot("gpu-lost"))
+    data["calls"][call_key("nvmlDeviceGetCount", ())]["value"] = 1
+    data["calls"][call_key("nvmlDeviceGetPciInfo", (0,))]["value"]["busId"] = "00000000:03:00.0"
+    return ReplayNvml(data)
+
+
+def test_a_gpu_on_the_bus_that_nvml_does_not_list(tmp_path: Path) -> None:
+    root = _tree_with_drivers(tmp_path, {"0000:03:00.0": "nvidia", "0000:04:00.0": "nvidia"})
+    node = collect_node(sysfs_root=str(root), nvml=_one_gpu_at_03())
+    assert [(e.probe, e.message) for e in node.probe_errors] == [
+        (
+            "sysfs",
+            "NVIDIA GPU 0000:04:00.0 is on the PCI bus, bound to the nvidia driver, but NVML does not list it",
+        )
+    ]
+
+
+def test_a_gpu_passed_through_to_vfio_is_not_an_error(tmp_path: Path) -> None:
+    root = _tree_with_drivers(tmp_path, {"0000:03:00.0": "nvidia", "0000:04:00.0": "vfio-pci"})
+    assert probe_sysfs(FsRoot(root)).pci_gpus[1].driver == "vfio-pci"
+    node = collect_node(sysfs_root=str(root), nvml=_one_gpu_at_03())
+    assert node.probe_errors == []
+
+
+def test_single_space_open_module_banner() -> None:
+    module = parse_nvrm_version(
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64 610.43.02 Release Build\n"
+        "              (dvs-builder@U22-I3-H05-01-2) Tue May 19 11:24:27 UTC 2026\n"
+    )
+    assert module is not None and (module.flavour, module.version) == ("open", "610.43.02")

@@ -104,6 +104,8 @@ def collect_node(
     _merge_driver(node, nvml_result, sysfs, backend is None)
     _merge_gpus(node, nvml_result, sysfs, fs, attempt, limits)
     _merge_topology(node, nvml_result, sysfs)
+    if nvml_result is not None and nvml_result.initialised and sysfs is not None:
+        _gpus_nvml_does_not_list(node, sysfs)
     _merge_fabric(node, sysfs, fs, attempt, limits)
     return node
 
@@ -220,6 +222,22 @@ def _merge_topology(node: NodeFacts, nvml: NvmlResult | None, sysfs: sysfs_probe
     elif not sysfs.pci_gpus:
         topology.unknown["acs_enabled_bridges"] = "no NVIDIA GPU in /sys/bus/pci/devices"
     _pair_acs(node.gpus, topology.pairs, sysfs)
+
+
+def _gpus_nvml_does_not_list(node: NodeFacts, sysfs: sysfs_probe.SysfsResult) -> None:
+    """A GPU on the PCI bus, bound to nvidia, that NVML does not list has fallen off the bus
+    or was excluded; NVML then simply counts one GPU less, so only sysfs can tell."""
+    listed = {sysfs_probe.sysfs_bus_id(g.pci_bus_id) for g in node.gpus if g.pci_bus_id}
+    lost = sum(1 for g in node.gpus if g.fallen_off_bus)
+    for device in sysfs.pci_gpus:
+        if device.address in listed or device.driver not in ("nvidia", None):
+            continue  # listed, or handed to another driver on purpose (vfio-pci passthrough)
+        if lost:
+            lost -= 1  # already reported by NVML as lost
+            continue
+        binding = "bound to the nvidia driver" if device.driver else "bound to no driver"
+        message = f"NVIDIA GPU {device.address} is on the PCI bus, {binding}, but NVML does not list it"
+        node.probe_errors.append(ProbeError(probe="sysfs", message=message))
 
 
 def _pair_acs(gpus: list[GpuFacts], pairs: list[GpuPairFacts], sysfs: sysfs_probe.SysfsResult) -> None:

@@ -39,6 +39,7 @@ class PciDevice:
     pci_class: str
     path: str  # real sysfs path, /sys/devices/pci0000:00/.../0000:1b:00.0
     ancestors: list[str] = field(default_factory=list)  # bridge addresses, nearest first
+    driver: str | None = None  # bound kernel driver: "nvidia", "vfio-pci", None when unbound
 
 
 @dataclass
@@ -58,7 +59,9 @@ def list_devices(fs: FsRoot) -> list[PciDevice]:
         pci_class = (fs.read_text(f"{entry}/class") or "").strip().lower()
         real = fs.realpath(entry) or entry
         ancestors = [part for part in reversed(real.split("/")[:-1]) if _is_address(part)]
-        devices.append(PciDevice(address, vendor, device, pci_class, real, ancestors))
+        bound = fs.realpath(f"{entry}/driver")
+        driver = bound.rsplit("/", 1)[-1] if bound else None
+        devices.append(PciDevice(address, vendor, device, pci_class, real, ancestors, driver))
     return devices
 
 
