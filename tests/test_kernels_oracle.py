@@ -91,3 +91,37 @@ def test_libtorch_cuda_matches_cuobjdump() -> None:
     assert set(facts.cubins) == parse_listing(elf.stdout)
     assert set(facts.ptx) == parse_listing(ptx.stdout)
     assert ours < 5.0
+
+
+EXTERNAL = Path(__file__).resolve().parent.parent / "fixtures" / "fatbins" / "external"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("GPUDOCTOR_SLOW") != "1", reason="opt-in: GPUDOCTOR_SLOW=1")
+def test_cuda12_library_in_a_wheel_matches_recorded_cuobjdump(tmp_path: Path) -> None:
+    """A CUDA 12.9 build (LZ4-compressed PTX, flag 0x2000), streamed from its wheel."""
+    import sys
+
+    from gpudoctor.kernels.sources import scan_targets
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "nvidia-curand-cu12==10.3.10.19",
+            "-d",
+            str(tmp_path),
+        ],
+        check=True,
+        timeout=600,
+    )
+    (wheel,) = tmp_path.glob("*.whl")
+    (lib,) = [b for b in scan_targets([str(wheel)]).binaries if b.path.endswith("libcurand.so.10")]
+    name = "libcurand.so.10-cu12-10.3.10.19"
+    assert set(lib.cubins) == parse_listing((EXTERNAL / f"{name}.elf.txt").read_text())
+    assert set(lib.ptx) == parse_listing((EXTERNAL / f"{name}.ptx.txt").read_text())
+    assert lib.compressed and {e.toolkit_version for e in lib.fatbin_entries if e.kind == "ptx"} == {"12.9"}
