@@ -181,3 +181,11 @@ def test_a_broken_site_rule_exits_65(tmp_path: Path) -> None:
     assert done.returncode == 65
     assert done.stderr.count("\n") == 1 and "bad.yaml" in done.stderr
     assert_no_traceback(done.stderr)
+
+
+def test_sysfs_root_and_saved_xml_do_not_mix() -> None:
+    done = scan(
+        "--from-nvidia-smi", str(XML / "Tesla-T4_515.105.01.xml"), "--sysfs-root", str(SYSFS / "acs-on")
+    )
+    assert done.returncode == 64
+    assert "cannot be combined" in done.stderr

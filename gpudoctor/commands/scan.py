@@ -36,6 +36,10 @@ def command(
     if from_file is not None:
         from gpudoctor.nodeinput import load_node
 
+        if sysfs_root is not None:
+            from gpudoctor.errors import UsageError
+
+            raise UsageError("--sysfs-root is for a live scan; it cannot be combined with --from-nvidia-smi")
         node = load_node(from_file)
     else:
         from gpudoctor.errors import InputMissing
