@@ -58,6 +58,8 @@ class FleetImage:
             )
         except GpudoctorError as exc:
             return ImageFetch(name, None, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug in one image's fetch must not void the fleet report
+            return ImageFetch(name, None, f"internal error: {type(exc).__name__}: {exc} (please report this)")
         return ImageFetch(name, facts)
 
     def summary(self) -> dict[str, Any]:
