@@ -137,7 +137,8 @@ def main() -> None:
         document = json.loads(out.read_text(encoding="utf-8"))
         listed = {item["path"] for item in document["invalid_reports"]}
         valid = options.nodes - len(corrupted)
-        ok = document["nodes_total"] == valid and listed == corrupted
+        image_errors = [i["error"] for i in document.get("images", []) if i["error"]]
+        ok = document["nodes_total"] == valid and listed == corrupted and not image_errors
         matrix = {row["class"]: row["verdict"] for row in document.get("matrix", [])}
         image_errors = [i["error"] for i in document.get("images", []) if i["error"]]
         print(
