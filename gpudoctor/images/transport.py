@@ -12,6 +12,7 @@ status line and what was asked for.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
@@ -21,7 +22,9 @@ from gpudoctor.errors import BadInput, ServiceUnavailable
 if TYPE_CHECKING:
     import http.client
 
-DEFAULT_TIMEOUT_S = 15.0
+DEFAULT_TIMEOUT_S = 15.0  # per connect / per read
+DEFAULT_BODY_DEADLINE_S = 30.0  # per response body, however the bytes trickle in
+_READ_CHUNK = 64 * 1024
 MAX_REDIRECTS = 5
 
 
@@ -41,6 +44,7 @@ class Transport:
     insecure_hosts: frozenset[str] = frozenset()
     ca_bundle: str | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
+    body_deadline_s: float = DEFAULT_BODY_DEADLINE_S
     bytes_received: int = 0
     _connections: dict[tuple[str, str], Any] = field(default_factory=dict)
     _ssl_context: Any = None
@@ -150,22 +154,38 @@ class Transport:
         if conn is not None:
             conn.close()
 
+    def _read_body(self, resp: http.client.HTTPResponse, max_bytes: int, what: str) -> bytes:
+        """Up to max_bytes + 1 bytes, within the per-body deadline: a server that drips a
+        byte at a time cannot hold preflight for cap x timeout."""
+        deadline = time.monotonic() + self.body_deadline_s
+        chunks: list[bytes] = []
+        received = 0
+        while received <= max_bytes:
+            if time.monotonic() > deadline:
+                resp.close()
+                self.close()
+                raise ServiceUnavailable(f"{what}: answer not complete within {self.body_deadline_s:g}s")
+            chunk = resp.read1(min(_READ_CHUNK, max_bytes + 1 - received))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            received += len(chunk)
+        self.bytes_received += received
+        return b"".join(chunks)
+
     def _read(self, resp: http.client.HTTPResponse, max_bytes: int, what: str, url: str) -> Response:
         headers = {k.lower(): v for k, v in resp.getheaders()}
         self.bytes_received += sum(len(k) + len(v) + 4 for k, v in resp.getheaders()) + 17
         declared = headers.get("content-length", "")
         if resp.status < 300 and declared.isdigit() and int(declared) > max_bytes:
             resp.close()
-            self._connections.clear()
+            self.close()
             raise BadInput(f"{what}: response of {int(declared)} bytes is over the {max_bytes}-byte cap")
-        data = resp.read(max_bytes + 1)
-        self.bytes_received += len(data)
+        data = self._read_body(resp, max_bytes, what)
         if len(data) > max_bytes:
             resp.close()
-            self._connections.clear()
+            self.close()
             raise BadInput(f"{what}: response is over the {max_bytes}-byte cap")
-        if not resp.isclosed():
-            resp.read()  # drain so the connection can be reused
         return Response(resp.status, resp.reason, headers, data, url)
 
 
