@@ -140,7 +140,6 @@ def main() -> None:
         image_errors = [i["error"] for i in document.get("images", []) if i["error"]]
         ok = document["nodes_total"] == valid and listed == corrupted and not image_errors
         matrix = {row["class"]: row["verdict"] for row in document.get("matrix", [])}
-        image_errors = [i["error"] for i in document.get("images", []) if i["error"]]
         print(
             f"gpudoctor fleet --image {image}: wall {wall:.2f} s, peak RSS {rss / 2**20:.0f} MB, exit {code}"
         )
