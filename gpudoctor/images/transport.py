@@ -170,6 +170,8 @@ class Transport:
                 break
             chunks.append(chunk)
             received += len(chunk)
+        if received <= max_bytes:
+            resp.read()  # nothing left: marks the response done so the connection is reused
         self.bytes_received += received
         return b"".join(chunks)
 
