@@ -106,10 +106,7 @@ def verdict(entries: Iterable[FatbinEntry], cc: str, driver_cuda: str | None = N
 
 
 def fill_per_gpu(binary: BinaryFacts, ccs: Iterable[str], driver_cuda: str | None = None) -> None:
-    if binary.error is not None:
+    """Verdicts for binaries with device code; a host-only library needs no kernel."""
+    if binary.error is not None or not binary.fatbin_entries:
         return
     binary.per_gpu = {cc: verdict(binary.fatbin_entries, cc, driver_cuda) for cc in ccs}
-
-
-def has_device_code(binary: BinaryFacts) -> bool:
-    return bool(binary.fatbin_entries)

@@ -52,6 +52,9 @@ def render_table(report: dict[str, Any]) -> str:
         if "error" in binary:
             lines.append(f"{binary['path']:<{width}}  error: {binary['error']}")
             continue
+        if not binary["entries"]:
+            lines.append(f"{binary['path']:<{width}}  no device code")
+            continue
         verdicts = "".join(_LETTER.get(binary["per_gpu"].get(cc, ""), " ") for cc in ccs)
         cubins = ",".join(binary["cubins"]) or "-"
         ptx = ",".join(binary["ptx"]) or "-"
