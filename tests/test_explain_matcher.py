@@ -18,23 +18,29 @@ from gpudoctor.knowledge.loader import load_file
 
 SIGNATURES = load_signatures().signatures
 MATCHER = Matcher(SIGNATURES)
+# The bytes.find fallback (no ahocorasick_rs wheel) must find exactly the same.
+FALLBACK = Matcher(SIGNATURES, use_automaton=False)
+BOTH = pytest.mark.parametrize("matcher", [MATCHER, FALLBACK], ids=["automaton", "find"])
 NO_KERNEL = b"RuntimeError: CUDA error: no kernel image is available for execution on the device"
 XID79 = b"NVRM: Xid (PCI:0000:3b:00): 79, pid=1, GPU has fallen off the bus."
 
 
-def ids_and_lines(data: bytes, chunk: int = 8 * 1024 * 1024) -> dict[str, list[int]]:
-    result = MATCHER.scan(io.BytesIO(data), chunk_bytes=chunk)
+def ids_and_lines(
+    data: bytes, chunk: int = 8 * 1024 * 1024, matcher: Matcher = MATCHER
+) -> dict[str, list[int]]:
+    result = matcher.scan(io.BytesIO(data), chunk_bytes=chunk)
     report = build_explain_report(result, "test")
     return {m["signature_id"]: m["line_numbers"] for m in report["matches"]}
 
 
+@BOTH
 @pytest.mark.parametrize("chunk", [7, 64, 1000, 1 << 20])
-def test_line_numbers_survive_any_chunk_size(chunk: int) -> None:
+def test_line_numbers_survive_any_chunk_size(chunk: int, matcher: Matcher) -> None:
     lines = [b"step %d loss 0.5" % i for i in range(300)]
     lines[41] = NO_KERNEL
     lines[250] = XID79
     data = b"\n".join(lines) + b"\n"
-    assert ids_and_lines(data, chunk) == {"GD-LOG-020": [42], "GD-XID-079": [251]}
+    assert ids_and_lines(data, chunk, matcher) == {"GD-LOG-020": [42], "GD-XID-079": [251]}
 
 
 def test_last_line_without_newline_and_crlf() -> None:
@@ -44,16 +50,18 @@ def test_last_line_without_newline_and_crlf() -> None:
     assert result.lines == 3 and result.bytes_read == len(data)
 
 
-def test_binary_junk_and_invalid_utf8_never_fail() -> None:
+@BOTH
+def test_binary_junk_and_invalid_utf8_never_fail(matcher: Matcher) -> None:
     junk = bytes(range(256)) * 64 + b"\xff\xfe\xc3\x28 \xe2\x82" + b"\x00" * 1000
     data = junk + b"\n" + b"\xff\xfe" + NO_KERNEL + b"\xc3\x28\n" + junk
-    found = ids_and_lines(data, chunk=333)
+    found = ids_and_lines(data, 333, matcher)
     assert found == {"GD-LOG-020": [junk.count(b"\n") + 2]}
 
 
-def test_giant_line_without_newline_is_bounded_and_still_matched() -> None:
+@BOTH
+def test_giant_line_without_newline_is_bounded_and_still_matched(matcher: Matcher) -> None:
     data = b"x" * (3 * 1024 * 1024) + b" " + XID79 + b" " + b"y" * (2 * 1024 * 1024)
-    assert "GD-XID-079" in ids_and_lines(data, chunk=256 * 1024)
+    assert "GD-XID-079" in ids_and_lines(data, 256 * 1024, matcher)
 
 
 def test_upper_and_lower_case_both_match() -> None:
@@ -112,6 +120,25 @@ def test_captured_values_are_converted_and_all_distinct_values_kept() -> None:
 )
 def test_necessary_literals(pattern: str, literals: list[str] | None) -> None:
     assert necessary_literals(pattern) == literals
+
+
+def test_overlapping_literals_on_one_line_all_count() -> None:
+    # "nvidia driver on your system is too old" overlaps "driver on your system is too old (found
+    # version ": the block-wide search reports one; the line is searched again for all of them.
+    line = b"RuntimeError: The NVIDIA driver on your system is too old (found version 12040).\n"
+    report = build_explain_report(MATCHER.scan_bytes(line), "test")
+    (match,) = report["matches"]
+    assert match["captured"] == {"driver_cuda": "12.4"}
+
+
+def test_fallback_and_automaton_agree_on_every_fixture_log() -> None:
+    logs = Path(__file__).resolve().parent.parent / "fixtures" / "logs"
+    for path in sorted(logs.rglob("*")):
+        if path.suffix in (".log", ".txt"):
+            data = path.read_bytes()
+            fast = build_explain_report(MATCHER.scan_bytes(data), "x")["matches"]
+            slow = build_explain_report(FALLBACK.scan_bytes(data), "x")["matches"]
+            assert fast == slow, path.name
 
 
 def test_prefilter_literals_are_in_every_line_the_regex_matches() -> None:

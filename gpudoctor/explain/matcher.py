@@ -2,18 +2,19 @@
 
 The log is read in binary chunks and cut at the last newline of each chunk.
 Each block is lower-cased once (ASCII only, so byte offsets do not move) and
-searched with `bytes.find` for every distinct necessary literal of every
-pattern; only the lines containing a literal are decoded (invalid UTF-8 is
-replaced, never fatal) and matched against the patterns that literal belongs
-to. Memory stays bounded: a chunk, a carried partial line, and the first few
-hits of each pattern.
+searched for every distinct necessary literal of every pattern at once with an
+Aho-Corasick automaton (ahocorasick_rs; one pass in native code). Without it,
+`bytes.find` per literal does the same job, slower. Only the lines holding a
+literal are decoded (invalid UTF-8 is replaced, never fatal) and matched
+against the patterns whose literals they hold. Memory stays bounded: a chunk,
+a carried partial line, and the first few hits of each pattern.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from gpudoctor.explain.signatures import Signature
 
@@ -69,8 +70,16 @@ class ScanResult:
 Target = tuple[int, int]  # (signature index, pattern index)
 
 
+def _automaton(literals: list[bytes]) -> Any:
+    try:
+        import ahocorasick_rs
+    except ImportError:  # pragma: no cover - a platform without the wheel
+        return None
+    return ahocorasick_rs.BytesAhoCorasick(literals)
+
+
 class Matcher:
-    def __init__(self, signatures: Sequence[Signature]) -> None:
+    def __init__(self, signatures: Sequence[Signature], *, use_automaton: bool = True) -> None:
         self.signatures = list(signatures)
         by_literal: dict[bytes, list[Target]] = {}
         for s_index, signature in enumerate(self.signatures):
@@ -80,6 +89,7 @@ class Matcher:
         self.literals: list[tuple[bytes, tuple[Target, ...]]] = [
             (literal, tuple(targets)) for literal, targets in sorted(by_literal.items())
         ]
+        self.automaton = _automaton([literal for literal, _ in self.literals]) if use_automaton else None
 
     def scan(self, stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> ScanResult:
         state = [
@@ -115,6 +125,8 @@ class Matcher:
 
     def _candidates(self, lower: bytes) -> dict[int, tuple[int, int, set[Target]]]:
         """line start -> (line end, first hit offset, targets) for lines holding a literal."""
+        if self.automaton is not None:
+            return self._candidates_automaton(lower)
         found: dict[int, tuple[int, int, set[Target]]] = {}
         for literal, targets in self.literals:
             pos = lower.find(literal)
@@ -129,6 +141,24 @@ class Matcher:
                 else:
                     entry[2].update(targets)
                 pos = lower.find(literal, end)
+        return found
+
+    def _candidates_automaton(self, lower: bytes) -> dict[int, tuple[int, int, set[Target]]]:
+        found: dict[int, tuple[int, int, set[Target]]] = {}
+        end = -1
+        for _literal_index, hit, _hit_end in self.automaton.find_matches_as_indexes(lower):
+            if hit < end:
+                continue  # this line is already taken
+            start = lower.rfind(b"\n", 0, hit) + 1
+            end = lower.find(b"\n", hit)
+            if end == -1:
+                end = len(lower)
+            # The block-wide search reports non-overlapping matches only; look at
+            # this one line again, overlapping, to get every literal it holds.
+            targets: set[Target] = set()
+            for index, _s, _e in self.automaton.find_matches_as_indexes(lower[start:end], overlapping=True):
+                targets.update(self.literals[index][1])
+            found[start] = (end, hit, targets)
         return found
 
     def _scan_block(self, block: bytes, first_line: int, state: list[SignatureHits]) -> None:

@@ -1,0 +1,123 @@
+"""Time `gpudoctor explain` on a 100 MB log beside `grep -E -c` with the same patterns.
+
+The log is mostly healthy lines (the real healthy fixtures: vLLM, NCCL INFO,
+trainer, driver-load output) with a few failure lines from the failure
+fixtures spread through it. grep gets every required pattern of every shipped
+signature, translated to POSIX ERE (named and non-capturing groups become
+plain groups, \\d becomes [0-9], lazy quantifiers greedy, the one negative
+lookahead is dropped, so grep's set is a superset), case-insensitive like
+explain, in the same run. Both read the file from the page cache (one warm-up
+read first). Prints seconds for each and the ratio (target: explain within 3x).
+
+    .venv/bin/python bench/bench_explain.py [--mb 100] [--keep PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from gpudoctor.explain import load_signatures  # noqa: E402
+
+LOGS = REPO / "fixtures" / "logs"
+FAILURES_PER_LOG = 25
+
+
+def _lines(paths: list[Path]) -> list[bytes]:
+    lines: list[bytes] = []
+    for path in paths:
+        for line in path.read_bytes().splitlines():
+            if line.strip() and not line.startswith(b"# SOURCE:"):
+                lines.append(line)
+    return lines
+
+
+def make_log(target: Path, megabytes: int, seed: int = 7) -> int:
+    """Write the log; return the number of failure lines planted."""
+    rng = random.Random(seed)
+    healthy = _lines(sorted((LOGS / "healthy").glob("*.log")))
+    failures = _lines(sorted((LOGS / "threads").glob("*.log")))
+    size = megabytes * 1024 * 1024
+    block = b"\n".join(rng.choice(healthy) for _ in range(20000)) + b"\n"
+    blocks_needed = size // len(block) + 1
+    plant_at = set(rng.sample(range(blocks_needed), min(FAILURES_PER_LOG, blocks_needed)))
+    written = 0
+    with target.open("wb") as out:
+        for index in range(blocks_needed):
+            out.write(block)
+            written += len(block)
+            if index in plant_at:
+                out.write(rng.choice(failures) + b"\n")
+    return len(plant_at)
+
+
+def to_ere(pattern: str) -> str:
+    ere = re.sub(r"\(\?P<\w+>", "(", pattern)
+    ere = ere.replace("(?:", "(")
+    ere = re.sub(r"\(\?![^)]*\)+\)", "", ere)  # the Xid catch-all's lookahead
+    ere = ere.replace("\\d", "[0-9]").replace("*?", "*").replace("+?", "+")
+    return ere
+
+
+def grep_patterns() -> list[str]:
+    signatures = load_signatures().signatures
+    return [to_ere(p.regex.pattern) for s in signatures for p in s.patterns if p.required]
+
+
+def timed(
+    command: list[str], env: dict[str, str] | None = None
+) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, timeout=600, env=env)
+    return time.perf_counter() - start, done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=100)
+    parser.add_argument("--keep", type=Path, default=None, help="write the log here and keep it")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        log = args.keep or Path(tmp) / "bench.log"
+        planted = make_log(log, args.mb)
+        patterns = Path(tmp) / "patterns.ere"
+        ere = grep_patterns()
+        patterns.write_text("\n".join(ere) + "\n")
+        log.read_bytes()  # warm the page cache for both
+        env_c = {**os.environ, "LC_ALL": "C"}
+        grep_s, grep_done = timed(["grep", "-E", "-c", "-i", "-f", str(patterns), str(log)], env_c)
+        grep_utf8_s, _ = timed(
+            ["grep", "-E", "-c", "-i", "-f", str(patterns), str(log)], {**os.environ, "LC_ALL": "C.UTF-8"}
+        )
+        explain_s, explain_done = timed(
+            [sys.executable, "-m", "gpudoctor", "explain", str(log), "--format", "json"]
+        )
+        import json
+
+        report = json.loads(explain_done.stdout)
+        size_mb = log.stat().st_size / (1024 * 1024)
+        print(f"log: {size_mb:.0f} MiB, {report['log']['lines']} lines, {planted} failure lines planted")
+        print(f"patterns: {len(ere)} (required patterns of {len(load_signatures().signatures)} signatures)")
+        print(
+            f"grep -E -c -i (LC_ALL=C):      {grep_s:6.2f} s  ({grep_done.stdout.decode().strip()} matching lines)"
+        )
+        print(f"grep -E -c -i (LC_ALL=C.UTF-8): {grep_utf8_s:6.2f} s")
+        print(
+            f"gpudoctor explain:              {explain_s:6.2f} s  "
+            f"({sum(m['count'] for m in report['matches'])} matching lines, {len(report['matches'])} signatures)"
+        )
+        print(f"ratio explain / grep (LC_ALL=C): {explain_s / grep_s:.2f}x  (target <= 3x)")
+
+
+if __name__ == "__main__":
+    main()
