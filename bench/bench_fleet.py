@@ -32,7 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.support.fleet_registry import loopback_registry, push_image  # noqa: E402
+from tests.support.fleet_registry import push_fixture_image, running_registry  # noqa: E402
 
 XMLS = REPO / "fixtures" / "fleets" / "nvidia-smi"
 IMAGE = "vllm-openai_v0.23.0-cuda13.0.2_amd64"  # fixtures/facts/images/: the real vLLM image environment
@@ -119,8 +119,9 @@ def main() -> None:
             f"{len(corrupted)} corrupted"
         )
         out = workdir / "fleet.json"
-        with loopback_registry(workdir) as host:
-            image = push_image(host, "bench/vllm-openai", "v0.23.0", IMAGE)
+        with running_registry() as registry:
+            host = registry.host
+            image = push_fixture_image(registry, "bench/vllm-openai", "v0.23.0", IMAGE)
             wall, rss, code = run_fleet(
                 [
                     str(fleet),

@@ -11,9 +11,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.conftest import require_service
 from tests.support.fleet import write_fleet
-from tests.support.fleet_registry import loopback_registry, push_image, registry_binary
+from tests.support.fleet_registry import Registry, push_fixture_image, running_registry
 
 pytestmark = pytest.mark.services
 
@@ -26,10 +25,9 @@ FLEET = {"Tesla-T4_515.105.01": 3, "RTX-3080_595.58.03": 2, "A100-SXM4-80GB_535.
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    require_service(registry_binary() is not None, "docker-registry")
-    with loopback_registry(tmp_path_factory.mktemp("registry")) as host:
-        yield host
+def registry() -> Iterator[Registry]:
+    with running_registry() as started:
+        yield started
 
 
 def fleet_json(*args: str) -> tuple[dict, subprocess.CompletedProcess[str]]:
@@ -43,12 +41,16 @@ def fleet_json(*args: str) -> tuple[dict, subprocess.CompletedProcess[str]]:
     return json.loads(result.stdout), result
 
 
-def test_matrix_per_image_and_class_from_the_registry(tmp_path: Path, registry: str) -> None:
+def test_matrix_per_image_and_class_from_the_registry(tmp_path: Path, registry: Registry) -> None:
     write_fleet(tmp_path, FLEET)
-    vllm = push_image(registry, "fleet/vllm-openai", "v0.23.0", "vllm-openai_v0.23.0-cuda13.0.2_amd64")
-    cuda12 = push_image(registry, "fleet/cuda", "12.1.1-base", "nvidia-cuda_12.1.1-base-ubuntu2204_amd64")
+    vllm = push_fixture_image(
+        registry, "fleet/vllm-openai", "v0.23.0", "vllm-openai_v0.23.0-cuda13.0.2_amd64"
+    )
+    cuda12 = push_fixture_image(
+        registry, "fleet/cuda", "12.1.1-base", "nvidia-cuda_12.1.1-base-ubuntu2204_amd64"
+    )
     document, result = fleet_json(
-        str(tmp_path), "--image", vllm, "--image", cuda12, "--insecure-registry", registry
+        str(tmp_path), "--image", vllm, "--image", cuda12, "--insecure-registry", registry.host
     )
     jsonschema.validate(document, SCHEMA)
     assert len(document["matrix"]) == 2 * len(document["classes"]) == 6
@@ -66,10 +68,10 @@ def test_matrix_per_image_and_class_from_the_registry(tmp_path: Path, registry: 
     assert result.returncode == 2  # some image fails somewhere: the fleet verdict says so
 
 
-def test_unreachable_image_is_unknown_not_ok(tmp_path: Path, registry: str) -> None:
+def test_unreachable_image_is_unknown_not_ok(tmp_path: Path, registry: Registry) -> None:
     write_fleet(tmp_path, {"RTX-3080_595.58.03": 1})
     document, result = fleet_json(
-        str(tmp_path), "--image", f"{registry}/fleet/missing:1", "--insecure-registry", registry
+        str(tmp_path), "--image", f"{registry.host}/fleet/missing:1", "--insecure-registry", registry.host
     )
     (row,) = document["matrix"]
     assert row["verdict"] == "unknown"
@@ -78,9 +80,9 @@ def test_unreachable_image_is_unknown_not_ok(tmp_path: Path, registry: str) -> N
     assert result.returncode == 3
 
 
-def test_table_shows_the_matrix_with_fixes(tmp_path: Path, registry: str) -> None:
+def test_table_shows_the_matrix_with_fixes(tmp_path: Path, registry: Registry) -> None:
     write_fleet(tmp_path, {"Tesla-T4_515.105.01": 1})
-    vllm = push_image(registry, "fleet/vllm-openai", "table", "vllm-openai_v0.23.0-cuda13.0.2_amd64")
+    vllm = push_fixture_image(registry, "fleet/vllm-openai", "table", "vllm-openai_v0.23.0-cuda13.0.2_amd64")
     result = subprocess.run(
         [
             sys.executable,
@@ -91,7 +93,7 @@ def test_table_shows_the_matrix_with_fixes(tmp_path: Path, registry: str) -> Non
             "--image",
             vllm,
             "--insecure-registry",
-            registry,
+            registry.host,
         ],
         capture_output=True,
         text=True,
