@@ -166,3 +166,44 @@ def test_flash_attn_generation_from_layout(path: str, generation: str | None) ->
     collector = PackageCollector()
     collector.see_path(path)
     assert collector.flash_attn_generations == ({generation} if generation else set())
+
+
+def _tar_bytes(files: dict[str, bytes]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+def test_later_layers_overwrite_and_delete(tmp_path: Path) -> None:
+    """docker save with two layers stored top layer first: manifest.json decides the order."""
+    bins = Path(__file__).parent.parent / "fixtures/fatbins/bin"
+    site = "usr/lib/python3/site-packages/"
+    bottom = _tar_bytes(
+        {
+            site + "torch/lib/libtorch_cuda.so": (bins / "plain_sm80.so").read_bytes(),
+            site + "flash_attn_3/_C.abi3.so": (bins / "arch_90a.so").read_bytes(),
+            site + "xformers/_C.so": (bins / "sm86_87_88.so").read_bytes(),
+        }
+    )
+    top = _tar_bytes(
+        {
+            site + "torch/lib/libtorch_cuda.so": (bins / "multi_cubin_ptx.so").read_bytes(),
+            site + "flash_attn_3/.wh._C.abi3.so": b"",
+            site + "xformers/.wh..wh..opq": b"",
+        }
+    )
+    archive_path = tmp_path / "save.tar"
+    manifest = json.dumps([{"Config": "c.json", "Layers": ["bottom/layer.tar", "top/layer.tar"]}]).encode()
+    with tarfile.open(archive_path, "w") as archive:
+        for name, data in (("top/layer.tar", top), ("bottom/layer.tar", bottom), ("manifest.json", manifest)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    binaries = scan_targets([str(archive_path)]).binaries
+    assert [(b.path, b.cubins) for b in binaries] == [
+        (site + "torch/lib/libtorch_cuda.so", ["sm_75", "sm_80", "sm_86", "sm_90"])
+    ]

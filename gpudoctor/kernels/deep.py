@@ -56,10 +56,14 @@ def _scan_archive(scanner: Scanner, path: str, manifest_digest: str | None) -> N
         if os.path.isfile(manifest_path):
             with open(manifest_path, "rb") as handle:
                 manifest = json.loads(handle.read(4 << 20))
-            for layer in manifest.get("layers", []):
-                blob = os.path.join(path, "blobs", *str(layer.get("digest", "")).split(":", 1))
+            blobs = [
+                os.path.join(path, "blobs", *str(layer.get("digest", "")).split(":", 1))
+                for layer in manifest.get("layers", [])
+            ]
+            scanner.layers.order = [os.path.relpath(blob, path) for blob in blobs]
+            for blob in blobs:
                 with open(blob, "rb") as stream:
-                    scanner.add_tar_stream(stream, os.path.relpath(blob, path), depth=1)
+                    scanner.add_layer(os.path.relpath(blob, path), stream)
             return
     scanner.add(path)
 
@@ -90,10 +94,11 @@ def _scan_registry(
         # The client authenticated while fetching the manifest; reuse its header.
         authorization = getattr(client, "_authorization", None)
         context = ssl.create_default_context(cafile=ca_bundle) if base.startswith("https") else None
+        scanner.layers.order = [layer.digest for layer in manifest.layers]
         for layer in manifest.layers:
             with _open_blob(base + layer.digest, authorization, context) as response:
                 hashed = _Hashing(response)
-                scanner.add_tar_stream(hashed, f"{ref}@{layer.digest[:19]}", depth=1)  # type: ignore[arg-type]
+                scanner.add_layer(layer.digest, hashed)  # type: ignore[arg-type]
                 hashed.drain()
                 if f"sha256:{hashed.digest.hexdigest()}" != layer.digest:
                     raise BadInput(f"{client.name}: layer {layer.digest[:19]} does not match its digest")

@@ -23,6 +23,7 @@ from typing import BinaryIO
 
 from gpudoctor.errors import BadInput, InputMissing, ServiceUnavailable
 from gpudoctor.facts import BinaryFacts, KernelScanFacts, ProbeError
+from gpudoctor.kernels.layers import LayerRecord
 from gpudoctor.kernels.packages import MAX_TEXT, PackageCollector, owner_of
 from gpudoctor.kernels.scan import scan_path, scan_stream
 
@@ -41,12 +42,15 @@ class Scanner:
     errors: list[ProbeError] = field(default_factory=list)
     collector: PackageCollector = field(default_factory=PackageCollector)
     include_host_only: bool = False
+    layers: LayerRecord = field(default_factory=LayerRecord)
+    _layer: str = ""  # the image layer being streamed, "" outside layers
 
     def facts(self) -> KernelScanFacts:
         packages = self.collector.result()
         for binary in self.binaries:
             binary.package = owner_of(binary.path, packages)
-        return KernelScanFacts(binaries=self.binaries, packages=packages, errors=self.errors)
+        binaries = self.layers.resolve(self.binaries)
+        return KernelScanFacts(binaries=binaries, packages=packages, errors=self.errors)
 
     # --- inputs ------------------------------------------------------------
 
@@ -129,6 +133,14 @@ class Scanner:
                 ProbeError(probe="kernels", message=f"{label}: archive unreadable or cut short: {exc}")
             )
 
+    def add_layer(self, name: str, stream: BinaryIO) -> None:
+        """One image layer; call in any order after setting `layers.order` (bottom first)."""
+        self._layer = name
+        try:
+            self.add_tar_stream(stream, name, depth=1)
+        finally:
+            self._layer = ""
+
     def _add_tar_member(
         self, archive: tarfile.TarFile, member: tarfile.TarInfo, label: str, depth: int
     ) -> None:
@@ -161,6 +173,11 @@ class Scanner:
                 self.binaries.append(BinaryFacts(path=name, error=f"cannot read from {label}: {exc}"))
 
     def _add_member(self, name: str, handle: BinaryIO, label: str, depth: int) -> None:
+        if self._layer and self.layers.note_whiteout(self._layer, name):
+            return
+        if depth == 0 and name == "manifest.json":
+            self.layers.note_manifest(handle.read(MAX_TEXT).decode("utf-8", "replace"))
+            return
         self.collector.see_path(name)
         if self.collector.wants_text(name):
             self.collector.add_text(name, handle.read(MAX_TEXT).decode("utf-8", "replace"))
@@ -168,7 +185,11 @@ class Scanner:
         head = handle.read(512)
         if depth < MAX_NESTING and _is_archive(head):
             nested = io.BufferedReader(_Prefixed(head, handle), _BUFFER)
-            self.add_tar_stream(nested, f"{label}!{name}", depth + 1)  # type: ignore[arg-type]
+            outer, self._layer = self._layer, self._layer or name
+            try:
+                self.add_tar_stream(nested, f"{label}!{name}", depth + 1)  # type: ignore[arg-type]
+            finally:
+                self._layer = outer
             return
         result = scan_stream(handle, name, head)
         if result is None and _SHARED_OBJECT.search(name):
@@ -203,6 +224,8 @@ class Scanner:
             return
         if result.error or result.fatbin_entries or self.include_host_only:
             self.binaries.append(result)
+            if self._layer:
+                self.layers.binary_layer[id(result)] = self._layer
 
 
 def scan_targets(targets: list[str]) -> KernelScanFacts:
