@@ -16,7 +16,12 @@ if TYPE_CHECKING:
 
 @click.command("kernels")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--gpu", "gpus", multiple=True, help="Compute capability to judge, e.g. 9.0 (repeatable).")
+@click.option(
+    "--gpu",
+    "gpus",
+    multiple=True,
+    help="Compute capability to judge, e.g. 9.0 (repeatable, or comma-separated: 8.0,9.0).",
+)
 @click.option(
     "--node", "node_file", type=click.Path(dir_okay=False), help="A saved report or nvidia-smi -q -x XML."
 )
@@ -39,6 +44,7 @@ def command(
     from gpudoctor.kernels.report import build, render_table
     from gpudoctor.kernels.sources import scan_targets
 
+    gpus = tuple(cc.strip() for value in gpus for cc in value.split(",") if cc.strip())
     for cc in gpus:
         try:
             cc_number(cc)
