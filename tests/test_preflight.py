@@ -146,6 +146,25 @@ def test_arm64_only_image_on_x86_node_fails(
     assert code == 2 and "GD-PLAT-001" in rule_ids(report, "fail")
 
 
+def test_arm64_only_image_against_a_saved_nvidia_smi_xml_fails(
+    registry: Registry, images: dict[str, Any]
+) -> None:
+    # The XML has no CPU architecture; a discrete A100 is assumed to sit in an
+    # x86_64 host, and the finding says it was assumed.
+    code, report, _ = preflight(registry, "pf/armonly:12.1", XML / "A100-SXM4-80GB_535.54.03.xml")
+    platform = [f for f in report["findings"] if f["rule_id"] == "GD-PLAT-001"]
+    assert code == 2 and platform and platform[0]["severity"] == "fail"
+    assert "assumed" in platform[0]["message"]
+
+
+def test_platform_flag_states_the_cpu_of_an_xml_node(registry: Registry, images: dict[str, Any]) -> None:
+    code, report, _ = preflight(
+        registry, "pf/armonly:12.1", XML / "A100-SXM4-80GB_535.54.03.xml", "--platform", "linux/arm64"
+    )
+    assert report["node"]["host"]["cpu_arch"] == "aarch64"
+    assert "GD-PLAT-001" not in rule_ids(report, "fail")
+
+
 def test_multi_platform_image_picks_the_node_platform(
     registry: Registry, images: dict[str, Any], tmp_path: Path
 ) -> None:

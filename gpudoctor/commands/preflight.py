@@ -87,14 +87,21 @@ def command(
     Exit code is the verdict: 0 ok, 1 warn, 2 fail, 3 unknown; 65 bad image data,
     66 missing input, 69 registry or engine unavailable.
     """
+    from gpudoctor.derive.platform import OCI_TO_CPU, node_architecture
     from gpudoctor.images import fetch_image
-    from gpudoctor.images.platform import parse_platform, platform_for_cpu
+    from gpudoctor.images.platform import parse_platform
     from gpudoctor.pipeline import diagnose
 
     wanted = parse_platform(platform_text) if platform_text else None
     node = _load_node(node_file)
     if wanted is None:
-        wanted = platform_for_cpu(node.host.cpu_arch)
+        arch, _ = node_architecture(node)
+        wanted = parse_platform(f"linux/{arch}") if arch else None
+    elif node.host.cpu_arch is None and wanted.architecture in OCI_TO_CPU:
+        # A saved nvidia-smi XML has no CPU architecture: --platform is the
+        # user's statement of it, and the platform rules should use it.
+        node.host.cpu_arch = OCI_TO_CPU[wanted.architecture]
+        node.host.unknown.pop("cpu_arch", None)
     facts = fetch_image(
         image,
         source=source,

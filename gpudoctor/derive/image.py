@@ -16,18 +16,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from gpudoctor.derive.platform import node_architecture
 from gpudoctor.facts import ImageFacts, NodeFacts
 from gpudoctor.knowledge import matrix
 from gpudoctor.knowledge.conditions import as_version
 
-# uname -m -> OCI architecture
-_CPU_TO_OCI = {
-    "x86_64": "amd64",
-    "amd64": "amd64",
-    "aarch64": "arm64",
-    "arm64": "arm64",
-    "ppc64le": "ppc64le",
-}
 # "driver>=535,driver<536" in NVIDIA_REQUIRE_CUDA: a host branch allowed through forward compatibility
 _BRANCH_TERM = re.compile(r"driver>=(\d+)(?:\.[\d.]*)?,driver<(\d+)")
 _COMPAT_ENV = ("NV_CUDA_COMPAT_PACKAGE",)
@@ -136,11 +129,11 @@ def _requirements(
         )
 
 
-def _platform(context: dict[str, Any], derived: dict[str, Any]) -> None:
+def _platform(context: dict[str, Any], derived: dict[str, Any], node: NodeFacts) -> None:
     image = context["image"]
-    cpu = context["host"].get("cpu_arch")
-    node_arch = _CPU_TO_OCI.get(str(cpu)) if cpu else None
+    node_arch, inferred = node_architecture(node)
     derived["node_platform_architecture"] = node_arch
+    derived["node_platform_inferred"] = inferred
     chosen = (image.get("platform") or {}).get("architecture")
     offered = [p.get("architecture") for p in image.get("platforms") or [] if p.get("architecture")]
     derived["image_platform_architectures"] = offered or ([chosen] if chosen else [])
@@ -181,4 +174,4 @@ def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -
     if path is None and cuda:
         derived["unknown"]["cuda_runtime_path"] = reason or "unknown"
     _requirements(context, derived, node, image)
-    _platform(context, derived)
+    _platform(context, derived, node)

@@ -1,0 +1,48 @@
+"""The node's CPU architecture as an OCI platform architecture.
+
+A gpudoctor report records `uname -m`; a saved `nvidia-smi -q -x` does not.
+For those, the GPU products still say a lot: Grace superchips (GH200, GB200,
+GB300) and Tegra/DGX Spark SoCs only exist with an Arm CPU, and HGX/PCIe data
+center and GeForce boards sit in x86_64 hosts in all but a few Arm servers.
+The second inference is labelled as an assumption wherever it is used, so a
+user with an Arm server and discrete GPUs is told to pass --platform.
+"""
+
+from __future__ import annotations
+
+from gpudoctor.facts import NodeFacts
+
+# uname -m -> OCI architecture
+CPU_TO_OCI = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "ppc64le": "ppc64le",
+}
+OCI_TO_CPU = {"amd64": "x86_64", "arm64": "aarch64", "ppc64le": "ppc64le"}
+
+
+def node_architecture(node: NodeFacts) -> tuple[str | None, str | None]:
+    """(OCI architecture, why it was inferred) — the reason is None when measured."""
+    if node.host.cpu_arch:
+        return CPU_TO_OCI.get(node.host.cpu_arch), None
+    if not node.gpus:
+        return None, None
+    from gpudoctor.knowledge import matrix
+
+    models = [matrix.gpu_by_name(gpu.name) or matrix.gpu_by_pci_id(gpu.pci_device_id) for gpu in node.gpus]
+    arm = [
+        gpu.name
+        for gpu, model in zip(node.gpus, models, strict=True)
+        if model and (model.grace or model.form_factor == "soc")
+    ]
+    if arm:
+        return "arm64", f"inferred: {arm[0]} only ships with an Arm CPU (Grace / Tegra)"
+    if all(models):
+        names = ", ".join(sorted({gpu.name or "?" for gpu in node.gpus}))
+        return "amd64", (
+            f"assumed: the node input has no CPU architecture and {names} sits in x86_64 hosts "
+            "except on Arm servers; pass --platform linux/arm64 or a gpudoctor JSON report if this is one"
+        )
+    return None, None
