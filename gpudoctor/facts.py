@@ -289,15 +289,28 @@ class ImageFacts:
 # --- generic (de)serialisation ----------------------------------------------------
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def to_dict(obj: Any) -> Any:
-    """Dataclasses -> plain JSON-able structures, field order kept."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    """Dataclasses -> plain JSON-able structures, field order kept.
+
+    Hot in fleet-sized runs (10,000 nodes), hence the cached field names and
+    the scalar fast path instead of dataclasses.asdict's deep copies."""
+    if isinstance(obj, _SCALARS):
+        return obj
     if isinstance(obj, list):
         return [to_dict(item) for item in obj]
     if isinstance(obj, dict):
         return {str(key): to_dict(value) for key, value in obj.items()}
-    return obj
+    cls = type(obj)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        if not dataclasses.is_dataclass(cls):
+            return obj
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return {name: to_dict(getattr(obj, name)) for name in names}
 
 
 class FactsFormatError(ValueError):
