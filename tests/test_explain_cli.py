@@ -272,3 +272,37 @@ def test_version_does_not_import_the_explain_stack() -> None:
     code = "import sys; from gpudoctor.cli import main\ntry:\n main(['--version'])\nexcept SystemExit: pass\nprint(sorted(m for m in sys.modules if m.startswith(('yaml','gpudoctor.explain','rich'))))"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip().endswith("[]"), done.stdout
+
+
+def test_correlation_with_fabric_and_nvlink_facts(tmp_path: Path) -> None:
+    # A real A100 SXM4 XML, edited into the failing state the logs point at: fabric
+    # manager down on an NVSwitch system, one GPU with two NVLinks down.
+    from gpudoctor.nodeinput import load_node
+
+    node = load_node(REPO / "fixtures" / "nvidia-smi" / "A100-SXM4-80GB_535.54.03.xml").to_dict()
+    node["fabric"].update(nvswitch_count=6, fabric_manager_running=False)
+    node["gpus"][0].update(nvlink_links_up=10, nvlink_links_total=12)
+    facts = tmp_path / "node.json"
+    facts.write_text(json.dumps({"node": node}))
+    fabric = report_of(
+        explain(
+            str(CORPUS / "09_err802-system-not-yet-initialized_bandwidthTest.txt"),
+            "--node",
+            str(facts),
+            "--format",
+            "json",
+        )
+    )
+    messages = [f["message"] for f in fabric["findings"] if f["signature_id"] == "GD-LOG-004"]
+    assert any("Fabric Manager is not running" in m and "6" in m for m in messages), fabric["findings"]
+    nvlink = report_of(
+        explain(
+            str(LOGS / "threads" / "constructed_nvlink-uncorrectable.log"),
+            "--node",
+            str(facts),
+            "--format",
+            "json",
+        )
+    )
+    (finding,) = [f for f in nvlink["findings"] if f["signature_id"] == "GD-LOG-067"]
+    assert "10" in finding["message"] and "12" in finding["message"] and finding["subjects"] == ["0"]
