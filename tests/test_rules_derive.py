@@ -93,6 +93,14 @@ def test_platform_derivation() -> None:
     arm = "nvidia-cuda_11.8.0-base-ubuntu2204_arm64"
     assert context_for(A100, {"host.cpu_arch": "aarch64"}, arm)["derived"]["image_platform_matches"] is True
     assert context_for(A100, {"host.cpu_arch": "x86_64"}, arm)["derived"]["image_platform_matches"] is False
-    unknown = context_for(A100, None, arm)["derived"]
+    # An nvidia-smi XML has no CPU architecture: a discrete A100 is assumed x86_64, labelled so.
+    assumed = context_for(A100, None, arm)["derived"]
+    assert assumed["image_platform_matches"] is False
+    assert assumed["node_platform_inferred"].startswith("assumed:")
+    grace = context_for(A100, {"gpus[0].name": "NVIDIA GH200 480GB", "gpus[0].pci_device_id": "2342"}, arm)
+    assert grace["derived"]["image_platform_matches"] is True
+    assert "Grace" in grace["derived"]["node_platform_inferred"]
+    unknown_gpu = {"gpus[0].name": "Some Future GPU", "gpus[0].pci_device_id": "FFFF"}
+    unknown = context_for(A100, unknown_gpu, arm)["derived"]
     assert unknown["image_platform_matches"] is None
     assert unknown["unknown"]["image_platform_matches"] == "not in nvidia-smi XML"

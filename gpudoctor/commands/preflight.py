@@ -95,7 +95,7 @@ def command(
     wanted = parse_platform(platform_text) if platform_text else None
     node = _load_node(node_file)
     if wanted is None:
-        arch, _ = node_architecture(node)
+        arch, _ = node_architecture(node.host.cpu_arch, [(g.name, g.pci_device_id) for g in node.gpus])
         wanted = parse_platform(f"linux/{arch}") if arch else None
     elif node.host.cpu_arch is None and wanted.architecture in OCI_TO_CPU:
         # A saved nvidia-smi XML has no CPU architecture: --platform is the

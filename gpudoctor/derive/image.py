@@ -129,9 +129,10 @@ def _requirements(
         )
 
 
-def _platform(context: dict[str, Any], derived: dict[str, Any], node: NodeFacts) -> None:
+def _platform(context: dict[str, Any], derived: dict[str, Any]) -> None:
     image = context["image"]
-    node_arch, inferred = node_architecture(node)
+    gpus = [(gpu.get("name"), gpu.get("pci_device_id")) for gpu in context["gpus"]]
+    node_arch, inferred = node_architecture(context["host"].get("cpu_arch"), gpus)
     derived["node_platform_architecture"] = node_arch
     derived["node_platform_inferred"] = inferred
     chosen = (image.get("platform") or {}).get("architecture")
@@ -174,4 +175,4 @@ def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -
     if path is None and cuda:
         derived["unknown"]["cuda_runtime_path"] = reason or "unknown"
     _requirements(context, derived, node, image)
-    _platform(context, derived, node)
+    _platform(context, derived)

@@ -10,7 +10,7 @@ user with an Arm server and discrete GPUs is told to pass --platform.
 
 from __future__ import annotations
 
-from gpudoctor.facts import NodeFacts
+from collections.abc import Sequence
 
 # uname -m -> OCI architecture
 CPU_TO_OCI = {
@@ -23,24 +23,27 @@ CPU_TO_OCI = {
 OCI_TO_CPU = {"amd64": "x86_64", "arm64": "aarch64", "ppc64le": "ppc64le"}
 
 
-def node_architecture(node: NodeFacts) -> tuple[str | None, str | None]:
-    """(OCI architecture, why it was inferred) — the reason is None when measured."""
-    if node.host.cpu_arch:
-        return CPU_TO_OCI.get(node.host.cpu_arch), None
-    if not node.gpus:
+def node_architecture(
+    cpu_arch: str | None, gpus: Sequence[tuple[str | None, str | None]]
+) -> tuple[str | None, str | None]:
+    """(OCI architecture, why it was inferred) from `uname -m` and the GPUs'
+    (name, PCI device id); the reason is None when measured."""
+    if cpu_arch:
+        return CPU_TO_OCI.get(cpu_arch), None
+    if not gpus:
         return None, None
     from gpudoctor.knowledge import matrix
 
-    models = [matrix.gpu_by_name(gpu.name) or matrix.gpu_by_pci_id(gpu.pci_device_id) for gpu in node.gpus]
+    models = [matrix.gpu_by_name(name) or matrix.gpu_by_pci_id(pci_id) for name, pci_id in gpus]
     arm = [
-        gpu.name
-        for gpu, model in zip(node.gpus, models, strict=True)
+        name
+        for (name, _), model in zip(gpus, models, strict=True)
         if model and (model.grace or model.form_factor == "soc")
     ]
     if arm:
         return "arm64", f"inferred: {arm[0]} only ships with an Arm CPU (Grace / Tegra)"
     if all(models):
-        names = ", ".join(sorted({gpu.name or "?" for gpu in node.gpus}))
+        names = ", ".join(sorted({name or "?" for name, _ in gpus}))
         return "amd64", (
             f"assumed: the node input has no CPU architecture and {names} sits in x86_64 hosts "
             "except on Arm servers; pass --platform linux/arm64 or a gpudoctor JSON report if this is one"
