@@ -7,7 +7,8 @@ signature, translated to POSIX ERE (named and non-capturing groups become
 plain groups, \\d becomes [0-9], lazy quantifiers greedy, the one negative
 lookahead is dropped, so grep's set is a superset), case-insensitive like
 explain, in the same run. Both read the file from the page cache (one warm-up
-read first). Prints seconds for each and the ratio (target: explain within 3x).
+read first). Each command runs 3 times; the best time is printed, and the
+ratio of the best times (target: explain within 3x of grep).
 
     .venv/bin/python bench/bench_explain.py [--mb 100] [--keep PATH]
 """

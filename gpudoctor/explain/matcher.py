@@ -25,6 +25,9 @@ MAX_LINE_BYTES = 1024 * 1024
 # The regexes see at most this much of a line, centred on the prefilter hit.
 REGEX_WINDOW = 8 * 1024
 MAX_HITS_KEPT = 20
+# Logs repeat lines (a warning per step, an Xid per process); each distinct
+# candidate line is matched once. Bounded: the cache is dropped when full.
+LINE_CACHE_ENTRIES = 4096
 
 
 @dataclass
@@ -90,6 +93,7 @@ class Matcher:
             (literal, tuple(targets)) for literal, targets in sorted(by_literal.items())
         ]
         self.automaton = _automaton([literal for literal, _ in self.literals]) if use_automaton else None
+        self._line_cache: dict[bytes, tuple[str, list[tuple[int, int, dict[str, str]]]]] = {}
 
     def scan(self, stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> ScanResult:
         state = [
@@ -123,11 +127,15 @@ class Matcher:
 
         return self.scan(io.BytesIO(data))
 
-    def _candidates(self, lower: bytes) -> dict[int, tuple[int, int, set[Target]]]:
-        """line start -> (line end, first hit offset, targets) for lines holding a literal."""
+    def _candidates(self, lower: bytes) -> dict[int, tuple[int, int, set[Target] | None]]:
+        """line start -> (line end, first hit offset, targets or None) for lines holding a literal.
+
+        The automaton path leaves targets to `_line_targets` (None here), so a
+        line repeated many times is searched once, through the line cache.
+        """
         if self.automaton is not None:
             return self._candidates_automaton(lower)
-        found: dict[int, tuple[int, int, set[Target]]] = {}
+        found: dict[int, tuple[int, int, set[Target] | None]] = {}
         for literal, targets in self.literals:
             pos = lower.find(literal)
             while pos != -1:
@@ -139,12 +147,14 @@ class Matcher:
                 if entry is None:
                     found[start] = (end, pos, set(targets))
                 else:
-                    entry[2].update(targets)
+                    entry_targets = entry[2]
+                    assert entry_targets is not None
+                    entry_targets.update(targets)
                 pos = lower.find(literal, end)
         return found
 
-    def _candidates_automaton(self, lower: bytes) -> dict[int, tuple[int, int, set[Target]]]:
-        found: dict[int, tuple[int, int, set[Target]]] = {}
+    def _candidates_automaton(self, lower: bytes) -> dict[int, tuple[int, int, set[Target] | None]]:
+        found: dict[int, tuple[int, int, set[Target] | None]] = {}
         end = -1
         for _literal_index, hit, _hit_end in self.automaton.find_matches_as_indexes(lower):
             if hit < end:
@@ -153,13 +163,16 @@ class Matcher:
             end = lower.find(b"\n", hit)
             if end == -1:
                 end = len(lower)
-            # The block-wide search reports non-overlapping matches only; look at
-            # this one line again, overlapping, to get every literal it holds.
-            targets: set[Target] = set()
-            for index, _s, _e in self.automaton.find_matches_as_indexes(lower[start:end], overlapping=True):
-                targets.update(self.literals[index][1])
-            found[start] = (end, hit, targets)
+            found[start] = (end, hit, None)
         return found
+
+    def _line_targets(self, lower_line: bytes) -> set[Target]:
+        # The block-wide search reports non-overlapping matches only; search the
+        # one line again, overlapping, to get every literal it holds.
+        targets: set[Target] = set()
+        for index, _s, _e in self.automaton.find_matches_as_indexes(lower_line, overlapping=True):
+            targets.update(self.literals[index][1])
+        return targets
 
     def _scan_block(self, block: bytes, first_line: int, state: list[SignatureHits]) -> None:
         candidates = self._candidates(block.lower())
@@ -167,6 +180,7 @@ class Matcher:
             return
         line_number = first_line + 1
         counted_to = 0
+        cache = self._line_cache
         for start in sorted(candidates):
             end, hit, targets = candidates[start]
             line_number += block.count(b"\n", counted_to, start)
@@ -174,12 +188,23 @@ class Matcher:
             if end - start > REGEX_WINDOW:
                 start = max(start, hit - REGEX_WINDOW // 2)
                 end = min(end, start + REGEX_WINDOW)
-            text = block[start:end].decode("utf-8", "replace").rstrip("\r")
-            self._match_line(text, line_number, targets, state)
+            raw = block[start:end]
+            known = cache.get(raw)
+            if known is None:
+                if targets is None:
+                    targets = self._line_targets(raw.lower())
+                text = raw.decode("utf-8", "replace").rstrip("\r")
+                known = (text, self._match_line(text, targets))
+                if len(cache) >= LINE_CACHE_ENTRIES:
+                    cache.clear()
+                cache[raw] = known
+            text, results = known
+            for s_index, p_index, groups in results:
+                state[s_index].patterns[p_index].add(Hit(line_number, text, groups))
 
-    def _match_line(
-        self, text: str, line_number: int, targets: Iterable[Target], state: list[SignatureHits]
-    ) -> None:
+    def _match_line(self, text: str, targets: Iterable[Target]) -> list[tuple[int, int, dict[str, str]]]:
+        """(signature, pattern, named groups) for each target pattern that matches `text`."""
+        results: list[tuple[int, int, dict[str, str]]] = []
         excluded: dict[int, bool] = {}
         for s_index, p_index in sorted(targets):
             signature = self.signatures[s_index]
@@ -190,5 +215,5 @@ class Matcher:
                 excluded[s_index] = any(x.search(text) for x in signature.exclude)
             if excluded[s_index]:
                 continue
-            groups = {k: v for k, v in match.groupdict().items() if v is not None}
-            state[s_index].patterns[p_index].add(Hit(line_number, text, groups))
+            results.append((s_index, p_index, {k: v for k, v in match.groupdict().items() if v is not None}))
+        return results
