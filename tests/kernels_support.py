@@ -16,7 +16,8 @@ CUOBJDUMP_CANDIDATES = (
     shutil.which("cuobjdump") or "",
 )
 
-_LISTED = re.compile(r"^(ELF|PTX) file\s+\d+: .*\.(sm_\w+)\.(cubin|ptx)$")
+# "ELF file    1: name.1.sm_90a.cubin"; static libraries prefix "member lib.a:x.o: ".
+_LISTED = re.compile(r"^(?:member \S+: )?(ELF|PTX) file\s+\d+: .*\.(sm_\w+)\.(cubin|ptx)$")
 
 
 def parse_listing(text: str) -> set[str]:

@@ -114,3 +114,29 @@ def test_streamed_member_memory_is_bounded() -> None:
     tracemalloc.stop()
     assert facts is not None
     assert peak < 24 << 20, f"peak {peak / 2**20:.1f} MiB for a {size >> 20} MiB member"
+
+
+AR_SEED = (FATBINS / "bin" / "libstatic_sm89.a").read_bytes()
+CUBIN_SEED = (FATBINS / "bin" / "bare_sm90a.cubin").read_bytes()
+
+
+@fuzz
+@given(
+    st.integers(0, len(AR_SEED)),
+    st.lists(st.tuples(st.integers(0, len(AR_SEED) - 8), st.binary(min_size=1, max_size=8)), max_size=6),
+)
+def test_static_library_truncated_or_corrupted(cut: int, patches: list[tuple[int, bytes]]) -> None:
+    data = bytearray(AR_SEED[:cut])
+    for offset, value in patches:
+        data[offset : offset + len(value)] = value
+    check_both(bytes(data))
+
+
+@fuzz
+@given(
+    st.integers(0, len(CUBIN_SEED)), st.binary(min_size=1, max_size=16), st.integers(0, len(CUBIN_SEED) - 1)
+)
+def test_bare_cubin_truncated_or_corrupted(cut: int, patch: bytes, at: int) -> None:
+    data = bytearray(CUBIN_SEED)
+    data[at : at + len(patch)] = patch
+    check_both(bytes(data[:cut]))

@@ -48,6 +48,9 @@ class ElfFile:
     is64: bool
     little_endian: bool
     sections: tuple[Section, ...]
+    machine: int = 0  # e_machine: 190 (EM_CUDA) for a bare cubin
+    flags: int = 0  # e_flags
+    abi_version: int = 0  # e_ident[EI_ABIVERSION]
 
     def section(self, name: str) -> Section | None:
         for section in self.sections:
@@ -117,7 +120,11 @@ def _ident(head: bytes) -> tuple[bool, str]:
 def read_elf_from(read: Reader, size: int) -> ElfFile:
     """Parse the section table through `read`, which may serve only the parts
     of the file a streaming scanner kept (header, section table, name table)."""
-    is64, endian = _ident(read(0, 16) if size >= 16 else b"")
+    ident = read(0, 16) if size >= 16 else b""
+    is64, endian = _ident(ident)
+    machine = _unpack(read, endian + "H", 0x12)[0]
+    flags = _unpack(read, endian + "I", 0x30 if is64 else 0x24)[0]
+    identity = {"machine": machine, "flags": flags, "abi_version": ident[8]}
     if is64:
         header = _unpack(read, endian + "Q", 0x28)[0], *_unpack(read, endian + "HHH", 0x3A)
         entry_format, min_entsize = endian + "IIQQQQI", 64
@@ -126,7 +133,7 @@ def read_elf_from(read: Reader, size: int) -> ElfFile:
         entry_format, min_entsize = endian + "IIIIIII", 40
     shoff, shentsize, shnum, shstrndx = header
     if shoff == 0:
-        return ElfFile(is64, endian == "<", ())
+        return ElfFile(is64, endian == "<", (), **identity)
     if shentsize < min_entsize:
         raise ElfError(f"section header size {shentsize} too small")
     first = _unpack(read, entry_format, shoff)
@@ -158,7 +165,7 @@ def read_elf_from(read: Reader, size: int) -> ElfFile:
         )
         for entry in raw
     )
-    return ElfFile(is64, endian == "<", sections)
+    return ElfFile(is64, endian == "<", sections, **identity)
 
 
 def section_view(buf: Buffer, section: Section) -> memoryview:

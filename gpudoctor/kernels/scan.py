@@ -14,7 +14,11 @@ import os
 from typing import BinaryIO
 
 from gpudoctor.facts import BinaryFacts, FatbinEntry
-from gpudoctor.kernels.elf import ELF_MAGIC, ElfError, elf_header_shoff, read_elf_from
+from gpudoctor.kernels.ar import AR_MAGIC, ArError
+from gpudoctor.kernels.ar import members as ar_members
+from gpudoctor.kernels.ar import stream_members as ar_members_of_stream
+from gpudoctor.kernels.cubin import EM_CUDA, cubin_entry
+from gpudoctor.kernels.elf import ELF_MAGIC, ElfError, ElfFile, Section, elf_header_shoff, read_elf_from
 from gpudoctor.kernels.fatbin import (
     FATBIN_MAGIC_BYTES,
     KIND_CUBIN,
@@ -27,11 +31,15 @@ from gpudoctor.kernels.ptx import toolkit_for_isa
 from gpudoctor.kernels.stream import StreamScan
 
 FATBIN_SECTION = ".nv_fatbin"
-MAGICS = (ELF_MAGIC, FATBIN_MAGIC_BYTES)
+# Relocatable device code (-rdc) objects carry their fatbin here until device
+# linking; cuobjdump reads it only when there is no .nv_fatbin, and so do we.
+RELOCATABLE_FATBIN_SECTION = "__nv_relfatbin"
+MAGICS = (ELF_MAGIC, FATBIN_MAGIC_BYTES, AR_MAGIC[:4])
+MAX_BARE_CUBIN = 64 << 20
 
 
 def is_candidate(head: bytes) -> bool:
-    """True for an ELF file or a bare fatbin: the only things that hold kernels."""
+    """True for ELF files, bare fatbins and ar archives: the only things that hold kernels."""
     return head[:4] in MAGICS
 
 
@@ -56,7 +64,7 @@ def scan_path(path: str, display_path: str | None = None) -> BinaryFacts | None:
             if not is_candidate(read(0, 4)):
                 return None
             entries = _entries_from_reader(read, size)
-    except (ElfError, FatbinError) as exc:
+    except (ElfError, FatbinError, ArError) as exc:
         return BinaryFacts(path=shown, error=str(exc))
     except (OSError, ValueError, OverflowError) as exc:
         return BinaryFacts(path=shown, error=f"cannot read: {exc}")
@@ -68,7 +76,7 @@ def scan_buffer(buf: bytes | mmap.mmap, display_path: str) -> BinaryFacts | None
         return None
     try:
         entries = _entries_from_buffer(buf, len(buf))
-    except (ElfError, FatbinError) as exc:
+    except (ElfError, FatbinError, ArError) as exc:
         return BinaryFacts(path=display_path, error=str(exc))
     return facts_from_entries(display_path, entries)
 
@@ -79,29 +87,56 @@ def scan_stream(stream: BinaryIO, display_path: str, head: bytes = b"") -> Binar
         first = head + stream.read(max(0, 64 - len(head)))
         if not is_candidate(first):
             return None
-        keep = elf_header_shoff(first) if first[:4] == ELF_MAGIC else None
-        scan = StreamScan(stream, first, keep_from=keep[0] if keep else None)
-        scan.run()
-        if first[:4] != ELF_MAGIC:
-            return facts_from_entries(display_path, scan.entries)
-        if not scan.entries:
-            return facts_from_entries(display_path, [])
-        try:
-            section = read_elf_from(scan.read_kept, scan.size).section(FATBIN_SECTION)
-        except ElfError:
-            # The section names lay outside the kept window (unusual layout):
-            # every container found is real fatbin data, so report them all.
-            return facts_from_entries(display_path, scan.entries)
-        if section is None:
-            return facts_from_entries(display_path, [])
-        inside = [
-            e for e, at in zip(scan.entries, scan.container_offsets, strict=True) if _within(section, at)
-        ]
-        return facts_from_entries(display_path, inside)
-    except (ElfError, FatbinError) as exc:
+        return facts_from_entries(display_path, _stream_entries(stream, first, nested=False))
+    except (ElfError, FatbinError, ArError) as exc:
         return BinaryFacts(path=display_path, error=str(exc))
     except (OSError, EOFError, ValueError) as exc:
         return BinaryFacts(path=display_path, error=f"cannot read: {exc}")
+
+
+def _stream_entries(stream: BinaryIO, first: bytes, nested: bool) -> list[RawEntry]:
+    if first[:8] == AR_MAGIC and not nested:
+        rest = _Prefixed(first[8:], stream)
+        entries: list[RawEntry] = []
+        for _name, member in ar_members_of_stream(rest):  # type: ignore[arg-type]
+            member_head = member.read(64)
+            if member_head[:4] in (ELF_MAGIC, FATBIN_MAGIC_BYTES):
+                entries.extend(_stream_entries(member, member_head, nested=True))
+        return entries
+    if first[:4] not in (ELF_MAGIC, FATBIN_MAGIC_BYTES):
+        return []
+    if first[:4] == ELF_MAGIC and _is_bare_cubin(first):
+        data = first + stream.read(MAX_BARE_CUBIN)
+        if len(data) > MAX_BARE_CUBIN:
+            raise ElfError(f"a bare cubin over {MAX_BARE_CUBIN >> 20} MiB is not plausible")
+        return _entries_from_buffer(data, len(data))
+    keep = elf_header_shoff(first) if first[:4] == ELF_MAGIC else None
+    scan = StreamScan(stream, first, keep_from=keep[0] if keep else None)
+    scan.run()
+    if first[:4] != ELF_MAGIC or not scan.entries:
+        return scan.entries
+    try:
+        section = _fatbin_section(read_elf_from(scan.read_kept, scan.size))
+    except ElfError:
+        # The section names lay outside the kept window (unusual layout):
+        # every container found is real fatbin data, so report them all.
+        return scan.entries
+    if section is None:
+        return []
+    return [e for e, at in zip(scan.entries, scan.container_offsets, strict=True) if _within(section, at)]
+
+
+def _is_bare_cubin(head: bytes) -> bool:
+    if len(head) < 0x14:
+        return False
+    return int.from_bytes(head[0x12:0x14], "little" if head[5] == 1 else "big") == EM_CUDA
+
+
+def _fatbin_section(elf: ElfFile) -> Section | None:
+    section = elf.section(FATBIN_SECTION)
+    if section is None or section.size == 0:
+        section = elf.section(RELOCATABLE_FATBIN_SECTION)
+    return section if section is not None and section.size else None
 
 
 def _within(section: object, offset: int) -> bool:
@@ -113,9 +148,17 @@ def _entries_from_buffer(buf: bytes | mmap.mmap, size: int) -> list[RawEntry]:
     return _entries_from_reader(lambda offset, length: bytes(view[offset : offset + length]), size)
 
 
-def _entries_from_reader(read: Reader, size: int) -> list[RawEntry]:
-    if read(0, 4) == FATBIN_MAGIC_BYTES:
+def _entries_from_reader(read: Reader, size: int, nested: bool = False) -> list[RawEntry]:
+    magic = read(0, 8)
+    if magic[:4] == FATBIN_MAGIC_BYTES:
         return parse_containers_from(read, 0, size)
+    if magic == AR_MAGIC and not nested:
+        entries: list[RawEntry] = []
+        for _name, offset, length in ar_members(read, size):
+            member = _shifted(read, offset, length)
+            if member(0, 4) in (ELF_MAGIC, FATBIN_MAGIC_BYTES):
+                entries.extend(_entries_from_reader(member, length, nested=True))
+        return entries
 
     def read_exact(offset: int, length: int) -> bytes:
         data = read(offset, length)
@@ -124,12 +167,42 @@ def _entries_from_reader(read: Reader, size: int) -> list[RawEntry]:
         return data
 
     elf = read_elf_from(read_exact, size)
-    section = elf.section(FATBIN_SECTION)
-    if section is None or section.size == 0:
+    if elf.machine == EM_CUDA:
+        return [cubin_entry(elf, read_exact)]
+    section = _fatbin_section(elf)
+    if section is None:
         return []
     if section.end > size:
-        raise ElfError(f"section {FATBIN_SECTION} runs past the end of the file")
+        raise ElfError(f"section {section.name} runs past the end of the file")
     return parse_containers_from(read, section.offset, section.end)
+
+
+def _shifted(read: Reader, base: int, length: int) -> Reader:
+    """A reader over bytes [base, base + length) of `read`, as if they were a file."""
+
+    def member(offset: int, size: int) -> bytes:
+        if offset < 0 or offset >= length:
+            return b""
+        return read(base + offset, min(size, length - offset))
+
+    return member
+
+
+class _Prefixed:
+    """`prefix` then the rest of `stream`: bytes already read, put back."""
+
+    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
+        self._prefix = prefix
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            data, self._prefix = self._prefix + self._stream.read(), b""
+            return data
+        data, self._prefix = self._prefix[:size], self._prefix[size:]
+        if len(data) < size:
+            data += self._stream.read(size - len(data))
+        return data
 
 
 def facts_from_entries(path: str, entries: list[RawEntry]) -> BinaryFacts:

@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from gpudoctor.kernels.compat import verdict  # noqa: E402
+from gpudoctor.kernels.cubin import EM_CUDA  # noqa: E402
 from gpudoctor.kernels.elf import read_elf  # noqa: E402
 from gpudoctor.kernels.fatbin import FATBIN_MAGIC_BYTES  # noqa: E402
 from gpudoctor.kernels.scan import scan_path  # noqa: E402
@@ -36,8 +37,17 @@ TIMEOUT_S = 120
 
 
 def containers(path: Path) -> list[bytes]:
+    """Loadable images: a bare fatbin or cubin as is, else each .nv_fatbin container
+    (static libraries and relocatable objects need linking first: skipped)."""
     data = path.read_bytes()
-    section = read_elf(data).section(".nv_fatbin")
+    if data[:4] == FATBIN_MAGIC_BYTES:
+        return [data]
+    if data[:4] != b"\x7fELF":
+        return []
+    elf = read_elf(data)
+    if elf.machine == EM_CUDA:
+        return [data]
+    section = elf.section(".nv_fatbin")
     if section is None:
         return []
     found, offset = [], section.offset
