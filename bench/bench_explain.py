@@ -117,7 +117,8 @@ def main() -> None:
             f"gpudoctor explain:              {explain_s:6.2f} s  "
             f"({sum(m['count'] for m in report['matches'])} matching lines, {len(report['matches'])} signatures)"
         )
-        print(f"ratio explain / grep (LC_ALL=C): {explain_s / grep_s:.2f}x  (target <= 3x)")
+        fastest_grep = min(grep_s, grep_utf8_s)
+        print(f"ratio explain / fastest grep:   {explain_s / fastest_grep:.2f}x  (target <= 3x)")
 
 
 if __name__ == "__main__":

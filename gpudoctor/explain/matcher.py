@@ -78,7 +78,9 @@ def _automaton(literals: list[bytes]) -> Any:
         import ahocorasick_rs
     except ImportError:  # pragma: no cover - a platform without the wheel
         return None
-    return ahocorasick_rs.BytesAhoCorasick(literals)
+    # The DFA form costs a few MB for ~100 literals and scans about 1.7x faster
+    # than the default NFA on a 100 MB log.
+    return ahocorasick_rs.BytesAhoCorasick(literals, implementation=ahocorasick_rs.Implementation.DFA)
 
 
 class Matcher:
