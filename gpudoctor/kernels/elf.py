@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 Buffer = bytes | bytearray | memoryview | mmap.mmap
+Reader = Callable[[int, int], bytes]  # (offset, length) -> up to length bytes, short at the end
 
 ELF_MAGIC = b"\x7fELF"
 SHT_NOBITS = 8
@@ -57,22 +58,6 @@ class ElfFile:
             if section.name == name:
                 return section
         return None
-
-    def file_offset(self, addr: int, length: int) -> int | None:
-        """Virtual address -> file offset, through the section that holds it."""
-        for section in self.sections:
-            if section.type == SHT_NOBITS or section.addr == 0:
-                continue
-            if section.addr <= addr and addr + length <= section.addr + section.size:
-                return section.offset + (addr - section.addr)
-        return None
-
-
-def is_elf(buf: Buffer) -> bool:
-    return bytes(memoryview(buf)[:4]) == ELF_MAGIC
-
-
-Reader = Callable[[int, int], bytes]  # (offset, length) -> exactly length bytes or ElfError
 
 
 def read_elf(buf: Buffer) -> ElfFile:
@@ -166,16 +151,6 @@ def read_elf_from(read: Reader, size: int) -> ElfFile:
         for entry in raw
     )
     return ElfFile(is64, endian == "<", sections, **identity)
-
-
-def section_view(buf: Buffer, section: Section) -> memoryview:
-    """The section's bytes; ElfError if its range is outside the file."""
-    view = memoryview(buf)
-    if section.type == SHT_NOBITS:
-        return view[0:0]
-    if section.end > len(view):
-        raise ElfError(f"section {section.name} runs past the end of the file")
-    return view[section.offset : section.end]
 
 
 # Positions of sh_addr/offset/size/link in the unpacked tuple. The 32-bit

@@ -19,10 +19,9 @@ A .nv_fatbin section may hold several containers back to back.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from gpudoctor.kernels.elf import Buffer
+from gpudoctor.kernels.elf import Buffer, Reader
 
 FATBIN_MAGIC = 0xBA55ED50
 FATBIN_MAGIC_BYTES = struct.pack("<I", FATBIN_MAGIC)
@@ -71,7 +70,6 @@ class RawEntry:
         return f"{self.version_major}.{self.version_minor}" if self.kind == KIND_PTX else None
 
 
-Reader = Callable[[int, int], bytes]  # (offset, length) -> up to length bytes, short at the end
 _SEARCH_CHUNK = 1 << 20
 
 

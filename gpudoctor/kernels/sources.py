@@ -41,7 +41,6 @@ class Scanner:
     binaries: list[BinaryFacts] = field(default_factory=list)
     errors: list[ProbeError] = field(default_factory=list)
     collector: PackageCollector = field(default_factory=PackageCollector)
-    include_host_only: bool = False
     layers: LayerRecord = field(default_factory=LayerRecord)
     _layer: str = ""  # the image layer being streamed, "" outside layers
 
@@ -222,7 +221,7 @@ class Scanner:
     def _keep(self, result: BinaryFacts | None) -> None:
         if result is None:
             return
-        if result.error or result.fatbin_entries or self.include_host_only:
+        if result.error or result.fatbin_entries:
             self.binaries.append(result)
             if self._layer:
                 self.layers.binary_layer[id(result)] = self._layer
