@@ -306,3 +306,16 @@ def test_correlation_with_fabric_and_nvlink_facts(tmp_path: Path) -> None:
     )
     (finding,) = [f for f in nvlink["findings"] if f["signature_id"] == "GD-LOG-067"]
     assert "10" in finding["message"] and "12" in finding["message"] and finding["subjects"] == ["0"]
+
+
+def test_node_summary_falls_back_to_the_gpu_table() -> None:
+    # This saved report has no compute capability (old nvidia-smi XML); the GPU table knows it.
+    node = REPO / "fixtures" / "facts" / "nodes" / "RTX-4090_535.86.05.json"
+    assert json.loads(node.read_text())["gpus"][0]["compute_capability"] is None
+    report = report_of(
+        explain(
+            str(CORPUS / "13_nvml-mismatch_unattended-upgrade.txt"), "--node", str(node), "--format", "json"
+        )
+    )
+    assert report["node"]["gpus"][0]["compute_capability"] == "8.9"
+    assert report["node"]["gpus"][0]["architecture"] == "ada"

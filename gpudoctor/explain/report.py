@@ -83,7 +83,12 @@ def _match(hits: SignatureHits) -> dict[str, Any]:
     return match
 
 
-def node_summary(node: NodeFacts) -> dict[str, Any]:
+def node_summary(node: NodeFacts, context: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The node facts an explanation refers to; compute capability and architecture
+    fall back to the derived (GPU table) values where the source did not report them."""
+    derived = (
+        [g.get("derived", {}) for g in context["gpus"]] if context is not None else [{}] * len(node.gpus)
+    )
     return {
         "source": node.source,
         "hostname": node.host.hostname,
@@ -95,10 +100,10 @@ def node_summary(node: NodeFacts) -> dict[str, Any]:
             {
                 "index": gpu.index,
                 "name": gpu.name,
-                "compute_capability": gpu.compute_capability,
-                "architecture": gpu.architecture,
+                "compute_capability": gpu.compute_capability or extra.get("compute_capability"),
+                "architecture": gpu.architecture or extra.get("architecture"),
             }
-            for gpu in node.gpus
+            for gpu, extra in zip(node.gpus, derived, strict=True)
         ],
     }
 
@@ -134,5 +139,5 @@ def build_explain_report(
     if unchecked:
         report["unchecked"] = unchecked
     if node is not None:
-        report["node"] = node_summary(node)
+        report["node"] = node_summary(node, context)
     return report
