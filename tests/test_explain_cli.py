@@ -319,3 +319,18 @@ def test_node_summary_falls_back_to_the_gpu_table() -> None:
     )
     assert report["node"]["gpus"][0]["compute_capability"] == "8.9"
     assert report["node"]["gpus"][0]["architecture"] == "ada"
+
+
+def test_driver_branch_correlation_on_a_blackwell_node_with_an_old_driver(tmp_path: Path) -> None:
+    # The derived B200 XML (fixtures/fleets) with its driver set back to R535.
+    from gpudoctor.nodeinput import load_node
+
+    node = load_node(XML / "B200_580.65.06.xml").to_dict()
+    node["driver"].update(version="535.104.05", branch=535, cuda_version="12.2")
+    facts = tmp_path / "node.json"
+    facts.write_text(json.dumps({"node": node}))
+    log = LOGS / "threads" / "gpu-not-supported-by-driver_pytorch-88352.log"
+    report = report_of(explain(str(log), "--node", str(facts), "--format", "json"))
+    (finding,) = [f for f in report["findings"] if f["signature_id"] == "GD-LOG-014"]
+    assert "B200" in finding["message"] and "570" in finding["message"] and "535.104.05" in finding["message"]
+    assert "R570+" in finding["fix"]
