@@ -49,7 +49,13 @@ def make_log(target: Path, megabytes: int, seed: int = 7) -> int:
     """Write the log; return the number of failure lines planted."""
     rng = random.Random(seed)
     healthy = _lines(sorted((LOGS / "healthy").glob("*.log")))
-    failures = _lines(sorted((LOGS / "threads").glob("*.log")))
+    required = [p.regex for s in load_signatures().signatures for p in s.patterns if p.required]
+    # Only lines that are failures on their own (not commands or context lines around them).
+    failures = [
+        line
+        for line in _lines(sorted((LOGS / "threads").glob("*.log")))
+        if any(r.search(line.decode("utf-8", "replace")) for r in required)
+    ]
     size = megabytes * 1024 * 1024
     block = b"\n".join(rng.choice(healthy) for _ in range(20000)) + b"\n"
     blocks_needed = size // len(block) + 1
