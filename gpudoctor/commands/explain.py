@@ -37,7 +37,20 @@ def _live_node():  # type: ignore[no-untyped-def]
     return collect_node()
 
 
-@click.command("explain")
+_EPILOG = """\b
+Examples:
+  kubectl logs POD | gpudoctor explain -
+  journalctl -k | gpudoctor explain - --node nvidia-smi.xml
+  gpudoctor explain train.log --scan --format json
+
+\b
+Exit codes: 0 no known failure (or info only), 1 warn, 2 fail;
+64 usage, 65 bad signature file or node file, 66 log or node file missing,
+69 --scan without a live probe.
+"""
+
+
+@click.command("explain", epilog=_EPILOG)
 @click.argument("log", metavar="LOG|-")
 @click.option(
     "--node",
