@@ -334,3 +334,23 @@ def test_driver_branch_correlation_on_a_blackwell_node_with_an_old_driver(tmp_pa
     (finding,) = [f for f in report["findings"] if f["signature_id"] == "GD-LOG-014"]
     assert "B200" in finding["message"] and "570" in finding["message"] and "535.104.05" in finding["message"]
     assert "R570+" in finding["fix"]
+
+
+def test_dash_on_a_terminal_is_a_usage_error_not_a_hang() -> None:
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "gpudoctor", "explain", "-"],
+            cwd=REPO,
+            stdin=follower,
+            capture_output=True,
+            timeout=60,
+        )
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert done.returncode == 64
+    assert "stdin is a terminal" in one_line_error(done)

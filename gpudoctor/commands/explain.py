@@ -15,6 +15,11 @@ from gpudoctor.errors import InputMissing, ServiceUnavailable, UsageError
 
 def _open_log(log: str) -> tuple[BinaryIO, str]:
     if log == "-":
+        if sys.stdin.isatty():
+            # Reading a terminal would wait for input that never comes.
+            raise UsageError(
+                "explain -: stdin is a terminal; pipe a log into it (e.g. kubectl logs POD | gpudoctor explain -)"
+            )
         return sys.stdin.buffer, "<stdin>"
     path = Path(log)
     if path.is_dir():
