@@ -120,6 +120,17 @@ def _read(path: Path) -> str:
 
 
 def _parse(path: Path, text: str) -> dict[str, Any]:
+    from gpudoctor.knowledge import parsecache
+
+    cached = parsecache.get(text)
+    if isinstance(cached, dict):
+        return cached
+    doc = _parse_yaml(path, text)
+    parsecache.put(text, doc)
+    return doc
+
+
+def _parse_yaml(path: Path, text: str) -> dict[str, Any]:
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
