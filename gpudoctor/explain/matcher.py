@@ -148,10 +148,8 @@ class Matcher:
                 entry = found.get(start)
                 if entry is None:
                     found[start] = (end, pos, set(targets))
-                else:
-                    entry_targets = entry[2]
-                    assert entry_targets is not None
-                    entry_targets.update(targets)
+                elif entry[2] is not None:
+                    entry[2].update(targets)
                 pos = lower.find(literal, end)
         return found
 
