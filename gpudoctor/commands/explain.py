@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
 from gpudoctor import exitcodes
 from gpudoctor.commands.common import format_option, output_option, rule_dirs_from, rules_option
 from gpudoctor.errors import InputMissing, ServiceUnavailable, UsageError
+
+if TYPE_CHECKING:
+    from gpudoctor.facts import NodeFacts
 
 
 def _open_log(log: str) -> tuple[BinaryIO, str]:
@@ -32,7 +35,7 @@ def _open_log(log: str) -> tuple[BinaryIO, str]:
         raise InputMissing(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def _live_node():  # type: ignore[no-untyped-def]
+def _live_node() -> NodeFacts:
     try:
         from gpudoctor.probes.collect import collect_node
     except ModuleNotFoundError as exc:
