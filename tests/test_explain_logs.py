@@ -100,8 +100,20 @@ def test_all_healthy_logs_concatenated_have_no_match(tmp_path: Path) -> None:
         "Memory efficient kernel not used because: (Triggered internally at sdp_utils.cpp:545.)",
         "[rank0]: the error counter stayed at 0; no error was found",
         "FlashAttention 2 is available: using flash_attention_2 on 8x NVIDIA H100 80GB HBM3",
+        "I0412 10:01:02.123 main.go:317] Ignoring the following XIDs for health checks: [13 31 43 45 68 109]",
+        'DCGM_FI_DEV_XID_ERRORS{gpu="0",UUID="GPU-1b2c",Hostname="node-1"} 0',
     ],
 )
 def test_benign_lines_near_failure_words_do_not_match(line: str) -> None:
     report = build_explain_report(MATCHER.scan_bytes(line.encode() + b"\n"), "line")
     assert report["matches"] == [], report["matches"]
+
+
+def test_xid_named_outside_the_kernel_log_format_still_gets_its_meaning() -> None:
+    # Thread titles and chat logs name Xids without the NVRM prefix.
+    report = build_explain_report(
+        MATCHER.scan_bytes(b"[issue title] Xid 79 after a few hours of training\n"), "t"
+    )
+    (match,) = report["matches"]
+    assert match["signature_id"] == "GD-XID-079"
+    assert "PCI address not in the log" in match["cause"]
