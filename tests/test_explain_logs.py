@@ -102,6 +102,11 @@ def test_all_healthy_logs_concatenated_have_no_match(tmp_path: Path) -> None:
         "FlashAttention 2 is available: using flash_attention_2 on 8x NVIDIA H100 80GB HBM3",
         "I0412 10:01:02.123 main.go:317] Ignoring the following XIDs for health checks: [13 31 43 45 68 109]",
         'DCGM_FI_DEV_XID_ERRORS{gpu="0",UUID="GPU-1b2c",Hostname="node-1"} 0',
+        "UserWarning: Flash attention only supports gpu architectures in the range [sm80, sm90]. "
+        "Attempting to run on a sm 7.5 gpu.",
+        "[W socket.cpp:464] [c10d] The server socket has failed to bind to [::]:29500 (errno: 98 - Address already in use).",
+        "WARNING 01-30 03:18:12 custom_all_reduce.py:134] Custom allreduce is disabled because it's not supported "
+        "on more than two PCIe-only GPUs.",
     ],
 )
 def test_benign_lines_near_failure_words_do_not_match(line: str) -> None:
