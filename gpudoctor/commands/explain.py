@@ -10,7 +10,7 @@ import click
 
 from gpudoctor import exitcodes
 from gpudoctor.commands.common import format_option, output_option, rule_dirs_from, rules_option
-from gpudoctor.errors import InputMissing, ServiceUnavailable, UsageError
+from gpudoctor.errors import InputMissing, UsageError
 
 if TYPE_CHECKING:
     from gpudoctor.facts import NodeFacts
@@ -36,12 +36,8 @@ def _open_log(log: str) -> tuple[BinaryIO, str]:
 
 
 def _live_node() -> NodeFacts:
-    try:
-        from gpudoctor.probes.collect import collect_node
-    except ModuleNotFoundError as exc:
-        raise ServiceUnavailable(
-            f"--scan: the live probe is not available in this build ({exc.name})"
-        ) from None
+    from gpudoctor.probes.collect import collect_node
+
     return collect_node()
 
 
