@@ -249,33 +249,23 @@ def _compile_list(value: Any, where: str, bindings: frozenset[str]) -> list[Cond
 
 
 def _and(parts: list[Condition]) -> Condition:
-    def cond_all(root: Mapping[str, Any], scope: Scope, trace: Trace | None) -> bool | None:
-        if trace is None:
-            result: bool | None = True
-            for part in parts:
-                value = part(root, scope, None)
-                if value is False:
-                    return False
-                if value is None:
-                    result = None
-            return result
-        subs = []
-        for part in parts:
-            sub = Trace()
-            subs.append((part(root, scope, sub), sub))
-        return _combine(subs, trace, decisive=False)
-
-    return cond_all
+    return _kleene(parts, decisive=False)
 
 
 def _or(parts: list[Condition]) -> Condition:
-    def cond_any(root: Mapping[str, Any], scope: Scope, trace: Trace | None) -> bool | None:
+    return _kleene(parts, decisive=True)
+
+
+def _kleene(parts: list[Condition], decisive: bool) -> Condition:
+    """Kleene and (decisive=False) / or (decisive=True): one part equal to `decisive` settles it."""
+
+    def combined(root: Mapping[str, Any], scope: Scope, trace: Trace | None) -> bool | None:
         if trace is None:
-            result: bool | None = False
+            result: bool | None = not decisive
             for part in parts:
                 value = part(root, scope, None)
-                if value is True:
-                    return True
+                if value is decisive:
+                    return decisive
                 if value is None:
                     result = None
             return result
@@ -283,9 +273,9 @@ def _or(parts: list[Condition]) -> Condition:
         for part in parts:
             sub = Trace()
             subs.append((part(root, scope, sub), sub))
-        return _combine(subs, trace, decisive=True)
+        return _combine(subs, trace, decisive=decisive)
 
-    return cond_any
+    return combined
 
 
 def _combine(subs: list[tuple[bool | None, Trace]], trace: Trace, decisive: bool) -> bool | None:
