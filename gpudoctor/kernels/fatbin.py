@@ -19,7 +19,9 @@ A .nv_fatbin section may hold several containers back to back.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 from gpudoctor.kernels.elf import Buffer, Reader
 
@@ -36,6 +38,9 @@ FLAG_FAMILY = 0x200000
 _CONTAINER = struct.Struct("<IHHQ")
 _ENTRY = struct.Struct("<HHIQIIHHIIIQ")  # through the flags field: 48 bytes
 _MIN_ENTRY_HEADER = 64
+
+# (offset, length, what) -> exactly `length` bytes, or FatbinError naming `what` as truncated
+HeaderReader = Callable[[int, int, str], bytes]
 
 
 class FatbinError(ValueError):
@@ -121,22 +126,36 @@ def _read_exact(read: Reader, offset: int, length: int, what: str) -> bytes:
 def _parse_container(read: Reader, offset: int, end: int, entries: list[RawEntry]) -> int:
     if offset + _CONTAINER.size > end:
         raise FatbinError(f"fatbin header at {offset:#x} is truncated")
+    read_header = partial(_read_exact, read)
+    body, body_end = container_body(read_header, offset)
+    if body_end > end:
+        raise FatbinError(
+            f"fatbin at {offset:#x} claims {body_end - body} bytes, past the end of its section"
+        )
+    entries.extend(walk_entries(read_header, body, body_end))
+    return body_end
+
+
+def container_body(read_header: HeaderReader, at: int) -> tuple[int, int]:
+    """Where the entries of the container whose header is at `at` start and end."""
     magic, _version, header_size, body_size = _CONTAINER.unpack(
-        _read_exact(read, offset, _CONTAINER.size, "fatbin header")
+        read_header(at, _CONTAINER.size, "fatbin header")
     )
     if magic != FATBIN_MAGIC:
-        raise FatbinError(f"no fatbin magic at {offset:#x}")
+        raise FatbinError(f"no fatbin magic at {at:#x}")
     if header_size < _CONTAINER.size:
-        raise FatbinError(f"fatbin header size {header_size} at {offset:#x} is too small")
-    body = offset + header_size
-    body_end = body + body_size
-    if body_end > end:
-        raise FatbinError(f"fatbin at {offset:#x} claims {body_size} bytes, past the end of its section")
+        raise FatbinError(f"fatbin header size {header_size} at {at:#x} is too small")
+    body = at + header_size
+    return body, body + body_size
+
+
+def walk_entries(read_header: HeaderReader, body: int, body_end: int) -> Iterator[RawEntry]:
+    """The PTX and cubin entries between body and body_end, in order, headers read as needed."""
     cursor = body
     while cursor < body_end:
         if cursor + _ENTRY.size > body_end:
             raise FatbinError(f"fatbin entry header at {cursor:#x} is truncated")
-        fields = _ENTRY.unpack(_read_exact(read, cursor, _ENTRY.size, "fatbin entry header"))
+        fields = _ENTRY.unpack(read_header(cursor, _ENTRY.size, "fatbin entry header"))
         kind, entry_header, payload = fields[0], fields[2], fields[3]
         # A header smaller than the fixed fields would make the walk stand still
         # or go backwards; reject it instead of looping.
@@ -146,9 +165,8 @@ def _parse_container(read: Reader, offset: int, end: int, entries: list[RawEntry
         if next_entry > body_end:
             raise FatbinError(f"fatbin entry at {cursor:#x} runs past the end of its container")
         if kind in (KIND_PTX, KIND_CUBIN):
-            entries.append(entry_from_header(fields, cursor))
+            yield entry_from_header(fields, cursor)
         cursor = next_entry
-    return body_end
 
 
 def entry_from_header(fields: tuple[int, ...], at: int) -> RawEntry:

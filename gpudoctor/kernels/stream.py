@@ -1,8 +1,8 @@
 """Fatbin headers from a stream read once, front to back, in bounded memory.
 
-The walk is the same as fatbin.parse_containers, turned into a state machine:
-search for the container magic, read the container header, then hop from
-entry header to entry header, discarding payloads as they stream past. The
+The walk is fatbin's own (container_body, walk_entries), fed from a sliding
+buffer: search for the container magic, read the container header, then hop
+from entry header to entry header, discarding payloads as they stream past. The
 ELF section table lies at e_shoff (known from the first 64 bytes), with the
 section name table just before it, so that tail is kept for the caller to
 check which containers sit inside `.nv_fatbin`.
@@ -13,17 +13,7 @@ from __future__ import annotations
 from typing import BinaryIO
 
 from gpudoctor.kernels.elf import ElfError
-from gpudoctor.kernels.fatbin import (
-    _CONTAINER,
-    _ENTRY,
-    _MIN_ENTRY_HEADER,
-    FATBIN_MAGIC_BYTES,
-    KIND_CUBIN,
-    KIND_PTX,
-    FatbinError,
-    RawEntry,
-    entry_from_header,
-)
+from gpudoctor.kernels.fatbin import FATBIN_MAGIC_BYTES, FatbinError, RawEntry, container_body, walk_entries
 
 CHUNK = 1 << 20
 # .shstrtab precedes the section table in GNU ld and lld output; a window of
@@ -127,25 +117,8 @@ class StreamScan:
         return bytes(self._buf[at - self._base : at - self._base + length])
 
     def _walk_container(self, at: int) -> None:
-        _magic, _version, header_size, body_size = _CONTAINER.unpack(
-            self._header(at, _CONTAINER.size, "fatbin header")
-        )
-        if header_size < _CONTAINER.size:
-            raise FatbinError(f"fatbin header size {header_size} at {at:#x} is too small")
-        cursor = at + header_size
-        body_end = cursor + body_size
-        while cursor < body_end:
-            if cursor + _ENTRY.size > body_end:
-                raise FatbinError(f"fatbin entry header at {cursor:#x} is truncated")
-            fields = _ENTRY.unpack(self._header(cursor, _ENTRY.size, "fatbin entry header"))
-            kind, entry_header, payload = fields[0], fields[2], fields[3]
-            if entry_header < _MIN_ENTRY_HEADER:
-                raise FatbinError(f"fatbin entry at {cursor:#x} has header size {entry_header}")
-            next_entry = cursor + entry_header + payload
-            if next_entry > body_end:
-                raise FatbinError(f"fatbin entry at {cursor:#x} runs past the end of its container")
-            if kind in (KIND_PTX, KIND_CUBIN):
-                self.entries.append(entry_from_header(fields, cursor))
-                self.container_offsets.append(at)
-            cursor = next_entry
+        body, body_end = container_body(self._header, at)
+        for entry in walk_entries(self._header, body, body_end):
+            self.entries.append(entry)
+            self.container_offsets.append(at)
         self._drop_before(body_end)
