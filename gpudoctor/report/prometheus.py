@@ -45,12 +45,20 @@ class _Exposition:
                 f"{name}{{{rendered}}} {_number(value)}" if rendered else f"{name} {_number(value)}"
             )
 
+    def info(self, name: str, help_text: str, label_sets: Iterable[Labels]) -> None:
+        """An info metric: one series per label set, value always 1."""
+        self.family(name, "gauge", help_text, ((labels, 1) for labels in label_sets))
+
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
 
 
 def _text(value: Any) -> str:
     return "unknown" if value is None or value == "" else str(value)
+
+
+def _texts(obj: dict[str, Any], *keys: str) -> Labels:
+    return {key: _text(obj.get(key)) for key in keys}
 
 
 def _timestamp(collected_at: str | None) -> float | None:
@@ -98,41 +106,22 @@ def render(report: dict[str, Any]) -> str:
         (({"severity": severity}, by_severity[severity]) for severity in SEVERITY_ORDER if severity != "ok"),
     )
     gpus = node.get("gpus") or []
-    out.family(
+    out.info(
         "gpudoctor_gpu_info",
-        "gauge",
         "GPUs seen by the last scan (value always 1).",
         (
-            (
-                {
-                    "index": _text(gpu.get("index")),
-                    "name": _text(gpu.get("name")),
-                    "uuid": _text(gpu.get("uuid")),
-                    "pci_bus_id": _text(gpu.get("pci_bus_id")),
-                    "compute_capability": _text(gpu.get("compute_capability")),
-                    "driver": _text(driver.get("version")),
-                },
-                1,
-            )
+            {
+                **_texts(gpu, "index", "name", "uuid", "pci_bus_id", "compute_capability"),
+                "driver": _text(driver.get("version")),
+            }
             for gpu in gpus
         ),
     )
     out.family("gpudoctor_gpus", "gauge", "Number of GPUs seen by the last scan.", [({}, len(gpus))])
-    out.family(
+    out.info(
         "gpudoctor_driver_info",
-        "gauge",
         "NVIDIA driver seen by the last scan (value always 1).",
-        [
-            (
-                {
-                    "version": _text(driver.get("version")),
-                    "branch": _text(driver.get("branch")),
-                    "cuda_version": _text(driver.get("cuda_version")),
-                    "kernel_module": _text(driver.get("kernel_module")),
-                },
-                1,
-            )
-        ],
+        [_texts(driver, "version", "branch", "cuda_version", "kernel_module")],
     )
     probe_errors = report.get("probe_errors") or []
     out.family(
@@ -150,10 +139,9 @@ def render(report: dict[str, Any]) -> str:
             [({}, timestamp)],
         )
     tool = report.get("tool") or {}
-    out.family(
+    out.info(
         "gpudoctor_build_info",
-        "gauge",
         "gpudoctor version and report schema (value always 1).",
-        [({"version": _text(tool.get("version")), "schema_version": _text(report.get("schema_version"))}, 1)],
+        [{"version": _text(tool.get("version")), "schema_version": _text(report.get("schema_version"))}],
     )
     return out.text()
