@@ -13,6 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.support.cli import run_gpudoctor
+
 REPO = Path(__file__).resolve().parent.parent
 MANIFEST = REPO / "deploy" / "kubernetes" / "gpudoctor.yaml"
 HEALTHCHECK = REPO / "deploy" / "slurm" / "gpudoctor-healthcheck.sh"
@@ -76,9 +78,7 @@ def test_daemonset_writes_the_textfile_and_the_nfd_feature_file() -> None:
 
 
 def _scan_available() -> bool:
-    result = subprocess.run(
-        [sys.executable, "-m", "gpudoctor", "scan", "--help"], capture_output=True, text=True, timeout=60
-    )
+    result = run_gpudoctor("scan", "--help", timeout=60)
     return result.returncode == 0 and "--from-nvidia-smi" in result.stdout
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from gpudoctor.exitcodes import worst
 from gpudoctor.fleet.build import build_fleet
+from tests.support.cli import run_gpudoctor
 from tests.support.fleet import node_report, with_changes, write_fleet
 
 SCHEMA = json.loads(
@@ -31,9 +32,7 @@ MIXED = {
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gpudoctor", *args], capture_output=True, text=True, timeout=120, cwd=cwd
-    )
+    return run_gpudoctor(*args, cwd=cwd)
 
 
 def class_by_model(document: dict, model: str) -> dict:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
 import pytest
 
+from tests.support.cli import run_gpudoctor
 from tests.support.fleet import write_fleet
 from tests.support.fleet_registry import Registry, push_fixture_image, running_registry
 
@@ -31,12 +31,7 @@ def registry() -> Iterator[Registry]:
 
 
 def fleet_json(*args: str) -> tuple[dict, subprocess.CompletedProcess[str]]:
-    result = subprocess.run(
-        [sys.executable, "-m", "gpudoctor", "fleet", *args, "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_gpudoctor("fleet", *args, "--format", "json")
     assert result.returncode in (0, 1, 2, 3), result.stderr
     return json.loads(result.stdout), result
 
@@ -83,22 +78,7 @@ def test_unreachable_image_is_unknown_not_ok(tmp_path: Path, registry: Registry)
 def test_table_shows_the_matrix_with_fixes(tmp_path: Path, registry: Registry) -> None:
     write_fleet(tmp_path, {"Tesla-T4_515.105.01": 1})
     vllm = push_fixture_image(registry, "fleet/vllm-openai", "table", "vllm-openai_v0.23.0-cuda13.0.2_amd64")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gpudoctor",
-            "fleet",
-            str(tmp_path),
-            "--image",
-            vllm,
-            "--insecure-registry",
-            registry.host,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_gpudoctor("fleet", str(tmp_path), "--image", vllm, "--insecure-registry", registry.host)
     assert result.returncode == 2, result.stderr
     assert "Runnability: image x node class" in result.stdout
     assert "FAIL" in result.stdout

@@ -7,8 +7,6 @@ import gzip
 import io
 import json
 import os
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 from gpudoctor.errors import BadInput, InputMissing
 from gpudoctor.facts import Platform
 from gpudoctor.images import fetch_image
+from tests.support.cli import run_gpudoctor
 from tests.support.services import OCI_MANIFEST, build_image, docker_save_tar, oci_layout
 
 REPO = Path(__file__).resolve().parent.parent
@@ -199,10 +198,7 @@ def test_cli_on_hostile_archive_has_no_traceback(tmp_path: Path) -> None:
     node = REPO / "fixtures" / "facts" / "nodes" / "A100-SXM4-80GB_535.54.03.json"
     report = tmp_path / "node.json"
     report.write_text(json.dumps({"node": json.loads(node.read_text())}))
-    done = subprocess.run(
-        [sys.executable, "-m", "gpudoctor", "preflight", str(archive), "--node", str(report)],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
-    )  # fmt: skip
+    done = run_gpudoctor("preflight", str(archive), "--node", str(report), timeout=60, cwd=tmp_path)
     assert done.returncode == 65
     assert done.stderr.startswith("gpudoctor: ") and done.stderr.count("\n") == 1
     assert "Traceback" not in done.stderr

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from gpudoctor.facts import ImageFacts, Platform
 from gpudoctor.images.reference import parse_reference
 from gpudoctor.images.registry import fetch_from_registry
 from gpudoctor.images.transport import Transport
+from tests.support.cli import run_gpudoctor
 from tests.support.services import DOCKER_MANIFEST, build_image, digest_of
 
 REPO = Path(__file__).resolve().parent.parent
@@ -285,14 +285,7 @@ def test_redirect_to_another_host_drops_credentials(
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gpudoctor", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **env},
-        cwd=REPO,
-    )
+    return run_gpudoctor(*args, timeout=60, cwd=REPO, env=env)
 
 
 def test_credentials_and_tokens_never_in_output(stub: Stub, tmp_path: Path) -> None:

@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.kernels_support import FATBINS
 from tests.kernels_tree import build_site_packages
+from tests.support.cli import run_gpudoctor
 
 REPO = Path(__file__).resolve().parent.parent
 NODES = REPO / "fixtures" / "facts" / "nodes"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gpudoctor", "kernels", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
+    return run_gpudoctor("kernels", *args, cwd=REPO)
 
 
 @pytest.fixture(scope="module")

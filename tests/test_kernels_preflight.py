@@ -9,15 +9,13 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.kernels_support import FATBINS
+from tests.support.cli import run_gpudoctor
 from tests.support.services import (
     DOCKER_MANIFEST,
     BuiltImage,
@@ -75,24 +73,16 @@ def volta_node(tmp_path: Path) -> Path:
 
 
 def preflight(image: str, node: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gpudoctor",
-            "preflight",
-            image,
-            "--node",
-            str(node),
-            "--format",
-            "json",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = run_gpudoctor(
+        "preflight",
+        image,
+        "--node",
+        str(node),
+        "--format",
+        "json",
+        *extra,
         cwd=REPO,
-        env={**os.environ, "DOCKER_HOST": "unix:///nonexistent"},
+        env={"DOCKER_HOST": "unix:///nonexistent"},
     )
     return done.returncode, json.loads(done.stdout) if done.stdout.strip() else {}, done.stderr
 
@@ -157,14 +147,16 @@ def docker_save(path: Path, repo_tag: str) -> Path:
 @pytest.mark.services
 def test_local_docker_image_is_streamed_from_the_engine(dockerd: Dockerd, tmp_path: Path) -> None:  # noqa: F811
     dockerd.load(docker_save(tmp_path / "save.tar", "kern/torch:1"))
-    env = {**os.environ, "DOCKER_HOST": dockerd.host}
-    done = subprocess.run(
-        [sys.executable, "-m", "gpudoctor", "kernels", "kern/torch:1", "--gpu", "10.0", "--format", "json"],
-        capture_output=True,
-        text=True,
+    done = run_gpudoctor(
+        "kernels",
+        "kern/torch:1",
+        "--gpu",
+        "10.0",
+        "--format",
+        "json",
         timeout=300,
         cwd=REPO,
-        env=env,
+        env={"DOCKER_HOST": dockerd.host},
     )
     report = json.loads(done.stdout)
     assert {b["path"] for b in report["binaries"]} == set(LAYER_FILES)
@@ -177,12 +169,5 @@ def test_local_docker_image_is_streamed_from_the_engine(dockerd: Dockerd, tmp_pa
 
 
 def test_missing_local_image_is_one_line(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "gpudoctor", "kernels", "no-such-image:1"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        env={**os.environ, "DOCKER_HOST": "unix:///nonexistent"},
-    )
+    done = run_gpudoctor("kernels", "no-such-image:1", cwd=REPO, env={"DOCKER_HOST": "unix:///nonexistent"})
     assert done.returncode == 69 and len(done.stderr.strip().splitlines()) == 1

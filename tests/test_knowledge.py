@@ -16,6 +16,7 @@ from gpudoctor.errors import BadInput
 from gpudoctor.knowledge import load_rules, matrix
 from gpudoctor.knowledge.loader import load_kind, shipped_root
 from gpudoctor.pipeline import diagnose
+from tests.support.cli import run_gpudoctor
 from tests.support.factsbuild import FACTS, node_facts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,14 +24,7 @@ SLOW = os.environ.get("GPUDOCTOR_SLOW") == "1"
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gpudoctor", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-    )
+    return run_gpudoctor(*args, timeout=60, cwd=cwd, env=env)
 
 
 GOOD_RULE = """\

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gpudoctor.report import nfd
+from tests.support.cli import run_gpudoctor
 from tests.support.fleet import node_report
 
 # https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set
@@ -85,23 +84,7 @@ def test_any_value_becomes_a_valid_label_value(text: str) -> None:
 def test_scan_writes_a_feature_file_nfd_reads(tmp_path: Path) -> None:
     xml = Path(__file__).resolve().parent.parent / "fixtures" / "fleets" / "nvidia-smi" / "B200_580.65.06.xml"
     target = tmp_path / "gpudoctor"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gpudoctor",
-            "scan",
-            "--from-nvidia-smi",
-            str(xml),
-            "--format",
-            "nfd",
-            "--output",
-            str(target),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_gpudoctor("scan", "--from-nvidia-smi", str(xml), "--format", "nfd", "--output", str(target))
     assert result.returncode in (0, 1, 2, 3), result.stderr
     # NFD skips dot-files, so only the final name may ever be visible.
     assert [p.name for p in tmp_path.iterdir()] == ["gpudoctor"]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from gpudoctor.report import oneline
+from tests.support.cli import run_gpudoctor
 from tests.support.fleet import node_report
 
 LINE = re.compile(r"^(OK|INFO|WARN|FAIL|UNKNOWN): .+ \([A-Z0-9-]+\)( \+\d+ more)?(; \d+ probe error\(s\))?$")
@@ -56,12 +55,7 @@ def test_scan_exit_code_and_line_agree() -> None:
         / "nvidia-smi"
         / "A800-SXM4-80GB_535.54.03.xml"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "gpudoctor", "scan", "--from-nvidia-smi", str(xml), "--format", "oneline"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_gpudoctor("scan", "--from-nvidia-smi", str(xml), "--format", "oneline")
     verdict = result.stdout.split(":", 1)[0]
     assert result.stdout.count("\n") == 1
     assert result.returncode == {"OK": 0, "INFO": 0, "WARN": 1, "FAIL": 2, "UNKNOWN": 3}[verdict]

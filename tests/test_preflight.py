@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.cli import run_gpudoctor
 from tests.support.services import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -76,10 +77,10 @@ def node_report(tmp_path: Path, name: str, **driver: Any) -> Path:
 
 
 def preflight(registry_: Registry, image: str, node: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "gpudoctor", "preflight", f"{registry_.host}/{image}",
-         "--insecure-registry", registry_.host, "--node", str(node), "--format", "json", *extra],
-        capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, "DOCKER_HOST": "unix:///nonexistent"},
+    done = run_gpudoctor(
+        "preflight", f"{registry_.host}/{image}", "--insecure-registry", registry_.host,
+        "--node", str(node), "--format", "json", *extra,
+        timeout=60, cwd=REPO, env={"DOCKER_HOST": "unix:///nonexistent"},
     )  # fmt: skip
     report = json.loads(done.stdout) if done.stdout.strip() else {}
     return done.returncode, report, done.stderr
@@ -204,10 +205,9 @@ def test_json_image_object(registry: Registry, images: dict[str, Any]) -> None:
 
 
 def test_table_output(registry: Registry, images: dict[str, Any]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "gpudoctor", "preflight", f"{registry.host}/pf/vllm:cu13", "--insecure-registry",
-         registry.host, "--node", str(XML / "Quadro-P2000_525.125.06.xml")],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
+    done = run_gpudoctor(
+        "preflight", f"{registry.host}/pf/vllm:cu13", "--insecure-registry", registry.host,
+        "--node", str(XML / "Quadro-P2000_525.125.06.xml"), timeout=60, cwd=REPO,
     )  # fmt: skip
     assert done.returncode == 2
     assert "GD-REQ-001" in done.stdout and "cuda>=13.0" in done.stdout
@@ -226,20 +226,16 @@ def test_errors_are_one_line_with_documented_codes(
     registry: Registry, images: dict[str, Any], args: list[str], exit_code: int, fragment: str
 ) -> None:
     image = args[0] if args[0].isupper() or "/" not in args[0] else f"{registry.host}/{args[0]}"
-    done = subprocess.run(
-        [sys.executable, "-m", "gpudoctor", "preflight", image, *args[1:], "--insecure-registry", registry.host,
-         "--node", str(XML / "A100-SXM4-80GB_535.54.03.xml")],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
+    done = run_gpudoctor(
+        "preflight", image, *args[1:], "--insecure-registry", registry.host,
+        "--node", str(XML / "A100-SXM4-80GB_535.54.03.xml"), timeout=60, cwd=REPO,
     )  # fmt: skip
     assert done.returncode == exit_code, done.stderr
     assert fragment in done.stderr and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
 def test_missing_node_file(registry: Registry) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "gpudoctor", "preflight", "ubuntu", "--node", "/nonexistent/node.xml"],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
-    )  # fmt: skip
+    done = run_gpudoctor("preflight", "ubuntu", "--node", "/nonexistent/node.xml", timeout=60, cwd=REPO)
     assert done.returncode == 66 and done.stderr.count("\n") == 1
 
 
@@ -247,10 +243,9 @@ def test_archive_path_is_detected_and_judged(tmp_path: Path) -> None:
     from tests.support.services import docker_save_tar
 
     tar = docker_save_tar(tmp_path / "cuda.tar", VLLM_CU13, "example.test/vllm:cu13")
-    done = subprocess.run(
-        [sys.executable, "-m", "gpudoctor", "preflight", str(tar), "--node", str(XML / "Quadro-P2000_525.125.06.xml"),
-         "--format", "json"],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
+    done = run_gpudoctor(
+        "preflight", str(tar), "--node", str(XML / "Quadro-P2000_525.125.06.xml"), "--format", "json",
+        timeout=60, cwd=REPO,
     )  # fmt: skip
     report = json.loads(done.stdout)
     assert report["image"]["source"] == "archive" and report["image"]["reference"] == "example.test/vllm:cu13"
@@ -258,10 +253,9 @@ def test_archive_path_is_detected_and_judged(tmp_path: Path) -> None:
 
 
 def test_live_scan_when_no_node_is_given(registry: Registry, images: dict[str, Any]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "gpudoctor", "preflight", f"{registry.host}/pf/cuda:12.4", "--insecure-registry",
-         registry.host, "--format", "json"],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
+    done = run_gpudoctor(
+        "preflight", f"{registry.host}/pf/cuda:12.4", "--insecure-registry", registry.host, "--format", "json",
+        cwd=REPO,
     )  # fmt: skip
     report = json.loads(done.stdout)
     assert report["node"]["source"] == "live"

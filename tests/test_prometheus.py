@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from gpudoctor.report import prometheus
+from tests.support.cli import run_gpudoctor
 from tests.support.fleet import node_report
 
 
@@ -103,22 +102,8 @@ def test_every_family_has_help_and_type() -> None:
 def test_scan_writes_the_textfile_atomically(tmp_path: Path) -> None:
     xml = Path(__file__).resolve().parent.parent / "fixtures" / "fleets" / "nvidia-smi" / "H800_580.65.06.xml"
     target = tmp_path / "gpudoctor.prom"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gpudoctor",
-            "scan",
-            "--from-nvidia-smi",
-            str(xml),
-            "--format",
-            "prometheus",
-            "--output",
-            str(target),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_gpudoctor(
+        "scan", "--from-nvidia-smi", str(xml), "--format", "prometheus", "--output", str(target)
     )
     assert result.returncode in (0, 1, 2, 3), result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["gpudoctor.prom"]

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gpudoctor.pipeline import diagnose
+from tests.support.cli import run_gpudoctor
 from tests.support.factsbuild import FACTS, image_facts
 
 nodeinput = pytest.importorskip("gpudoctor.nodeinput")
@@ -147,12 +146,7 @@ def test_scan_from_nvidia_smi_exit_codes(tmp_path: Path, edits: dict[str, str], 
         if edits
         else XMLS / "A100-SXM4-80GB_535.54.03.xml"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "gpudoctor", "scan", "--from-nvidia-smi", str(path), "--format", "json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_gpudoctor("scan", "--from-nvidia-smi", str(path), "--format", "json", timeout=60)
     assert result.returncode == exit_code, result.stderr
     report = json.loads(result.stdout)
     fails = [f["rule_id"] for f in report["findings"] if f["severity"] == "fail"]

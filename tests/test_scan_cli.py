@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 from gpudoctor.report.schema import load_schema
+from tests.support.cli import run_gpudoctor
 
 REPO = Path(__file__).resolve().parent.parent
 XML = REPO / "fixtures" / "nvidia-smi"
@@ -20,13 +21,7 @@ VALIDATOR = jsonschema.Draft202012Validator(load_schema())
 
 
 def scan(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gpudoctor", "scan", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_gpudoctor("scan", *args, cwd=cwd)
 
 
 def report_of(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from gpudoctor.facts import ImageFacts
+from tests.support.cli import run_gpudoctor
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures"
 NVIDIA_SMI = FIXTURES / "nvidia-smi"
@@ -23,21 +22,7 @@ IMAGE_FACTS = FIXTURES / "facts" / "images"
 
 @cache
 def _report(name: str) -> str:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gpudoctor",
-            "scan",
-            "--from-nvidia-smi",
-            str(NVIDIA_SMI / f"{name}.xml"),
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_gpudoctor("scan", "--from-nvidia-smi", str(NVIDIA_SMI / f"{name}.xml"), "--format", "json")
     if result.returncode not in (0, 1, 2, 3):
         raise RuntimeError(f"gpudoctor scan failed on {name}: {result.stderr.strip()}")
     return result.stdout
