@@ -76,6 +76,13 @@ def node_report(tmp_path: Path, name: str, **driver: Any) -> Path:
     return path
 
 
+def a100_on_driver_550(tmp_path: Path) -> Path:
+    """The A100 report with driver 550.54.15 (CUDA 12.4) in place of its 535."""
+    return node_report(
+        tmp_path, "A100-SXM4-80GB_535.54.03", version="550.54.15", branch=550, cuda_version="12.4"
+    )
+
+
 def preflight(registry_: Registry, image: str, node: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
     done = run_gpudoctor(
         "preflight", f"{registry_.host}/{image}", "--insecure-registry", registry_.host,
@@ -129,9 +136,7 @@ def test_verdicts_on_real_nodes(
 
 
 def test_cuda124_on_a_550_node_is_ok(registry: Registry, images: dict[str, Any], tmp_path: Path) -> None:
-    node = node_report(
-        tmp_path, "A100-SXM4-80GB_535.54.03", version="550.54.15", branch=550, cuda_version="12.4"
-    )
+    node = a100_on_driver_550(tmp_path)
     code, report, _ = preflight(registry, "pf/cuda:12.4", node)
     assert code == 0 and report["verdict"] in ("ok", "info")
     assert not rule_ids(report, "fail", "warn", "unknown")
@@ -140,9 +145,7 @@ def test_cuda124_on_a_550_node_is_ok(registry: Registry, images: dict[str, Any],
 def test_arm64_only_image_on_x86_node_fails(
     registry: Registry, images: dict[str, Any], tmp_path: Path
 ) -> None:
-    node = node_report(
-        tmp_path, "A100-SXM4-80GB_535.54.03", version="550.54.15", branch=550, cuda_version="12.4"
-    )
+    node = a100_on_driver_550(tmp_path)
     code, report, _ = preflight(registry, "pf/armonly:12.1", node)
     assert code == 2 and "GD-PLAT-001" in rule_ids(report, "fail")
 
@@ -169,9 +172,7 @@ def test_platform_flag_states_the_cpu_of_an_xml_node(registry: Registry, images:
 def test_multi_platform_image_picks_the_node_platform(
     registry: Registry, images: dict[str, Any], tmp_path: Path
 ) -> None:
-    node = node_report(
-        tmp_path, "A100-SXM4-80GB_535.54.03", version="550.54.15", branch=550, cuda_version="12.4"
-    )
+    node = a100_on_driver_550(tmp_path)
     code, report, _ = preflight(registry, "pf/multi:1", node)
     image = report["image"]
     assert image["platform"]["architecture"] == "amd64"
