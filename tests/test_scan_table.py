@@ -15,8 +15,13 @@ REPO = Path(__file__).resolve().parent.parent
 SYSFS = REPO / "fixtures" / "sysfs"
 
 
+def live_table(sysfs_tree: str, nvml_snapshot: str) -> str:
+    """The table of a live-like scan: a fixture sysfs tree and a recorded NVML snapshot."""
+    return render(diagnose(collect_node(sysfs_root=str(SYSFS / sysfs_tree), nvml=replay(nvml_snapshot))))
+
+
 def test_live_like_node_with_pairs_acs_and_a_lost_gpu() -> None:
-    text = render(diagnose(collect_node(sysfs_root=str(SYSFS / "acs-on"), nvml=replay("gpu-lost"))))
+    text = live_table("acs-on", "gpu-lost")
     assert "GPUs (2)" in text
     assert "GeForce RTX 2080 Ti" in text
     assert "FALLEN OFF THE BUS" in text
@@ -28,16 +33,16 @@ def test_live_like_node_with_pairs_acs_and_a_lost_gpu() -> None:
 
 
 def test_p2p_summary_and_nvlink_column() -> None:
-    text = render(diagnose(collect_node(sysfs_root=str(SYSFS / "no-driver"), nvml=replay("8x-v100s-pcie"))))
+    text = live_table("no-driver", "8x-v100s-pcie")
     assert "Topology: 28 GPU pairs" in text
     assert "'chipset_not_supported': 16" in text
     assert "NVLink up" not in text  # no GPU has NVLink
-    mig = render(diagnose(collect_node(sysfs_root=str(SYSFS / "no-driver"), nvml=replay("a100-mig"))))
+    mig = live_table("no-driver", "a100-mig")
     assert "NVLink up" in mig and "12/12" in mig
 
 
 def test_no_driver_reason_and_unknowns() -> None:
-    text = render(diagnose(collect_node(sysfs_root=str(SYSFS / "no-driver"), nvml=replay("no-driver"))))
+    text = live_table("no-driver", "no-driver")
     assert "no NVIDIA driver: libnvidia-ml.so.1 not found" in text
     assert "GPUs: none visible" in text
     assert "verdict: UNKNOWN" in text
