@@ -9,11 +9,17 @@ from pathlib import Path
 
 
 def run_gpudoctor(
-    *args: str, timeout: float = 120, cwd: Path | None = None, env: dict[str, str] | None = None
+    *args: str,
+    timeout: float = 120,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m gpudoctor ARGS`, output captured as text; `env` is added to this process's environment."""
+    """`python -m gpudoctor ARGS`, output captured as text; `env` is added to this process's environment,
+    `stdin` (if given) is fed to it."""
     return subprocess.run(
         [sys.executable, "-m", "gpudoctor", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
