@@ -31,10 +31,12 @@ def violations(schema: str, document: Any) -> list[str]:
     ]
 
 
-def printed_json(schema: str, *args: str, stdin: str | None = None) -> tuple[Any, int]:
+def printed_json(
+    schema: str, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> tuple[Any, int]:
     """`gpudoctor ARGS` in a fresh interpreter: its stdout parsed and validated against
     `schema`, and its exit code, which must be a verdict (0-3), not an error."""
-    done = run_gpudoctor(*args, cwd=REPO, stdin=stdin)
+    done = run_gpudoctor(*args, cwd=REPO, stdin=stdin, env=env)
     assert done.returncode in VERDICT_EXITS, f"exit {done.returncode}: {done.stderr}"
     assert "Traceback" not in done.stderr, done.stderr
     document = json.loads(done.stdout)
