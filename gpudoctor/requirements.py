@@ -12,6 +12,11 @@ Two halves, each mirroring one upstream component:
 Where the node facts the toolkit would read are unknown, the result is
 `satisfied=None` naming the missing facts: a preflight "ok" that the toolkit
 would refuse at container start is the worst bug this tool can have.
+
+Sources:
+  https://github.com/NVIDIA/nvidia-container-toolkit/blob/main/internal/config/image/cuda_image.go
+  https://github.com/NVIDIA/libnvidia-container/blob/master/src/cli/dsl.c
+  https://github.com/NVIDIA/libnvidia-container/blob/master/src/cli/configure.c
 """
 
 from __future__ import annotations
@@ -21,12 +26,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gpudoctor.facts import GpuFacts, NodeFacts
-
-REFS = (
-    "https://github.com/NVIDIA/nvidia-container-toolkit/blob/main/internal/config/image/cuda_image.go",
-    "https://github.com/NVIDIA/libnvidia-container/blob/master/src/cli/dsl.c",
-    "https://github.com/NVIDIA/libnvidia-container/blob/master/src/cli/configure.c",
-)
 
 REQUIRE_PREFIX = "NVIDIA_REQUIRE_"
 JETPACK_PREFIX = "NVIDIA_REQUIRE_JETPACK"

@@ -17,7 +17,6 @@ Buffer = bytes | bytearray | memoryview | mmap.mmap
 Reader = Callable[[int, int], bytes]  # (offset, length) -> up to length bytes, short at the end
 
 ELF_MAGIC = b"\x7fELF"
-SHT_NOBITS = 8
 # Section names longer than this are not ones we look for; bounding the read
 # keeps a string table without terminators from costing a full scan.
 _MAX_NAME = 256

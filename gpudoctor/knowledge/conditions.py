@@ -198,7 +198,6 @@ QUANTIFIERS: dict[str, tuple[str, str, bool, Callable[[Any, int], str] | None]] 
     "all_pairs": ("topology.pairs", "pair", False, _PAIR_SUBJECT),
 }
 GENERIC_QUANTIFIERS = {"any_item": True, "all_items": False}
-COMBINATORS = ("all", "any", "not")
 LEAF_OPERATORS = (
     "eq",
     "ne",

@@ -18,7 +18,6 @@ from gpudoctor.probes.fsroot import FsRoot
 NVIDIA_VENDOR = "0x10de"
 GPU_CLASSES = ("0x0300", "0x0302")  # VGA-compatible / 3D controller
 NVSWITCH_CLASS = "0x0680"  # bridge, "other": how NVSwitches enumerate
-PCI_BRIDGE_CLASS = "0x0604"
 
 ACS_CAPABILITY_ID = 0x000D
 EXTENDED_CONFIG_START = 0x100
