@@ -72,6 +72,12 @@ def test_unchecked_correlations_validate() -> None:
     assert report["unchecked"][0]["missing_facts"]
 
 
+def test_live_scan_of_this_node() -> None:
+    # Whatever this machine has (no driver here, an H200 elsewhere), the live facts fit the schema.
+    report = explain_json(str(LOGS / "corpus" / "13_nvml-mismatch_unattended-upgrade.txt"), "--scan")
+    assert report["node"]["source"] == "live"
+
+
 def test_log_from_stdin() -> None:
     log = (LOGS / "corpus" / "13_nvml-mismatch_unattended-upgrade.txt").read_text()
     report = explain_json("-", stdin=log)
