@@ -13,8 +13,6 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.support.cli import run_gpudoctor
-
 REPO = Path(__file__).resolve().parent.parent
 MANIFEST = REPO / "deploy" / "kubernetes" / "gpudoctor.yaml"
 HEALTHCHECK = REPO / "deploy" / "slurm" / "gpudoctor-healthcheck.sh"
@@ -77,11 +75,6 @@ def test_daemonset_writes_the_textfile_and_the_nfd_feature_file() -> None:
     assert f"--format nfd \\\n      --output {mounts['features-d']}/gpudoctor" in script
 
 
-def _scan_available() -> bool:
-    result = run_gpudoctor("scan", "--help", timeout=60)
-    return result.returncode == 0 and "--from-nvidia-smi" in result.stdout
-
-
 FAIL_RULE = """kind: rules
 rules:
   - id: GD-SITE-901
@@ -115,12 +108,6 @@ def run_healthcheck(tmp_path: Path, severity: str | None, **env: str) -> subproc
     )
 
 
-needs_scan = pytest.mark.skipif(
-    not _scan_available(), reason="gpudoctor scan --from-nvidia-smi not built yet"
-)
-
-
-@needs_scan
 def test_failing_node_is_drained_with_the_one_line_reason(tmp_path: Path) -> None:
     result = run_healthcheck(tmp_path, "fail")
     assert result.returncode == 0
@@ -128,14 +115,12 @@ def test_failing_node_is_drained_with_the_one_line_reason(tmp_path: Path) -> Non
     assert "(GD-SITE-901)" in result.stdout
 
 
-@needs_scan
 def test_prolog_mode_also_fails_the_prolog(tmp_path: Path) -> None:
     result = run_healthcheck(tmp_path, "fail", GPUDOCTOR_MODE="prolog")
     assert result.returncode == 1
     assert "State=DRAIN" in result.stdout
 
 
-@needs_scan
 def test_warning_is_logged_not_drained(tmp_path: Path) -> None:
     result = run_healthcheck(tmp_path, "warn")
     assert result.returncode == 0
@@ -143,7 +128,6 @@ def test_warning_is_logged_not_drained(tmp_path: Path) -> None:
     assert result.stdout.startswith("WARN: ")
 
 
-@needs_scan
 def test_healthy_node_is_resumed_only_from_our_own_drain(tmp_path: Path) -> None:
     ours = run_healthcheck(tmp_path, None, GPUDOCTOR_CURRENT_REASON="gpudoctor: FAIL: old")
     other = run_healthcheck(tmp_path, None, GPUDOCTOR_CURRENT_REASON="disk replaced by ops")

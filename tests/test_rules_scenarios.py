@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from gpudoctor import nodeinput
 from gpudoctor.pipeline import diagnose
 from tests.support.cli import run_gpudoctor
 from tests.support.factsbuild import FACTS, image_facts
-
-nodeinput = pytest.importorskip("gpudoctor.nodeinput")
 
 XMLS = FACTS / "nvidia-smi"
 
@@ -140,7 +139,6 @@ def test_arm64_image_on_x86_64_fails() -> None:
     ids=["a800-on-650", "healthy-a100"],
 )
 def test_scan_from_nvidia_smi_exit_codes(tmp_path: Path, edits: dict[str, str], exit_code: int) -> None:
-    pytest.importorskip("gpudoctor.commands.scan")
     path = (
         _edited(tmp_path, "A100-SXM4-80GB_535.54.03", **edits)
         if edits

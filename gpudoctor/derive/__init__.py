@@ -33,11 +33,5 @@ def build_context(node: NodeFacts, image: ImageFacts | None = None) -> dict[str,
     for pair in context["topology"]["pairs"]:
         pair["derived"] = {}
     for module_name in _DERIVERS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue  # that domain is not built yet
-            raise
-        module.derive(context, node, image)
+        importlib.import_module(module_name).derive(context, node, image)
     return context
