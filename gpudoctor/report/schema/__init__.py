@@ -19,7 +19,7 @@ SCHEMA_FILES: dict[str, str] = {
     "fleet": "fleet/schema/fleet.schema.json",
     "explain": "explain/schema/explain.schema.json",
     "kernels": "kernels/schema/kernels.schema.json",
-    "rules-list": "knowledge/schema/rules-list.schema.json",
+    "rules-list": "report/schema/rules-list.schema.json",
 }
 
 SCHEMA_PATH = _PACKAGE / SCHEMA_FILES["report"]
