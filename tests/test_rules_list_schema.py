@@ -55,7 +55,7 @@ def site_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_schema_is_valid_and_ships_inside_the_package() -> None:
     validator("rules-list")
-    assert schema_path("rules-list").is_relative_to(REPO / "gpudoctor" / "knowledge")
+    assert schema_path("rules-list").is_relative_to(REPO / "gpudoctor" / "report" / "schema")
 
 
 def test_shipped_rules() -> None:
