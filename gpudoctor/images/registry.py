@@ -8,6 +8,7 @@ credentials, or the Docker token flow (realm/service/scope) with them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from urllib.parse import urlencode
 
 from gpudoctor.errors import BadInput, ServiceUnavailable
@@ -33,19 +34,16 @@ class RegistryClient:
     ref: Reference
     transport: Transport
     _authorization: str | None = None
-    _credentials: Credentials | None = None
-    _credentials_loaded: bool = False
     _tried: set[str] = field(default_factory=set)
 
     @property
     def name(self) -> str:
         return f"registry {self.ref.registry}"
 
+    @cached_property
     def _creds(self) -> Credentials | None:
-        if not self._credentials_loaded:
-            self._credentials = credentials_for(self.ref.registry)
-            self._credentials_loaded = True
-        return self._credentials
+        """Read from the Docker config only once a registry asks for them."""
+        return credentials_for(self.ref.registry)
 
     def get(self, path: str, accept: str | None, max_bytes: int, what: str) -> Response:
         url = f"{self.transport.base_url(self.ref.api_host)}/v2/{self.ref.repository}/{path}"
@@ -66,7 +64,7 @@ class RegistryClient:
         meaning = _STATUS_MEANING.get(response.status)
         if meaning is None:
             meaning = "server error" if response.status >= 500 else "unexpected answer"
-        if response.status == 401 and self._creds() is not None:
+        if response.status == 401 and self._creds is not None:
             meaning = "credentials refused"
         return ServiceUnavailable(
             f"{self.name}: {what}: HTTP {response.status} {response.reason} ({meaning})"
@@ -75,7 +73,7 @@ class RegistryClient:
     def _authenticate(self, response: Response) -> bool:
         """Set the Authorization for the challenge; False when there is nothing new to try."""
         scheme, params = parse_challenge(response.headers.get("www-authenticate", ""))
-        creds = self._creds()
+        creds = self._creds
         if scheme == "basic":
             basic = creds.basic() if creds else None
             if basic is None or "basic" in self._tried:
