@@ -18,6 +18,7 @@ from gpudoctor.knowledge.loader import load_kind, shipped_root
 from gpudoctor.pipeline import diagnose
 from tests.support.cli import run_gpudoctor
 from tests.support.factsbuild import FACTS, node_facts
+from tests.support.wheel import build_wheel
 
 REPO = Path(__file__).resolve().parent.parent
 SLOW = os.environ.get("GPUDOCTOR_SLOW") == "1"
@@ -238,14 +239,7 @@ def test_no_driver_node_is_unknown_with_reason() -> None:
 
 @pytest.mark.skipif(not SLOW, reason="builds a wheel (set GPUDOCTOR_SLOW=1)")
 def test_wheel_ships_the_rules(tmp_path: Path) -> None:
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert build.returncode == 0, build.stderr
-    (wheel,) = tmp_path.glob("gpudoctor-*.whl")
+    wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     for rel in ("node/driver.yaml", "image/cuda.yaml", "matrix/gpus.yaml"):
         assert f"gpudoctor/_rules/{rel}" in names

@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 
 from gpudoctor.report.schema import SCHEMA_FILES, load_schema, schema_path
+from tests.support.wheel import build_wheel
 
 REPO = Path(__file__).resolve().parent.parent
 SLOW = os.environ.get("GPUDOCTOR_SLOW") == "1"
@@ -33,14 +34,7 @@ def test_unknown_schema_name_is_a_clear_error() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not SLOW, reason="builds a wheel (set GPUDOCTOR_SLOW=1)")
 def test_schemas_load_from_the_installed_wheel(tmp_path: Path) -> None:
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert build.returncode == 0, build.stderr
-    (wheel,) = tmp_path.glob("gpudoctor-*.whl")
+    wheel = build_wheel(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"gpudoctor/{path}" for path in SCHEMA_FILES.values()} <= names
     site = tmp_path / "site"
