@@ -140,3 +140,28 @@ def test_bare_cubin_truncated_or_corrupted(cut: int, patch: bytes, at: int) -> N
     data = bytearray(CUBIN_SEED)
     data[at : at + len(patch)] = patch
     check_both(bytes(data[:cut]))
+
+
+def _with_nobits_fatbin(data: bytes) -> bytes:
+    """The same ELF64 LE file with its .nv_fatbin section header retyped SHT_NOBITS."""
+    shoff, shentsize, shnum, shstrndx = (
+        struct.unpack_from("<Q", data, 0x28)[0],
+        *struct.unpack_from("<HHH", data, 0x3A),
+    )
+    strtab_offset = struct.unpack_from("<Q", data, shoff + shstrndx * shentsize + 0x18)[0]
+    patched = bytearray(data)
+    for index in range(shnum):
+        header = shoff + index * shentsize
+        name_at = strtab_offset + struct.unpack_from("<I", data, header)[0]
+        if data[name_at : data.index(b"\0", name_at)] == b".nv_fatbin":
+            struct.pack_into("<I", patched, header + 4, 8)  # sh_type = SHT_NOBITS
+            return bytes(patched)
+    raise AssertionError("fixture has no .nv_fatbin")
+
+
+def test_nobits_fatbin_section_is_never_read_as_device_code() -> None:
+    data = (FATBINS / "bin" / "plain_sm80.so").read_bytes()
+    assert scan_buffer(data, "plain_sm80.so").cubins == ["sm_80"]
+    patched = _with_nobits_fatbin(data)
+    for facts in (scan_buffer(patched, "x.so"), scan_stream(io.BytesIO(patched), "x.so")):
+        assert facts is None or facts.cubins == [] and facts.ptx == []

@@ -26,6 +26,9 @@ _MAX_SECTIONS = 1 << 16
 _MAX_NAME_TABLE = 16 << 20
 
 
+SHT_NOBITS = 8
+
+
 class ElfError(ValueError):
     """The file is not an ELF file, or its headers point outside it."""
 
@@ -41,6 +44,12 @@ class Section:
     @property
     def end(self) -> int:
         return self.offset + self.size
+
+    @property
+    def has_file_data(self) -> bool:
+        # SHT_NOBITS (like .bss) occupies no file bytes: its offset points at
+        # whatever follows, which must never be read as the section.
+        return self.type != SHT_NOBITS
 
 
 @dataclass(frozen=True)

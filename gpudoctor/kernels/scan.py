@@ -133,10 +133,11 @@ def _is_bare_cubin(head: bytes) -> bool:
 
 
 def _fatbin_section(elf: ElfFile) -> Section | None:
-    section = elf.section(FATBIN_SECTION)
-    if section is None or section.size == 0:
-        section = elf.section(RELOCATABLE_FATBIN_SECTION)
-    return section if section is not None and section.size else None
+    for name in (FATBIN_SECTION, RELOCATABLE_FATBIN_SECTION):
+        section = elf.section(name)
+        if section is not None and section.size and section.has_file_data:
+            return section
+    return None
 
 
 def _within(section: object, offset: int) -> bool:
