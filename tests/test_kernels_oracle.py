@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gpudoctor.kernels.scan import scan_path, scan_stream
+from tests.conftest import require_service
 from tests.kernels_support import BINARIES, cuobjdump, parse_listing, recorded
 
 NAMES = [path.name for path in BINARIES]
@@ -81,8 +82,11 @@ TORCH_LIB = os.environ.get("GPUDOCTOR_TORCH_CUDA_LIB", "/tmp/torchwheel/x/torch/
 @pytest.mark.skipif(os.environ.get("GPUDOCTOR_SLOW") != "1", reason="opt-in: GPUDOCTOR_SLOW=1")
 def test_libtorch_cuda_matches_cuobjdump() -> None:
     tool = cuobjdump()
-    if tool is None or not os.path.exists(TORCH_LIB):
-        pytest.skip("needs cuobjdump and libtorch_cuda.so (bench/bench_kernels.py --fetch)")
+    require_service(
+        tool is not None and os.path.exists(TORCH_LIB),
+        "cuobjdump and libtorch_cuda.so (GPUDOCTOR_TORCH_CUDA_LIB; .ci/run or bench/bench_kernels.py --fetch)",
+    )
+    assert tool is not None
     started = time.perf_counter()
     facts = scan_path(TORCH_LIB)
     ours = time.perf_counter() - started
