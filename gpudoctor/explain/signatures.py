@@ -38,7 +38,14 @@ from typing import Any
 
 from gpudoctor.explain.literals import necessary_literals
 from gpudoctor.knowledge.conditions import Condition, ConditionError, compile_condition
-from gpudoctor.knowledge.schema import RuleFileError, check_keys, optional_str, required_str, string_list
+from gpudoctor.knowledge.schema import (
+    RuleFileError,
+    check_keys,
+    compile_items,
+    optional_str,
+    required_str,
+    string_list,
+)
 from gpudoctor.knowledge.template import check_template
 
 SIGNATURE_ID = re.compile(r"^GD-[A-Z0-9]+-\d{3}$")
@@ -159,19 +166,7 @@ class Signature:
 
 
 def validate_signatures_document(doc: dict[str, Any], path: Path) -> list[Signature]:
-    check_keys(doc, {"kind", "signatures"}, None, "")
-    items = doc.get("signatures")
-    if not isinstance(items, list) or not items:
-        raise RuleFileError(None, "signatures", "expected a non-empty list of signatures")
-    signatures: list[Signature] = []
-    seen: set[str] = set()
-    for index, item in enumerate(items):
-        signature = compile_signature(item, path, index)
-        if signature.id in seen:
-            raise RuleFileError(signature.id, "id", "duplicate signature id in this file")
-        seen.add(signature.id)
-        signatures.append(signature)
-    return signatures
+    return compile_items(doc, path, "signatures", "signature", compile_signature)
 
 
 def _compile_regex(text: Any, where: str, item_id: str) -> re.Pattern[str]:

@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from gpudoctor.knowledge.conditions import Condition, ConditionError, FactPath, compile_condition, parse_path
-from gpudoctor.knowledge.schema import RuleFileError, check_keys, optional_str, required_str, string_list
+from gpudoctor.knowledge.schema import (
+    RuleFileError,
+    check_keys,
+    compile_items,
+    optional_str,
+    required_str,
+    string_list,
+)
 from gpudoctor.knowledge.template import check_template
 
 RULE_ID = re.compile(r"^GD-[A-Z0-9]+-\d{3}$")
@@ -71,19 +78,7 @@ class Rule:
 
 
 def validate_rules_document(doc: dict[str, Any], path: Path) -> list[Rule]:
-    check_keys(doc, {"kind", "rules"}, None, "")
-    items = doc.get("rules")
-    if not isinstance(items, list) or not items:
-        raise RuleFileError(None, "rules", "expected a non-empty list of rules")
-    rules: list[Rule] = []
-    seen: set[str] = set()
-    for i, item in enumerate(items):
-        rule = compile_rule(item, path, i)
-        if rule.id in seen:
-            raise RuleFileError(rule.id, "id", "duplicate rule id in this file")
-        seen.add(rule.id)
-        rules.append(rule)
-    return rules
+    return compile_items(doc, path, "rules", "rule", compile_rule)
 
 
 def compile_rule(item: Any, path: Path, index: int) -> Rule:

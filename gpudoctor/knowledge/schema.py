@@ -6,7 +6,9 @@ one `BadInput` line naming the file, the item id and the field.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 
 class RuleFileError(ValueError):
@@ -45,3 +47,33 @@ def string_list(mapping: dict[str, Any], key: str, item_id: str | None) -> list[
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise RuleFileError(item_id, key, "expected a list of non-empty strings")
     return list(value)
+
+
+class _HasId(Protocol):
+    id: str
+
+
+ItemT = TypeVar("ItemT", bound=_HasId)
+
+
+def compile_items(
+    doc: dict[str, Any],
+    path: Path,
+    list_key: str,
+    noun: str,
+    compile_item: Callable[[Any, Path, int], ItemT],
+) -> list[ItemT]:
+    """The items under `list_key` of a `kind:` document, each compiled, ids unique per file."""
+    check_keys(doc, {"kind", list_key}, None, "")
+    items = doc.get(list_key)
+    if not isinstance(items, list) or not items:
+        raise RuleFileError(None, list_key, f"expected a non-empty list of {noun}s")
+    compiled: list[ItemT] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        one = compile_item(item, path, index)
+        if one.id in seen:
+            raise RuleFileError(one.id, "id", f"duplicate {noun} id in this file")
+        seen.add(one.id)
+        compiled.append(one)
+    return compiled
