@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 import zipfile
 from pathlib import Path
@@ -18,7 +17,7 @@ from gpudoctor.knowledge.loader import load_kind, shipped_root
 from gpudoctor.pipeline import diagnose
 from tests.support.cli import run_gpudoctor
 from tests.support.factsbuild import FACTS, node_facts
-from tests.support.wheel import build_wheel
+from tests.support.wheel import build_wheel, install_wheel, run_installed
 
 REPO = Path(__file__).resolve().parent.parent
 SLOW = os.environ.get("GPUDOCTOR_SLOW") == "1"
@@ -243,25 +242,12 @@ def test_wheel_ships_the_rules(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     for rel in ("node/driver.yaml", "image/cuda.yaml", "matrix/gpus.yaml"):
         assert f"gpudoctor/_rules/{rel}" in names
-    target = tmp_path / "site"
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert install.returncode == 0, install.stderr
-    probe = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from gpudoctor.knowledge import load_rules, shipped_root; print(shipped_root()); print(len(load_rules()))",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    target = install_wheel(wheel, tmp_path / "site")
+    probe = run_installed(
+        target,
+        "-c",
+        "from gpudoctor.knowledge import load_rules, shipped_root; print(shipped_root()); print(len(load_rules()))",
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(target)},
     )
     assert probe.returncode == 0, probe.stderr
     root, count = probe.stdout.split()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import jsonschema
 import pytest
 
 from gpudoctor.report.schema import SCHEMA_FILES, load_schema, schema_path
-from tests.support.wheel import build_wheel
+from tests.support.wheel import build_wheel, run_installed
 
 REPO = Path(__file__).resolve().parent.parent
 SLOW = os.environ.get("GPUDOCTOR_SLOW") == "1"
@@ -40,18 +38,12 @@ def test_schemas_load_from_the_installed_wheel(tmp_path: Path) -> None:
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     # Run outside the repository so the schemas can only come from the wheel.
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from gpudoctor.report.schema import SCHEMA_FILES, load_schema, schema_path\n"
-            "for name in SCHEMA_FILES: load_schema(name); print(schema_path(name))",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    done = run_installed(
+        site,
+        "-c",
+        "from gpudoctor.report.schema import SCHEMA_FILES, load_schema, schema_path\n"
+        "for name in SCHEMA_FILES: load_schema(name); print(schema_path(name))",
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(site)},
     )
     assert done.returncode == 0, done.stderr
     assert all(line.startswith(str(site)) for line in done.stdout.splitlines()), done.stdout
