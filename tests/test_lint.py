@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-TARGETS = ["gpudoctor", "tests", "bench"]
+TARGETS = ["gpudoctor", "tests", "bench", "tools", "fixtures", "deploy"]
 
 
 def _ruff() -> list[str]:
