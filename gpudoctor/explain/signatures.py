@@ -42,15 +42,16 @@ from gpudoctor.knowledge.schema import (
     RuleFileError,
     check_keys,
     compile_items,
+    one_of,
+    optional_bool,
     optional_str,
+    refs_list,
     required_str,
-    string_list,
 )
 from gpudoctor.knowledge.template import check_template
 
 SIGNATURE_ID = re.compile(r"^GD-[A-Z0-9]+-\d{3}$")
 SEVERITIES = ("fail", "warn", "info")
-FIELD_REPORT = "field report"
 REGEX_FLAGS = re.IGNORECASE
 CAPTURED = "captured"
 
@@ -230,23 +231,11 @@ def _check_placeholders(text: str, where: str, groups: set[str], item_id: str, f
                 )
 
 
-def _refs(item: dict[str, Any], item_id: str, source: str | None, key: str = "refs") -> list[str]:
-    refs = string_list(item, key, item_id)
-    if not refs and source is not None and source != FIELD_REPORT:
-        raise RuleFileError(item_id, key, f"needs at least one URL, or `source: {FIELD_REPORT}`")
-    for ref in refs:
-        if not ref.startswith(("https://", "http://")):
-            raise RuleFileError(item_id, key, f"not a URL: {ref!r}")
-    return refs
-
-
 def _compile_correlation(spec: Any, where: str, item_id: str, groups: set[str]) -> Correlation:
     if not isinstance(spec, dict):
         raise RuleFileError(item_id, where, "a correlation must be a mapping")
     check_keys(spec, _CORRELATE_FIELDS, item_id, f"{where}.")
-    severity = required_str(spec, "severity", item_id)
-    if severity not in SEVERITIES:
-        raise RuleFileError(item_id, f"{where}.severity", f"must be one of {', '.join(SEVERITIES)}")
+    severity = one_of(spec, "severity", SEVERITIES, item_id, f"{where}.severity")
     if "when" not in spec:
         raise RuleFileError(item_id, f"{where}.when", "missing (the condition over node facts)")
     try:
@@ -258,7 +247,7 @@ def _compile_correlation(spec: Any, where: str, item_id: str, groups: set[str]) 
     _check_placeholders(message, f"{where}.message", groups, item_id, facts=True)
     if fix is not None:
         _check_placeholders(fix, f"{where}.fix", groups, item_id, facts=True)
-    refs = _refs(spec, item_id, None)
+    refs = refs_list(spec, item_id, None)
     return Correlation(condition=condition, severity=severity, message=message, fix=fix, refs=refs, raw=spec)
 
 
@@ -271,9 +260,7 @@ def compile_signature(item: Any, path: Path, index: int) -> Signature:
             None, f"signatures[{index}].id", f"expected an id like GD-LOG-001, got {item_id!r}"
         )
     check_keys(item, _FIELDS, item_id, "")
-    severity = required_str(item, "severity", item_id)
-    if severity not in SEVERITIES:
-        raise RuleFileError(item_id, "severity", f"must be one of {', '.join(SEVERITIES)}")
+    severity = one_of(item, "severity", SEVERITIES, item_id)
     required = _pattern_list(item, "patterns", item_id, required=True)
     if not required:
         raise RuleFileError(item_id, "patterns", "needs at least one regular expression")
@@ -295,10 +282,8 @@ def compile_signature(item: Any, path: Path, index: int) -> Signature:
             )
         convert[name] = CONVERTERS[converter]
     source = required_str(item, "source", item_id)
-    refs = _refs(item, item_id, source)
-    override = item.get("override", False)
-    if not isinstance(override, bool):
-        raise RuleFileError(item_id, "override", "must be true or false")
+    refs = refs_list(item, item_id, source)
+    override = optional_bool(item, "override", item_id)
     try:
         cause = check_template(item.get("cause"), "cause")
         fix = check_template(item.get("fix"), "fix")

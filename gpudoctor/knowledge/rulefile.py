@@ -12,7 +12,10 @@ from gpudoctor.knowledge.schema import (
     RuleFileError,
     check_keys,
     compile_items,
+    one_of,
+    optional_bool,
     optional_str,
+    refs_list,
     required_str,
     string_list,
 )
@@ -22,7 +25,6 @@ RULE_ID = re.compile(r"^GD-[A-Z0-9]+-\d{3}$")
 SEVERITIES = ("fail", "warn", "info", "unknown")
 APPLIES_TO = ("node", "node+image", "image")
 GUARD_UNKNOWN = ("skip", "unknown")
-FIELD_REPORT = "field report"
 
 _FIELDS = {
     "id",
@@ -88,25 +90,14 @@ def compile_rule(item: Any, path: Path, index: int) -> Rule:
     if not isinstance(rule_id, str) or not RULE_ID.match(rule_id):
         raise RuleFileError(None, f"rules[{index}].id", f"expected an id like GD-DRV-001, got {rule_id!r}")
     check_keys(item, _FIELDS, rule_id, "")
-    severity = required_str(item, "severity", rule_id)
-    if severity not in SEVERITIES:
-        raise RuleFileError(rule_id, "severity", f"must be one of {', '.join(SEVERITIES)}")
-    applies_to = required_str(item, "applies_to", rule_id)
-    if applies_to not in APPLIES_TO:
-        raise RuleFileError(rule_id, "applies_to", f"must be one of {', '.join(APPLIES_TO)}")
+    severity = one_of(item, "severity", SEVERITIES, rule_id)
+    applies_to = one_of(item, "applies_to", APPLIES_TO, rule_id)
     when_unknown = item.get("when_unknown", "skip")
     if when_unknown not in GUARD_UNKNOWN:
         raise RuleFileError(rule_id, "when_unknown", f"must be one of {', '.join(GUARD_UNKNOWN)}")
     source = required_str(item, "source", rule_id)
-    refs = string_list(item, "refs", rule_id)
-    if not refs and source != FIELD_REPORT:
-        raise RuleFileError(rule_id, "refs", f"needs at least one URL, or `source: {FIELD_REPORT}`")
-    for ref in refs:
-        if not ref.startswith(("https://", "http://")):
-            raise RuleFileError(rule_id, "refs", f"not a URL: {ref!r}")
-    override = item.get("override", False)
-    if not isinstance(override, bool):
-        raise RuleFileError(rule_id, "override", "must be true or false")
+    refs = refs_list(item, rule_id, source)
+    override = optional_bool(item, "override", rule_id)
     if "test" not in item:
         raise RuleFileError(rule_id, "test", "missing (the condition that makes the rule fire)")
     try:

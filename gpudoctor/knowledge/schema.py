@@ -49,6 +49,39 @@ def string_list(mapping: dict[str, Any], key: str, item_id: str | None) -> list[
     return list(value)
 
 
+FIELD_REPORT = "field report"
+
+
+def one_of(
+    mapping: dict[str, Any], key: str, choices: tuple[str, ...], item_id: str | None, field: str | None = None
+) -> str:
+    """A required string that must be one of `choices` (`field` names it in errors, default `key`)."""
+    value = required_str(mapping, key, item_id)
+    if value not in choices:
+        raise RuleFileError(item_id, field or key, f"must be one of {', '.join(choices)}")
+    return value
+
+
+def optional_bool(mapping: dict[str, Any], key: str, item_id: str | None) -> bool:
+    value = mapping.get(key, False)
+    if not isinstance(value, bool):
+        raise RuleFileError(item_id, key, "must be true or false")
+    return value
+
+
+def refs_list(
+    mapping: dict[str, Any], item_id: str | None, source: str | None, key: str = "refs"
+) -> list[str]:
+    """URLs; at least one unless `source` is a field report (None: no minimum)."""
+    refs = string_list(mapping, key, item_id)
+    if not refs and source is not None and source != FIELD_REPORT:
+        raise RuleFileError(item_id, key, f"needs at least one URL, or `source: {FIELD_REPORT}`")
+    for ref in refs:
+        if not ref.startswith(("https://", "http://")):
+            raise RuleFileError(item_id, key, f"not a URL: {ref!r}")
+    return refs
+
+
 class _HasId(Protocol):
     id: str
 
