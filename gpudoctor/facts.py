@@ -15,11 +15,9 @@ nvidia-smi prints as "CUDA Version"); `image.cuda_version` is the CUDA runtime
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from gpudoctor.record import field, is_record, record, record_fields
 
 T = TypeVar("T")
 
@@ -30,7 +28,7 @@ def _unknown() -> Unknown:
     return {}
 
 
-@dataclass
+@record
 class ProbeError:
     """A probe that failed or timed out; the scan goes on without its facts."""
 
@@ -38,7 +36,7 @@ class ProbeError:
     message: str
 
 
-@dataclass
+@record
 class HostFacts:
     hostname: str | None = None
     os_release: str | None = None  # PRETTY_NAME from /etc/os-release
@@ -47,7 +45,7 @@ class HostFacts:
     unknown: Unknown = field(default_factory=_unknown)
 
 
-@dataclass
+@record
 class DriverFacts:
     # False when no NVIDIA driver could be found at all (no libnvidia-ml, no
     # /proc/driver/nvidia); None when we could not tell.
@@ -64,7 +62,7 @@ class DriverFacts:
     unknown: Unknown = field(default_factory=_unknown)
 
 
-@dataclass
+@record
 class MigDeviceFacts:
     index: int | None = None
     uuid: str | None = None
@@ -72,7 +70,7 @@ class MigDeviceFacts:
     memory_total_mib: int | None = None
 
 
-@dataclass
+@record
 class GpuFacts:
     index: int
     uuid: str | None = None
@@ -106,7 +104,7 @@ class GpuFacts:
     unknown: Unknown = field(default_factory=_unknown)
 
 
-@dataclass
+@record
 class GpuPairFacts:
     """One unordered GPU pair (gpu_a < gpu_b), as NVML reports it."""
 
@@ -129,7 +127,7 @@ class GpuPairFacts:
     unknown: Unknown = field(default_factory=_unknown)
 
 
-@dataclass
+@record
 class TopologyFacts:
     pairs: list[GpuPairFacts] = field(default_factory=list)
     iommu_active: bool | None = None
@@ -139,7 +137,7 @@ class TopologyFacts:
     unknown: Unknown = field(default_factory=_unknown)
 
 
-@dataclass
+@record
 class FabricFacts:
     nvswitch_count: int | None = None
     fabric_manager_running: bool | None = None
@@ -147,26 +145,26 @@ class FabricFacts:
     unknown: Unknown = field(default_factory=_unknown)
 
 
-@dataclass
+@record
 class CudaToolkitFacts:
     path: str
     version: str | None = None
 
 
-@dataclass
+@record
 class CudartFacts:
     path: str
     version: str | None = None  # from the soname / file name: "12.4.127"
 
 
-@dataclass
+@record
 class CudaHostFacts:
     toolkits: list[CudaToolkitFacts] = field(default_factory=list)
     cudart: list[CudartFacts] = field(default_factory=list)
     unknown: Unknown = field(default_factory=_unknown)
 
 
-@dataclass
+@record
 class ContainerRuntimeFacts:
     toolkit_version: str | None = None  # nvidia-container-toolkit / nvidia-ctk version
     docker_nvidia_runtime: bool | None = None  # "nvidia" in /etc/docker/daemon.json runtimes
@@ -175,7 +173,7 @@ class ContainerRuntimeFacts:
     unknown: Unknown = field(default_factory=_unknown)
 
 
-@dataclass
+@record
 class NodeFacts:
     source: str = "live"  # "live" | "nvidia-smi-xml" | "report"
     collected_at: str | None = None  # ISO 8601 UTC
@@ -199,7 +197,7 @@ class NodeFacts:
 # --- image side (preflight issue) -------------------------------------------------
 
 
-@dataclass
+@record
 class Platform:
     os: str | None = None
     architecture: str | None = None  # OCI names: amd64, arm64
@@ -215,7 +213,7 @@ class Platform:
 # --- kernels side (kernels issue) -------------------------------------------------
 
 
-@dataclass
+@record
 class FatbinEntry:
     kind: str  # "cubin" | "ptx"
     target: str  # "sm_90a", "sm_100f", "sm_80" (PTX entries use sm_XY too)
@@ -224,7 +222,7 @@ class FatbinEntry:
     compressed: bool = False
 
 
-@dataclass
+@record
 class BinaryFacts:
     path: str  # path inside the scanned tree / image
     cubins: list[str] = field(default_factory=list)  # sorted unique targets
@@ -238,7 +236,7 @@ class BinaryFacts:
     error: str | None = None  # per-file parse error; the scan goes on
 
 
-@dataclass
+@record
 class PackageFacts:
     name: str  # normalised distribution name: "torch", "flash-attn", "nvidia-cudnn-cu12"
     version: str | None = None
@@ -247,14 +245,14 @@ class PackageFacts:
     detail: dict[str, str] = field(default_factory=dict)  # e.g. {"flash_attn_generation": "fa3"}
 
 
-@dataclass
+@record
 class KernelScanFacts:
     binaries: list[BinaryFacts] = field(default_factory=list)
     packages: list[PackageFacts] = field(default_factory=list)
     errors: list[ProbeError] = field(default_factory=list)
 
 
-@dataclass
+@record
 class ImageFacts:
     reference: str  # as normalised: "docker.io/library/ubuntu:22.04"
     source: str | None = None  # "registry" | "docker" | "archive" | "fixture"
@@ -294,10 +292,10 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 def to_dict(obj: Any) -> Any:
-    """Dataclasses -> plain JSON-able structures, field order kept.
+    """Records -> plain JSON-able structures, field order kept.
 
     Hot in fleet-sized runs (10,000 nodes), hence the cached field names and
-    the scalar fast path instead of dataclasses.asdict's deep copies."""
+    the scalar fast path."""
     if isinstance(obj, _SCALARS):
         return obj
     if isinstance(obj, list):
@@ -307,9 +305,9 @@ def to_dict(obj: Any) -> Any:
     cls = type(obj)
     names = _FIELD_NAMES.get(cls)
     if names is None:
-        if not dataclasses.is_dataclass(cls):
+        if not is_record(cls):
             return obj
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+        names = _FIELD_NAMES[cls] = record_fields(cls).names
     return {name: to_dict(getattr(obj, name)) for name in names}
 
 
@@ -318,7 +316,7 @@ class FactsFormatError(ValueError):
 
 
 def from_dict(cls: type[T], data: Any, where: str = "") -> T:
-    """Plain structures -> dataclasses; unknown keys are ignored (newer reports),
+    """Plain structures -> records; unknown keys are ignored (newer reports),
     wrong types raise FactsFormatError naming the path."""
     return _convert(cls, data, where or cls.__name__)
 
@@ -328,11 +326,16 @@ _HINTS: dict[type, dict[str, Any]] = {}
 
 def _hints(cls: type) -> dict[str, Any]:
     if cls not in _HINTS:
+        import typing  # only reading a saved report needs the evaluated annotations
+
         _HINTS[cls] = typing.get_type_hints(cls)
     return _HINTS[cls]
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
+    import types
+    import typing
+
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -340,16 +343,17 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             return None
         non_none = [a for a in args if a is not type(None)]
         return _convert(non_none[0], value, where)
-    if dataclasses.is_dataclass(tp):
+    if is_record(tp):
         if not isinstance(value, dict):
             raise FactsFormatError(f"{where}: expected an object, got {type(value).__name__}")
         hints = _hints(tp)
+        spec = record_fields(tp)
         kwargs = {}
-        for f in dataclasses.fields(tp):
-            if f.name in value:
-                kwargs[f.name] = _convert(hints[f.name], value[f.name], f"{where}.{f.name}")
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise FactsFormatError(f"{where}: missing required field '{f.name}'")
+        for name in spec.names:
+            if name in value:
+                kwargs[name] = _convert(hints[name], value[name], f"{where}.{name}")
+            elif name in spec.required:
+                raise FactsFormatError(f"{where}: missing required field '{name}'")
         return tp(**kwargs)
     if origin is list:
         if not isinstance(value, list):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+from gpudoctor.record import field, record
 
 SEVERITIES = ("info", "warn", "fail", "unknown")
 
 
-@dataclass
+@record
 class Finding:
     rule_id: str
     severity: str  # info | warn | fail | unknown (a needed fact was missing)

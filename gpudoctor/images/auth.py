@@ -13,11 +13,11 @@ import binascii
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gpudoctor.errors import BadInput, ServiceUnavailable
+from gpudoctor.record import field, record
 
 HELPER_TIMEOUT_S = 10.0
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -25,7 +25,7 @@ _HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 
 
-@dataclass
+@record
 class Credentials:
     username: str | None = None
     password: str | None = field(default=None, repr=False)

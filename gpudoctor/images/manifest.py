@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from gpudoctor.errors import BadInput
 from gpudoctor.facts import Platform
+from gpudoctor.record import field, record
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -25,7 +25,7 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
 
 
-@dataclass
+@record
 class Descriptor:
     media_type: str | None
     digest: str
@@ -33,7 +33,7 @@ class Descriptor:
     platform: Platform | None = None
 
 
-@dataclass
+@record
 class Manifest:
     media_type: str
     config: Descriptor
@@ -45,7 +45,7 @@ class Manifest:
         return sum(s for s in sizes if s is not None) if all(s is not None for s in sizes) else None
 
 
-@dataclass
+@record
 class Index:
     media_type: str
     manifests: list[Descriptor]

@@ -7,7 +7,6 @@ credentials, or the Docker token flow (realm/service/scope) with them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import cached_property
 from urllib.parse import urlencode
 
@@ -19,6 +18,7 @@ from gpudoctor.images.config import facts_from_config
 from gpudoctor.images.platform import choose
 from gpudoctor.images.reference import Reference
 from gpudoctor.images.transport import Response, Transport
+from gpudoctor.record import field, record
 
 MAX_TOKEN_BYTES = 64 * 1024
 _STATUS_MEANING = {
@@ -29,7 +29,7 @@ _STATUS_MEANING = {
 }
 
 
-@dataclass
+@record
 class RegistryClient:
     ref: Reference
     transport: Transport

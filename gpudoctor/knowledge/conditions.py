@@ -13,12 +13,13 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
+
+from gpudoctor.record import field, record
 
 Scope = Mapping[str, tuple[Any, str]]
 Condition = Callable[[Mapping[str, Any], Scope, "Trace | None"], "bool | None"]
@@ -35,7 +36,7 @@ class ConditionError(ValueError):
         self.message = message
 
 
-@dataclass
+@record
 class Trace:
     """What a condition used: evidence (path -> value), missing facts (path -> reason),
     subjects (GPU indexes / pair names) and the quantified items that matched."""
@@ -65,7 +66,7 @@ class Trace:
 _SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FactPath:
     """A dotted path, optionally starting at a quantifier binding (`gpu.name`)."""
 

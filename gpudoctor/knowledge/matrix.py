@@ -12,7 +12,6 @@ shipped tables once per process:
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from packaging.version import Version
 
 from gpudoctor.knowledge.conditions import as_version
 from gpudoctor.knowledge.schema import RuleFileError, check_keys
+from gpudoctor.record import field, record
 
 # column -> (type, required); every table also has refs (required) and note (optional).
 _STR, _INT, _BOOL, _VERSION, _STRS, _INTS = "str", "int", "bool", "version", "list[str]", "list[int]"
@@ -66,7 +66,7 @@ _DESIGNATIONS = ("ltsb", "pb", "nfb")
 _OPEN_MODULE = ("required", "supported", "unsupported")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MatrixTable:
     name: str
     rows: list[dict[str, Any]]
@@ -131,7 +131,7 @@ def validate_matrix_document(doc: dict[str, Any], path: Path) -> list[MatrixTabl
 # --- typed look-ups ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class GpuModel:
     names: tuple[str, ...]
     architecture: str
@@ -147,7 +147,7 @@ class GpuModel:
     note: str | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Architecture:
     architecture: str
     compute_capabilities: tuple[str, ...]
@@ -160,7 +160,7 @@ class Architecture:
     note: str | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ComputeCapability:
     cc: str
     architecture: str
@@ -170,7 +170,7 @@ class ComputeCapability:
     note: str | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DriverBranch:
     branch: int
     designation: str
@@ -180,7 +180,7 @@ class DriverBranch:
     note: str | None = None
 
 
-@dataclass
+@record
 class Knowledge:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 

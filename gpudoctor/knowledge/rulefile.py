@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from gpudoctor.knowledge.schema import (
     string_list,
 )
 from gpudoctor.knowledge.template import check_template
+from gpudoctor.record import field, record
 
 RULE_ID = re.compile(r"^GD-[A-Z0-9]+-\d{3}$")
 SEVERITIES = ("fail", "warn", "info", "unknown")
@@ -46,7 +46,7 @@ _FIELDS = {
 }
 
 
-@dataclass
+@record
 class Rule:
     id: str
     title: str

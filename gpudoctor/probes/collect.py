@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from gpudoctor.facts import GpuFacts, GpuPairFacts, NodeFacts, ProbeError
@@ -19,12 +18,13 @@ from gpudoctor.probes import sysfs as sysfs_probe
 from gpudoctor.probes.fsroot import FsRoot
 from gpudoctor.probes.nvml_api import NvmlBackend, NvmlError
 from gpudoctor.probes.nvml_probe import LIBRARY_NOT_FOUND, NvmlResult, probe_nvml
+from gpudoctor.record import record
 
 T = TypeVar("T")
 _NO_DRIVER_PREFIX = "no NVIDIA driver: "
 
 
-@dataclass
+@record
 class Deadlines:
     nvml_s: float = 20.0
     files_s: float = 10.0

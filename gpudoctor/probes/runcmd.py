@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
+
+from gpudoctor.record import record
 
 DEFAULT_TIMEOUT_S = 5.0
 
 
-@dataclass
+@record
 class Outcome:
     returncode: int | None  # None: not run (missing, timed out, not executable)
     stdout: str
