@@ -13,13 +13,10 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 from typing import Any
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
-
 from gpudoctor.record import field, record
+from gpudoctor.versions import parse_version, spec_contains, valid_specifier
 
 Scope = Mapping[str, tuple[Any, str]]
 Condition = Callable[[Mapping[str, Any], Scope, "Trace | None"], "bool | None"]
@@ -149,20 +146,9 @@ def unknown_reason(root: Mapping[str, Any], path: FactPath, scope: Scope) -> str
 # --- values ---------------------------------------------------------------------
 
 
-@lru_cache(maxsize=65536)
-def as_version(value: str) -> Version | None:
-    try:
-        return Version(value)
-    except InvalidVersion:
-        return None
-
-
-@lru_cache(maxsize=65536)
-def _spec_contains(spec: str, value: str) -> bool | None:
-    version = as_version(value)
-    if version is None:
-        return None
-    return SpecifierSet(spec).contains(version, prereleases=True)
+def as_version(value: str) -> Any:
+    """A comparable version (PEP 440 semantics, gpudoctor.versions) or None."""
+    return parse_version(value)
 
 
 def _order(left: Any, right: Any) -> tuple[Any, Any] | None:
@@ -502,11 +488,9 @@ def _value_test(
     if op == "version":
         if not isinstance(operand, str):
             raise ConditionError(where, "version takes a specifier string such as '>=570,<580'")
-        try:
-            SpecifierSet(operand)
-        except InvalidSpecifier:
-            raise ConditionError(where, f"bad version specifier {operand!r}") from None
-        return lambda v, _o: _spec_contains(operand, str(v))
+        if not valid_specifier(operand):
+            raise ConditionError(where, f"bad version specifier {operand!r}")
+        return lambda v, _o: spec_contains(operand, str(v))
     if op in _COMPARE:
         compare = _COMPARE[op]
 

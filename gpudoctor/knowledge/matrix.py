@@ -16,8 +16,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from packaging.version import Version
-
 from gpudoctor.knowledge.conditions import as_version
 from gpudoctor.knowledge.schema import RuleFileError, check_keys
 from gpudoctor.record import field, record
@@ -263,7 +261,7 @@ def driver_branch(branch: int | None) -> DriverBranch | None:
     return None
 
 
-def _major_minor(version: Version) -> tuple[int, int]:
+def _major_minor(version: Any) -> tuple[int, int]:
     release = (*version.release, 0)
     return release[0], release[1]
 
@@ -278,7 +276,7 @@ def min_driver_for_cuda(cuda_version: str | None) -> str | None:
     wanted = as_version(cuda_version) if cuda_version else None
     if wanted is None:
         return None
-    best: tuple[Version, str] | None = None
+    best: tuple[Any, str] | None = None
     for row in table("cuda_toolkit_driver"):
         version = as_version(row["cuda"])
         if version is None or _major_minor(version) != _major_minor(wanted) or version > wanted:

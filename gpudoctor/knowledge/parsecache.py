@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import marshal
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +62,8 @@ def put(text: str, doc: Any) -> None:
         payload = marshal.dumps(doc)
     except ValueError:
         return  # not plain data (e.g. a YAML date): parse it each time
+    import tempfile  # only a cache miss writes
+
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".yaml-", dir=entry.parent)
