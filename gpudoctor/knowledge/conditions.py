@@ -10,11 +10,11 @@ documented in docs/rules.md; keep the two in step.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from gpudoctor.knowledge.globs import glob_match
 from gpudoctor.record import field, record
 from gpudoctor.versions import parse_version, spec_contains, valid_specifier
 
@@ -478,7 +478,7 @@ def _value_test(
         if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
             raise ConditionError(where, "glob takes a pattern or a list of patterns")
         lowered = [p.lower() for p in patterns]
-        return lambda v, _o: isinstance(v, str) and any(fnmatch.fnmatchcase(v.lower(), p) for p in lowered)
+        return lambda v, _o: isinstance(v, str) and any(glob_match(v.lower(), p) for p in lowered)
     if op == "matches":
         try:
             regex = re.compile(operand, re.IGNORECASE)

@@ -11,12 +11,12 @@ shipped tables once per process:
 
 from __future__ import annotations
 
-import fnmatch
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from gpudoctor.knowledge.conditions import as_version
+from gpudoctor.knowledge.globs import glob_match
 from gpudoctor.knowledge.schema import RuleFileError, check_keys
 from gpudoctor.record import field, record
 
@@ -215,7 +215,7 @@ def gpu_by_name(name: str | None) -> GpuModel | None:
         return None
     lowered = name.strip().lower()
     for model in _gpu_models():
-        if any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in model.names):
+        if any(glob_match(lowered, pattern.lower()) for pattern in model.names):
             return model
     return None
 
