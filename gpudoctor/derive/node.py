@@ -10,7 +10,7 @@ value that cannot be known is None, with its reason in the owning
 
 from __future__ import annotations
 
-import datetime as dt
+import time
 from typing import Any
 
 from gpudoctor.facts import ImageFacts, NodeFacts
@@ -133,24 +133,25 @@ def _fabric_manager_running(context: dict[str, Any]) -> bool | None:
     return None
 
 
-def _today(context: dict[str, Any]) -> dt.date:
+def _this_month(context: dict[str, Any]) -> tuple[int, int]:
+    """(year, month) the facts were collected in ("2026-11-29T..."), else now (UTC)."""
     collected = context.get("collected_at")
     if isinstance(collected, str):
-        try:
-            return dt.date.fromisoformat(collected[:10])
-        except ValueError:
-            pass
-    return dt.datetime.now(dt.timezone.utc).date()
+        year, _, month = collected[:7].partition("-")
+        if year.isdigit() and month.isdigit() and 1 <= int(month) <= 12:
+            return int(year), int(month)
+    now = time.gmtime()
+    return now.tm_year, now.tm_mon
 
 
-def _branch_lifecycle(derived: dict[str, Any], branch: int | None, today: dt.date) -> None:
+def _branch_lifecycle(derived: dict[str, Any], branch: int | None, this_month: tuple[int, int]) -> None:
     row = matrix.driver_branch(branch)
     derived["driver_branch_designation"] = row.designation if row else None
     derived["driver_branch_eol"] = row.eol if row else None
     eol_passed = None
     if row and row.eol:
         year, month = (int(x) for x in row.eol.split("-"))
-        eol_passed = (today.year, today.month) > (year, month)
+        eol_passed = this_month > (year, month)
     derived["driver_branch_eol_passed"] = eol_passed
     if row is None:
         derived["unknown"]["driver_branch_designation"] = (
@@ -211,7 +212,7 @@ def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -
     derived["nvml_mismatch"] = _version_mismatch(driver.get("version"), driver.get("nvml_version"))
     signals = (driver.get("library_mismatch"), derived["kernel_module_mismatch"], derived["nvml_mismatch"])
     derived["driver_components_mismatch"] = True if True in signals else (False if False in signals else None)
-    _branch_lifecycle(derived, branch, _today(context))
+    _branch_lifecycle(derived, branch, _this_month(context))
 
     by_index = {g.get("index"): g for g in gpus}
     for pair in context["topology"]["pairs"]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import platform as _host_platform
+import os
 from collections.abc import Sequence
 
 from gpudoctor.errors import UsageError
@@ -39,7 +39,7 @@ def platform_for_cpu(cpu_arch: str | None) -> Platform | None:
 
 
 def host_platform() -> Platform:
-    return Platform(os="linux", architecture=normalise_arch(_host_platform.machine()))
+    return Platform(os="linux", architecture=normalise_arch(os.uname().machine))
 
 
 def _matches(offered: Platform, wanted: Platform) -> bool:
