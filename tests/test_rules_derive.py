@@ -104,3 +104,24 @@ def test_platform_derivation() -> None:
     unknown = context_for(A100, unknown_gpu, arm)["derived"]
     assert unknown["image_platform_matches"] is None
     assert unknown["unknown"]["image_platform_matches"] == "not in nvidia-smi XML"
+
+
+@pytest.mark.parametrize(
+    ("collected_at", "passed"),
+    [("2026-06-30T23:59:59Z", False), ("2026-07-01T00:00:00Z", True), ("2025-01-15T08:00:00Z", False)],
+)
+def test_branch_end_of_life_is_judged_in_the_month_the_facts_were_collected(
+    collected_at: str, passed: bool
+) -> None:
+    # R535's end of life is 2026-06 (rules/matrix/driver_branches.yaml): passed only after that month.
+    context = context_for(A100, {"collected_at": collected_at, **_driver("535.54.03", "12.2")})
+    assert context["derived"]["driver_branch_eol"] == "2026-06"
+    assert context["derived"]["driver_branch_eol_passed"] is passed
+
+
+def test_branch_end_of_life_without_a_collection_date_uses_today() -> None:
+    import time
+
+    context = context_for(A100, {"collected_at": None, **_driver("535.54.03", "12.2")})
+    now = time.gmtime()
+    assert context["derived"]["driver_branch_eol_passed"] is ((now.tm_year, now.tm_mon) > (2026, 6))
