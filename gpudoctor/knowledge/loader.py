@@ -11,6 +11,7 @@ document into items; a module that owns a kind adds one line here (a lazy
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
@@ -64,6 +65,7 @@ def shipped_root() -> Path:
 
 
 _LISTINGS: dict[tuple[str, ...], tuple[dict[str, int], list[Path]]] = {}
+YAML_SUFFIXES = (".yaml", ".yml")
 
 
 def _dir_mtimes(directories: Iterable[Path]) -> dict[str, int] | None:
@@ -87,20 +89,28 @@ def yaml_files(paths: Iterable[Path]) -> list[Path]:
     found: list[Path] = []
     directories: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            directories.append(path)
-            directories.extend(d for d in path.rglob("*") if d.is_dir())
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
-        elif path.is_file():
+        if os.path.isdir(path):
+            # os.walk, not Path.rglob: the shipped tree is listed on every run (~1.5 ms less).
+            tree: list[list[str]] = []
+            for root, _dirs, names in os.walk(path):
+                directories.append(Path(root))
+                tree.extend(
+                    os.path.join(root, n).split(os.sep)
+                    for n in names
+                    if os.path.splitext(n)[1] in YAML_SUFFIXES
+                )
+            tree.sort()  # by path components, as sorted(Path) orders them
+            found.extend(Path(os.sep.join(parts)) for parts in tree if os.path.isfile(os.sep.join(parts)))
+        elif os.path.isfile(path):
             found.append(path)
         else:
             raise InputMissing(f"rules path not found: {path}")
     unique: dict[Path, None] = {}
     for path in found:
-        unique.setdefault(path.resolve(), None)
+        unique.setdefault(Path(os.path.realpath(path)), None)
     files = list(unique)
     mtimes = _dir_mtimes(directories)
-    if mtimes is not None and all(p.is_dir() for p in paths):
+    if mtimes is not None and all(os.path.isdir(p) for p in paths):
         _LISTINGS[key] = (mtimes, files)
     return files
 
