@@ -15,11 +15,13 @@ nvidia-smi prints as "CUDA Version"); `image.cuda_version` is the CUDA runtime
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
-
 from gpudoctor.record import field, is_record, record, record_fields
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 Unknown = dict[str, str]
 
@@ -365,7 +367,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise FactsFormatError(f"{where}: expected an object, got {type(value).__name__}")
         _, value_tp = typing.get_args(tp)
         return {str(k): _convert(value_tp, v, f"{where}.{k}") for k, v in value.items()}
-    if tp is Any:
+    if tp is typing.Any:
         return value
     if tp is bool:
         if not isinstance(value, bool):

@@ -27,9 +27,17 @@ one hashes its fields and refuses assignment.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, dataclass_transform
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any, TypeVar, dataclass_transform
+
+    T = TypeVar("T")
+else:
+
+    def dataclass_transform(**_options: object) -> Callable[[Callable[..., object]], Callable[..., object]]:
+        """Only type checkers read typing.dataclass_transform; at run time it changes nothing."""
+        return lambda decorated: decorated
 
 
 class _Missing:

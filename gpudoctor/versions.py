@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
 
 _NUMERIC = re.compile(r"\d+(?:\.\d+)*")
 _CLAUSE = re.compile(r"(==|!=|<=|>=|<|>|~=)\s*(\d+(?:\.\d+)*)(\.\*)?")

@@ -18,9 +18,11 @@ Node-wide `derived.kernels_scanned`: true when image.kernels is present.
 
 from __future__ import annotations
 
-from typing import Any
-
 from gpudoctor.facts import ImageFacts, KernelScanFacts, NodeFacts
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
 
 _FLASH_ATTN = ("flash-attn", "flash-attn-3", "flash-attn-4")
 _PER_GPU = (

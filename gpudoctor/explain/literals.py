@@ -9,7 +9,10 @@ full regular expressions only on the few lines that contain one.
 from __future__ import annotations
 
 import re
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
 
 # re._parser is the parser the re module itself uses (sre_parse before 3.11).
 try:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import textwrap
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
 
 _WIDTH = 100
 

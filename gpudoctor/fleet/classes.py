@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
 
 UNKNOWN = "unknown"
 

@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from gpudoctor.errors import GpudoctorError
 from gpudoctor.exitcodes import worst
@@ -22,6 +21,10 @@ from gpudoctor.facts import ImageFacts, NodeFacts
 from gpudoctor.findings import Finding
 from gpudoctor.fleet.aggregate import NodeClass
 from gpudoctor.fleet.load import load_node_report
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass

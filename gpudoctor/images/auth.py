@@ -14,10 +14,13 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from gpudoctor.errors import BadInput, ServiceUnavailable
 from gpudoctor.record import field, record
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
 
 HELPER_TIMEOUT_S = 10.0
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
 
 from gpudoctor.errors import BadInput
 from gpudoctor.facts import Platform
 from gpudoctor.record import field, record
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"

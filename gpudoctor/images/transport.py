@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from gpudoctor.errors import BadInput, ServiceUnavailable
 
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
 if TYPE_CHECKING:
     import ssl
 

@@ -8,9 +8,12 @@ offset (System V / GNU ar, https://man7.org/linux/man-pages/man5/ar.5.html).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import BinaryIO
 
 from gpudoctor.kernels.elf import Reader
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 AR_MAGIC = b"!<arch>\n"
 _HEADER = 60

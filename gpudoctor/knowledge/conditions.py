@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from gpudoctor.knowledge.globs import glob_match
 from gpudoctor.record import field, record
 from gpudoctor.versions import parse_version, spec_contains, valid_specifier
 
-Scope = Mapping[str, tuple[Any, str]]
-Condition = Callable[[Mapping[str, Any], Scope, "Trace | None"], "bool | None"]
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
+
+Scope = Mapping[str, "tuple[Any, str]"]
+Condition = Callable[[Mapping[str, "Any"], Scope, "Trace | None"], "bool | None"]
 
 EMPTY_SCOPE: Scope = {}
 

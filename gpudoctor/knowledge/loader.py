@@ -16,12 +16,15 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from gpudoctor.errors import BadInput, InputMissing
 from gpudoctor.knowledge.schema import RuleFileError
 
-Validator = Callable[[dict[str, Any], Path], list[Any]]
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
+
+Validator = Callable[[dict[str, "Any"], Path], "list[Any]"]
 
 KINDS: dict[str, str | Validator] = {
     "rules": "gpudoctor.knowledge.rulefile:validate_rules_document",

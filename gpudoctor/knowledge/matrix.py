@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from gpudoctor.knowledge.conditions import as_version
 from gpudoctor.knowledge.globs import glob_match
 from gpudoctor.knowledge.schema import RuleFileError, check_keys
 from gpudoctor.record import field, record
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
 
 # column -> (type, required); every table also has refs (required) and note (optional).
 _STR, _INT, _BOOL, _VERSION, _STRS, _INTS = "str", "int", "bool", "version", "list[str]", "list[int]"

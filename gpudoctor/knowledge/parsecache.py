@@ -15,7 +15,10 @@ import hashlib
 import marshal
 import os
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
 
 _FORMAT = b"gpudoctor-parsecache-1\n"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 from gpudoctor.knowledge.conditions import Condition, ConditionError, FactPath, compile_condition, parse_path
 from gpudoctor.knowledge.schema import (
@@ -20,6 +19,10 @@ from gpudoctor.knowledge.schema import (
 )
 from gpudoctor.knowledge.template import check_template
 from gpudoctor.record import field, record
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
 
 RULE_ID = re.compile(r"^GD-[A-Z0-9]+-\d{3}$")
 SEVERITIES = ("fail", "warn", "info", "unknown")

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any, Protocol, TypeVar
+
+    class _HasId(Protocol):
+        id: str
+
+    ItemT = TypeVar("ItemT", bound=_HasId)
 
 
 class RuleFileError(ValueError):
@@ -80,13 +88,6 @@ def refs_list(
         if not ref.startswith(("https://", "http://")):
             raise RuleFileError(item_id, key, f"not a URL: {ref!r}")
     return refs
-
-
-class _HasId(Protocol):
-    id: str
-
-
-ItemT = TypeVar("ItemT", bound=_HasId)
 
 
 def compile_items(

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    class NvmlBackend(Protocol):
+        def call(self, function: str, *args: Arg) -> Any: ...
+
 
 Arg = int | str
 
@@ -24,10 +31,6 @@ class NvmlError(Exception):
     def __init__(self, name: str, message: str = "") -> None:
         super().__init__(message or name)
         self.name = name
-
-
-class NvmlBackend(Protocol):
-    def call(self, function: str, *args: Arg) -> Any: ...
 
 
 def call_key(function: str, args: tuple[Arg, ...]) -> str:

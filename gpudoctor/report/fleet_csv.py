@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
 
 CLASS_COLUMNS = (
     "key",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
 
 _STYLE = {"ok": "green", "info": "green", "warn": "yellow", "unknown": "magenta", "fail": "bold red"}
 FINDINGS_SHOWN = 3

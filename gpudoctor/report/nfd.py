@@ -16,7 +16,10 @@ https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax
 from __future__ import annotations
 
 import re
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
 
 PREFIX = "gpudoctor.feature.node.kubernetes.io/"
 MAX_LENGTH = 63

@@ -7,9 +7,11 @@ comes from the verdict, so `scontrol update ... reason="$(gpudoctor scan
 
 from __future__ import annotations
 
-from typing import Any
-
 from gpudoctor.exitcodes import SEVERITY_ORDER
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_LENGTH = 200  # Slurm keeps node reasons short; the JSON report has the rest.
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}

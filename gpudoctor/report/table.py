@@ -9,7 +9,10 @@ import io
 import shutil
 import sys
 from collections import Counter
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+if TYPE_CHECKING:
+    from typing import Any
 
 UNKNOWN = "?"
 _MIN_WIDTHS = {"name": 22, "bus id": 16, "memory": 9}
