@@ -19,7 +19,7 @@ from gpudoctor.knowledge import Rule, RuleSet
 from gpudoctor.knowledge.conditions import EMPTY_SCOPE, Condition, Trace, compile_condition, make_getter
 from gpudoctor.knowledge.template import render
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

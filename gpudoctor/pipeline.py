@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gpudoctor.facts import ImageFacts, NodeFacts
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

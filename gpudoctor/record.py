@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any, TypeVar, dataclass_transform
 

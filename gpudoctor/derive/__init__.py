@@ -20,7 +20,7 @@ import importlib
 
 from gpudoctor.facts import ImageFacts, NodeFacts
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

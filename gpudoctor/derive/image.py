@@ -20,7 +20,7 @@ from gpudoctor.facts import ImageFacts, NodeFacts
 from gpudoctor.knowledge import matrix
 from gpudoctor.knowledge.conditions import as_version
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

@@ -15,7 +15,7 @@ import time
 from gpudoctor.facts import ImageFacts, NodeFacts
 from gpudoctor.knowledge import matrix
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

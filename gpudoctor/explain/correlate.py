@@ -17,7 +17,7 @@ from gpudoctor.explain.signatures import CAPTURED, Signature
 from gpudoctor.knowledge.conditions import EMPTY_SCOPE, Trace
 from gpudoctor.knowledge.template import render
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

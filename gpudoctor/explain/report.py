@@ -18,7 +18,7 @@ from gpudoctor.facts import NodeFacts, to_dict
 from gpudoctor.knowledge.conditions import Trace
 from gpudoctor.knowledge.template import render
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

@@ -49,7 +49,7 @@ from gpudoctor.knowledge.schema import (
 )
 from gpudoctor.knowledge.template import check_template
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

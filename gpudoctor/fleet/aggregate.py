@@ -9,7 +9,7 @@ from gpudoctor.exitcodes import SEVERITY_ORDER, worst
 from gpudoctor.fleet.classes import class_key
 from gpudoctor.fleet.load import NodeRecord
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

@@ -13,7 +13,7 @@ from gpudoctor.fleet import FLEET_SCHEMA_VERSION
 from gpudoctor.fleet.aggregate import NodeClass, aggregate, findings_by_rule
 from gpudoctor.fleet.load import InvalidReport, NodeRecord, iter_report_paths, read_record
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

@@ -22,7 +22,7 @@ from gpudoctor.findings import Finding
 from gpudoctor.fleet.aggregate import NodeClass
 from gpudoctor.fleet.load import load_node_report
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

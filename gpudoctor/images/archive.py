@@ -21,7 +21,7 @@ from gpudoctor.facts import ImageFacts, Platform
 from gpudoctor.images import manifest as mf
 from gpudoctor.images.registry import finish, resolve
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any, Protocol
 

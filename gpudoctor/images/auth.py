@@ -18,7 +18,7 @@ from pathlib import Path
 from gpudoctor.errors import BadInput, ServiceUnavailable
 from gpudoctor.record import field, record
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

@@ -8,7 +8,7 @@ from gpudoctor.errors import ServiceUnavailable
 from gpudoctor.facts import ImageFacts
 from gpudoctor.images.registry import finish
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

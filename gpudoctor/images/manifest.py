@@ -10,7 +10,7 @@ from gpudoctor.errors import BadInput
 from gpudoctor.facts import Platform
 from gpudoctor.record import field, record
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

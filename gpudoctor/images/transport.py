@@ -21,7 +21,7 @@ from urllib.parse import urljoin, urlsplit
 
 from gpudoctor.errors import BadInput, ServiceUnavailable
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     import ssl
 

@@ -20,7 +20,7 @@ from gpudoctor.errors import BadInput, ServiceUnavailable
 from gpudoctor.facts import ImageFacts, KernelScanFacts
 from gpudoctor.kernels.sources import Scanner
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import BinaryIO
 

@@ -7,7 +7,7 @@ from gpudoctor.exitcodes import worst
 from gpudoctor.facts import KernelScanFacts, to_dict
 from gpudoctor.findings import Finding
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

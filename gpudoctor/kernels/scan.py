@@ -29,7 +29,7 @@ from gpudoctor.kernels.fatbin import (
 from gpudoctor.kernels.ptx import toolkit_for_isa
 from gpudoctor.kernels.stream import StreamScan
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import BinaryIO
 

@@ -26,7 +26,7 @@ from gpudoctor.kernels.layers import LayerRecord
 from gpudoctor.kernels.packages import MAX_TEXT, PackageCollector, owner_of
 from gpudoctor.kernels.scan import scan_path, scan_stream
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import BinaryIO
 

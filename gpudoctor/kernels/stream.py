@@ -13,7 +13,7 @@ from __future__ import annotations
 from gpudoctor.kernels.elf import ElfError
 from gpudoctor.kernels.fatbin import FATBIN_MAGIC_BYTES, FatbinError, RawEntry, container_body, walk_entries
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import BinaryIO
 

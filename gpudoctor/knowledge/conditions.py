@@ -17,7 +17,7 @@ from gpudoctor.knowledge.globs import glob_match
 from gpudoctor.record import field, record
 from gpudoctor.versions import parse_version, spec_contains, valid_specifier
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 
@@ -80,6 +80,9 @@ def parse_path(text: str, bindings: frozenset[str], where: str) -> FactPath:
         raise ConditionError(where, f"a fact path must be a non-empty string, got {text!r}")
     keys: list[str | int] = []
     for part in text.split("."):
+        if part.isidentifier() and part.isascii():
+            keys.append(part)  # the common case, without the regex (~400 paths per run)
+            continue
         match = _SEGMENT.fullmatch(part)
         if match is None:
             raise ConditionError(where, f"bad fact path {text!r}")

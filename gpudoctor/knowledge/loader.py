@@ -20,7 +20,7 @@ from pathlib import Path
 from gpudoctor.errors import BadInput, InputMissing
 from gpudoctor.knowledge.schema import RuleFileError
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

@@ -19,7 +19,7 @@ from gpudoctor.knowledge.globs import glob_match
 from gpudoctor.knowledge.schema import RuleFileError, check_keys
 from gpudoctor.record import field, record
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from gpudoctor.knowledge.conditions import ConditionError, Trace, make_getter, parse_path
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

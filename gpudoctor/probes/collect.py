@@ -19,7 +19,7 @@ from gpudoctor.probes.nvml_api import NvmlError
 from gpudoctor.probes.nvml_probe import LIBRARY_NOT_FOUND, NvmlResult, probe_nvml
 from gpudoctor.record import record
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any, TypeVar
 

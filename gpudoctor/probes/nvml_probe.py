@@ -16,7 +16,7 @@ from gpudoctor.probes.gpumodel import fill_model_facts
 from gpudoctor.probes.nvml_api import Arg, NvmlError
 from gpudoctor.probes.values import branch_of, cuda_version_from_int
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from gpudoctor.exitcodes import SEVERITY_ORDER, for_verdict
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 

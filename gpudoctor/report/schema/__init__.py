@@ -10,7 +10,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-TYPE_CHECKING = False  # typing is not imported at run time: see gpudoctor/record.py
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 
