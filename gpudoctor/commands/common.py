@@ -1,13 +1,15 @@
-"""Options and output handling shared by the commands."""
+"""Options and output handling shared by the commands.
+
+Imported with every command's module, before its options are parsed, so it
+imports what parsing needs (argparse, os, sys) and nothing else: the renderers
+where they are used, pathlib with gpudoctor.commands.ruledirs.
+"""
 
 from __future__ import annotations
 
-import importlib
+import argparse
 import os
-from pathlib import Path
-from typing import Any
-
-import click
+import sys
 
 from gpudoctor import exitcodes
 
@@ -23,13 +25,15 @@ RENDERERS = {
 RULES_ENV = "GPUDOCTOR_RULES"
 
 
-def render(report: dict[str, Any], fmt: str) -> str:
-    module = importlib.import_module(f"gpudoctor.report.{RENDERERS[fmt]}")
+def render(report: dict[str, object], fmt: str) -> str:
+    module_name = f"gpudoctor.report.{RENDERERS[fmt]}"
+    __import__(module_name)  # not importlib.import_module: importlib is one more import
+    module = sys.modules[module_name]
     text: str = module.render(report)
     return text
 
 
-def emit(report: dict[str, Any], fmt: str, output: str | None) -> int:
+def emit(report: dict[str, object], fmt: str, output: str | None) -> int:
     """Render, write to --output atomically or to stdout, return the exit code."""
     text = render(report, fmt)
     if output:
@@ -37,40 +41,52 @@ def emit(report: dict[str, Any], fmt: str, output: str | None) -> int:
 
         write_atomic(output, text)
     else:
-        click.echo(text, nl=not text.endswith("\n"))
-    return exitcodes.for_verdict(report["verdict"])
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return exitcodes.for_verdict(str(report["verdict"]))
 
 
-def format_option(*choices: str, default: str = "table") -> Any:
-    return click.option(
+def file_path(text: str) -> str:
+    """argparse type: a file that may not exist yet, but not a directory."""
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"'{text}' is a directory, not a file")
+    return text
+
+
+def dir_path(text: str) -> str:
+    """argparse type: a directory that may not exist (the command says so), but not a file."""
+    if os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"'{text}' is a file, not a directory")
+    return text
+
+
+def add_format(parser: argparse.ArgumentParser, *choices: str, default: str = "table") -> None:
+    parser.add_argument(
         "--format",
-        "fmt",
-        type=click.Choice(list(choices)),
+        dest="fmt",
+        choices=choices,
         default=default,
-        show_default=True,
-        help="Output format.",
+        metavar=f"[{'|'.join(choices)}]",
+        help=f"Output format.  [default: {default}]",
     )
 
 
-output_option = click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Write here (atomically) instead of stdout.",
-)
-
-rules_option = click.option(
-    "--rules",
-    "rule_dirs",
-    multiple=True,
-    type=click.Path(file_okay=True, dir_okay=True),
-    help=f"Extra site-local rule files or directories (also ${RULES_ENV}, ':'-separated).",
-)
+def add_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=file_path,
+        default=None,
+        metavar="FILE",
+        help="Write here (atomically) instead of stdout.",
+    )
 
 
-def rule_dirs_from(options: tuple[str, ...]) -> list[Path]:
-    dirs = [Path(p) for p in options]
-    env = os.environ.get(RULES_ENV, "")
-    dirs.extend(Path(p) for p in env.split(os.pathsep) if p)
-    return dirs
+def add_rules(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rules",
+        dest="rule_dirs",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help=f"Extra site-local rule files or directories (also ${RULES_ENV}, ':'-separated).",
+    )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-import click
-
 from gpudoctor import exitcodes
-from gpudoctor.commands.common import format_option, output_option, rule_dirs_from, rules_option
+from gpudoctor.commands.common import add_format, add_output, add_rules
 from gpudoctor.errors import InputMissing, UsageError
 
 if TYPE_CHECKING:
@@ -54,43 +53,51 @@ Exit codes: 0 no known failure (or info only), 1 warn, 2 fail;
 """
 
 
-@click.command("explain", epilog=_EPILOG)
-@click.argument("log", metavar="LOG|-")
-@click.option(
-    "--node",
-    "node_file",
-    default=None,
-    help="Node facts: a saved gpudoctor JSON report or nvidia-smi -q -x XML.",
-)
-@click.option("--scan", "live", is_flag=True, help="Probe this node live and correlate with its facts.")
-@format_option("table", "json")
-@output_option
-@rules_option
-def command(
-    log: str, node_file: str | None, live: bool, fmt: str, output: str | None, rule_dirs: tuple[str, ...]
-) -> int:
-    """Name the cause of a GPU stack failure from its log (a file, or - for stdin), with the fix."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.usage = "%(prog)s [OPTIONS] LOG|-"
+    parser.description = (
+        "Name the cause of a GPU stack failure from its log (a file, or - for stdin), with the fix."
+    )
+    parser.epilog = _EPILOG
+    parser.add_argument("log", metavar="LOG|-", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--node",
+        dest="node_file",
+        default=None,
+        metavar="TEXT",
+        help="Node facts: a saved gpudoctor JSON report or nvidia-smi -q -x XML.",
+    )
+    parser.add_argument(
+        "--scan", dest="live", action="store_true", help="Probe this node live and correlate with its facts."
+    )
+    add_format(parser, "table", "json")
+    add_output(parser)
+    add_rules(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gpudoctor.commands.ruledirs import rule_dirs_from
     from gpudoctor.explain import load_signatures
     from gpudoctor.explain.matcher import Matcher
     from gpudoctor.explain.render import render_json, render_table
     from gpudoctor.explain.report import build_explain_report
 
-    if node_file and live:
+    if args.node_file and args.live:
         raise UsageError("--node and --scan are exclusive: give saved facts or probe this node, not both")
-    signatures = load_signatures(rule_dirs_from(rule_dirs))
+    signatures = load_signatures(rule_dirs_from(args.rule_dirs))
     node = None
-    if node_file:
+    if args.node_file:
         from gpudoctor.nodeinput import load_node
 
-        node = load_node(node_file)
-    elif live:
+        node = load_node(args.node_file)
+    elif args.live:
         node = _live_node()
     context = None
     if node is not None:
         from gpudoctor.derive import build_context
 
         context = build_context(node)
-    stream, source = _open_log(log)
+    stream, source = _open_log(args.log)
     try:
         scan = Matcher(signatures.signatures).scan(stream)
     except OSError as exc:
@@ -99,11 +106,11 @@ def command(
         if stream is not sys.stdin.buffer:
             stream.close()
     report = build_explain_report(scan, source, node, context)
-    text = render_json(report) if fmt == "json" else render_table(report)
-    if output:
+    text = render_json(report) if args.fmt == "json" else render_table(report)
+    if args.output:
         from gpudoctor.fileio import write_atomic
 
-        write_atomic(output, text)
+        write_atomic(args.output, text)
     else:
-        click.echo(text, nl=False)
+        sys.stdout.write(text)
     return exitcodes.for_verdict(report["verdict"])

@@ -1,0 +1,223 @@
+"""The command line on argparse: usage errors exit 64 with one line, only the invoked
+command's module is imported, and the options behave as they did under click."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpudoctor import __version__
+from gpudoctor.cli import COMMANDS, Parser, main
+from tests.support.cli import run_gpudoctor
+
+REPO = Path(__file__).resolve().parent.parent
+XML = REPO / "fixtures" / "nvidia-smi"
+FLEET_XML = REPO / "fixtures" / "fleets" / "nvidia-smi"
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """main(args) in this process: exit code, stdout, stderr."""
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    out, err = capsys.readouterr()
+    code = exited.value.code
+    assert isinstance(code, int)
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["scan", "--bogus"], "gpudoctor scan: error: unrecognized arguments: --bogus"),
+        (["scan", "--format", "yaml"], "gpudoctor scan: error: argument --format: invalid choice: 'yaml'"),
+        (
+            ["preflight", "ubuntu", "--format", "prometheus"],
+            "argument --format: invalid choice: 'prometheus'",
+        ),
+        (["preflight"], "gpudoctor preflight: error: the following arguments are required: IMAGE"),
+        (["preflight", "ubuntu", "--source", "ftp"], "argument --source: invalid choice: 'ftp'"),
+        (["preflight", "ubuntu", "--node", str(XML)], f"argument --node: '{XML}' is a directory, not a file"),
+        (["scan", "-o", str(XML)], f"argument -o/--output: '{XML}' is a directory, not a file"),
+        (["scan", "--sysfs-root", str(XML / "Tesla-T4_515.105.01.xml")], "is a file, not a directory"),
+        (["preflight", "ubuntu", "--form", "json"], "unrecognized arguments: --form"),  # no abbreviations
+        (["kernels", "--gpu"], "argument --gpu: expected one argument"),
+        (["kernels"], "the following arguments are required: PATHS"),
+        (["fleet", "--format", "csv"], "the following arguments are required: PATHS"),
+        (["explain"], "the following arguments are required: LOG|-"),
+        (["rules"], "gpudoctor rules: error: the following arguments are required: COMMAND"),
+        (["rules", "nope"], "argument COMMAND: invalid choice: 'nope'"),
+        (["rules", "show"], "gpudoctor rules show: error: the following arguments are required: RULE_ID"),
+        (["bogus"], "gpudoctor: error: argument COMMAND: invalid choice: 'bogus'"),
+        (["--bogus", "scan"], "gpudoctor: error: unrecognized arguments: --bogus"),
+        (["scan", "--version"], "gpudoctor scan: error: unrecognized arguments: --version"),
+    ],
+)
+def test_usage_errors_exit_64_with_usage_and_one_line(
+    capsys: pytest.CaptureFixture[str], args: list[str], error: str
+) -> None:
+    code, out, err = run_main(capsys, *args)
+    assert code == 64  # never argparse's 2: that is "fail" to a health checker
+    assert out == ""
+    usage, line = err.splitlines()
+    assert usage.startswith("usage: gpudoctor")
+    assert line.startswith("gpudoctor") and error in line
+
+
+def test_usage_error_from_the_console_script_is_64() -> None:
+    done = run_gpudoctor("preflight", cwd=REPO)
+    assert done.returncode == 64
+    assert done.stderr.splitlines() == [
+        "usage: gpudoctor preflight [OPTIONS] IMAGE",
+        "gpudoctor preflight: error: the following arguments are required: IMAGE",
+    ]
+
+
+def test_no_command_prints_the_overview_as_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(capsys)
+    assert code == 64 and out == ""
+    assert all(name in err for name in COMMANDS)
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(capsys: pytest.CaptureFixture[str], flag: str) -> None:
+    assert run_main(capsys, flag) == (0, f"gpudoctor, version {__version__}\n", "")
+
+
+def test_help_lists_every_command_with_its_help_and_the_exit_codes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run_main(capsys, "--help")
+    assert code == 0 and err == ""
+    text = " ".join(out.split())
+    for name, (_, help_text) in COMMANDS.items():
+        assert f"{name} {help_text}" in text
+    assert "64 usage, 65 bad input data, 66 input missing" in text
+    assert run_main(capsys, "-h")[1] == out
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (
+            ["scan"],
+            ["--format [table|json|prometheus|nfd|oneline]", "-o, --output FILE", "--sysfs-root DIRECTORY"],
+        ),
+        (["preflight"], ["--format [table|json|oneline]", "--platform OS/ARCH[/VARIANT]", "--pull-layers"]),
+        (["kernels"], ["--format [table|json]", "--gpu TEXT", "--node FILE"]),
+        (["fleet"], ["--format [table|json|csv]", "--image REF", "--insecure-registry HOST:PORT"]),
+        (
+            ["explain"],
+            ["--format [table|json]", "--scan", "Examples:", "kubectl logs POD | gpudoctor explain -"],
+        ),
+        (["rules"], ["lint", "list", "show"]),
+        (["rules", "list"], ["--format [table|json]", "--rules PATH"]),
+    ],
+)
+def test_command_help(capsys: pytest.CaptureFixture[str], command: list[str], expected: list[str]) -> None:
+    code, out, _ = run_main(capsys, *command, "-h")
+    assert code == 0
+    assert out.startswith(f"usage: gpudoctor {' '.join(command)} [OPTIONS]")
+    for words in expected:
+        assert words in out
+
+
+LOADED = """
+import json, sys
+from gpudoctor.cli import main
+try:
+    main({args!r})
+except SystemExit:
+    pass
+loaded = [m for m in sys.modules if m.split(".")[0] in ("click", "rich", "yaml") or m.startswith("gpudoctor.commands")]
+print(json.dumps(sorted(loaded)), file=sys.stderr)
+"""
+
+
+def modules_loaded_by(*args: str) -> list[str]:
+    code = LOADED.format(args=list(args))
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    loaded: list[str] = json.loads(done.stderr.splitlines()[-1])
+    return loaded
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["bogus"]])
+def test_version_and_help_import_no_command_module_and_no_click(args: list[str]) -> None:
+    assert modules_loaded_by(*args) == []
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    assert modules_loaded_by("preflight", "--help") == [
+        "gpudoctor.commands",
+        "gpudoctor.commands.common",
+        "gpudoctor.commands.preflight",
+    ]
+
+
+def test_repeatable_options_and_defaults() -> None:
+    from gpudoctor.commands import preflight
+
+    parser = Parser("gpudoctor preflight")
+    preflight.add_arguments(parser)
+    defaults = parser.parse(["ubuntu"])
+    assert (defaults.insecure, defaults.rule_dirs, defaults.fmt, defaults.output) == ([], [], "table", None)
+    assert (defaults.deep, defaults.pull_layers, defaults.node_file, defaults.source) == (
+        False,
+        False,
+        None,
+        None,
+    )
+    args = parser.parse(
+        [
+            "--insecure-registry",
+            "a:5000",
+            "ubuntu",
+            "--insecure-registry=b:5000",
+            "--rules",
+            "x",
+            "--rules",
+            "y",
+        ]
+    )
+    assert args.image == "ubuntu"
+    assert args.insecure == ["a:5000", "b:5000"] and args.rule_dirs == ["x", "y"]
+
+
+def test_options_may_come_between_positional_values(capsys: pytest.CaptureFixture[str]) -> None:
+    first, second = FLEET_XML / "Tesla-T4_515.105.01.xml", FLEET_XML / "H800_580.65.06.xml"
+    code, out, _ = run_main(capsys, "fleet", str(first), "--format", "json", str(second))
+    assert code in (0, 1, 2, 3)
+    assert json.loads(out)["nodes_total"] == 2
+
+
+def test_output_option_short_flag(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    code, out, _ = run_main(
+        capsys,
+        "scan",
+        "--from-nvidia-smi",
+        str(XML / "Tesla-T4_515.105.01.xml"),
+        "--format",
+        "json",
+        "-o",
+        str(target),
+    )
+    assert code in (0, 1, 2, 3) and out == ""
+    assert json.loads(target.read_text())["verdict"]
+
+
+def test_a_reader_that_goes_away_is_not_an_error() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gpudoctor", "rules", "list", "--format", "json"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # like `| head -0`: gone before the first write
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 0
+    assert stderr == b""
