@@ -101,7 +101,7 @@ def measure(registry: Registry, command: list[str], env: dict[str, str]) -> tupl
 STAGES = """
 import time
 t0 = time.perf_counter()
-import click
+import gpudoctor.cli
 t1 = time.perf_counter()
 from gpudoctor.nodeinput import load_node
 node = load_node({node!r})
@@ -115,7 +115,7 @@ t4 = time.perf_counter()
 from gpudoctor.commands.common import render
 render(report, "json")
 t5 = time.perf_counter()
-names = ("import click", "load_node (XML)", "fetch_image", "diagnose", "render json")
+names = ("import cli", "load_node (XML)", "fetch_image", "diagnose", "render json")
 print("  ".join(f"{{n}} {{1000 * d:.1f}} ms" for n, d in zip(names, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4))))
 """
 
@@ -127,6 +127,13 @@ def stage_times(registry: Registry, ref: str, env: dict[str, str]) -> str:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO, env=env
     )
     return done.stdout.strip() or done.stderr.strip()[-300:]
+
+
+def gpudoctor_command() -> list[str]:
+    """The `gpudoctor` console script next to this interpreter, as users run it (pip installs
+    it into the venv's bin/); `python -m gpudoctor` where there is none."""
+    script = Path(sys.executable).parent / "gpudoctor"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "gpudoctor"]
 
 
 def main() -> int:
@@ -142,8 +149,9 @@ def main() -> int:
         layer = push_big_image(registry, args.layer_mib << 20)
         print(f"pushed {args.layer_mib} MiB layer {layer[:19]} in {time.perf_counter() - started:.1f}s")
         ref = f"{registry.host}/bench/vllm:cu13"
-        preflight = [sys.executable, "-m", "gpudoctor", "preflight", ref, "--insecure-registry", registry.host,
+        preflight = [*gpudoctor_command(), "preflight", ref, "--insecure-registry", registry.host,
                      "--node", str(NODE), "--format", "json"]  # fmt: skip
+        print(f"preflight command: {' '.join(preflight[:2])} ...")
         skopeo = ["skopeo", "inspect", "--config", "--tls-verify=false", f"docker://{ref}"]
         # As installed (pip writes bytecode), not as this checkout with PYTHONDONTWRITEBYTECODE:
         # bytecode goes to a private cache dir, warmed by one run that is not counted.
