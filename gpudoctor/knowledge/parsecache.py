@@ -11,10 +11,11 @@ set. A corrupt entry is ignored and rewritten: the YAML stays the source.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import marshal
 import os
 from pathlib import Path
+
+from gpudoctor.sha256 import hexdigest
 
 TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def _entry(text: str) -> Path | None:
     directory = cache_dir()
     if directory is None:
         return None
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
+    digest = hexdigest(text.encode("utf-8"))[:40]
     return directory / f"yaml-{digest}.marshal"
 
 
