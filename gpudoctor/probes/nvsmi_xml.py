@@ -11,13 +11,13 @@ index, which is what users type in `nvidia-smi -i`.
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
 from gpudoctor.errors import BadInput
 from gpudoctor.facts import DriverFacts, GpuFacts, MigDeviceFacts, NodeFacts, ProbeError
 from gpudoctor.probes.gpumodel import fill_model_facts
 from gpudoctor.probes.values import branch_of, fabric_state_name, mib_from, yes_no
+from gpudoctor.probes.xmltree import ParseError, XmlElement, fromstring
 
 NOT_IN_XML = "not in nvidia-smi XML"
 NOT_IN_THIS_DRIVER = "not in nvidia-smi XML of this driver"
@@ -50,7 +50,7 @@ def _is_placeholder(text: str) -> bool:
     ) or lowered.startswith("requested functionality has been deprecated")
 
 
-def lookup(element: ET.Element, path: str) -> Field:
+def lookup(element: XmlElement, path: str) -> Field:
     node = element.find(path)
     if node is None:
         # "<remapped_rows>N/A</remapped_rows>": a parent that says why it has no children.
@@ -68,12 +68,12 @@ def lookup(element: ET.Element, path: str) -> Field:
     return Field(text, None)
 
 
-def parse_root(data: bytes, origin: str) -> ET.Element:
+def parse_root(data: bytes, origin: str) -> XmlElement:
     if _ENTITY_DECL.search(data):
         raise BadInput(f"{origin}: refusing XML with entity declarations (not nvidia-smi output)")
     try:
-        root = ET.fromstring(data)
-    except ET.ParseError as exc:
+        root = fromstring(data)
+    except ParseError as exc:
         raise BadInput(f"{origin}: malformed XML: {exc}") from None
     if root.tag != "nvidia_smi_log":
         raise BadInput(f"{origin}: not nvidia-smi -q -x output (root element <{root.tag}>)")
@@ -105,7 +105,7 @@ def parse_nvidia_smi_xml(data: bytes, origin: str) -> NodeFacts:
     return node
 
 
-def _driver(root: ET.Element) -> DriverFacts:
+def _driver(root: XmlElement) -> DriverFacts:
     driver = DriverFacts(present=True)
     version = lookup(root, "driver_version")
     driver.version = version.text
@@ -145,7 +145,7 @@ def _int(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _gpu(index: int, element: ET.Element) -> GpuFacts:
+def _gpu(index: int, element: XmlElement) -> GpuFacts:
     gpu = GpuFacts(index=index)
     _set(gpu, "uuid", lookup(element, "uuid"))
     _set(gpu, "name", lookup(element, "product_name"))
@@ -180,7 +180,7 @@ def _gpu(index: int, element: ET.Element) -> GpuFacts:
     return gpu
 
 
-def _mig_devices(element: ET.Element) -> list[MigDeviceFacts]:
+def _mig_devices(element: XmlElement) -> list[MigDeviceFacts]:
     devices = []
     for mig in element.findall("mig_devices/mig_device"):
         devices.append(
@@ -205,7 +205,7 @@ _UNCORRECTABLE = (
 )
 
 
-def _uncorrectable(gpu: GpuFacts, element: ET.Element) -> None:
+def _uncorrectable(gpu: GpuFacts, element: XmlElement) -> None:
     for period in ("volatile", "aggregate"):
         name = f"ecc_errors_uncorrectable_{period}"
         counts = [lookup(element, f"ecc_errors/{period}/{path}") for path in _UNCORRECTABLE]
