@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
 
 from gpudoctor import exitcodes
 from gpudoctor.commands.common import add_format, add_output, add_rules
 from gpudoctor.errors import InputMissing, UsageError
 
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
+    from typing import BinaryIO
+
     from gpudoctor.facts import NodeFacts
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING
 
 from gpudoctor.commands.common import add_format, add_output, add_rules, file_path
 
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from gpudoctor.facts import KernelScanFacts, NodeFacts
     from gpudoctor.findings import Finding
