@@ -191,9 +191,7 @@ class Transport:
         for attempt in (1, 2):
             try:
                 conn = self._connection(scheme, netloc)
-                return self._exchange(
-                    conn, method, f"{scheme}://{netloc}", path, headers, max_bytes, what, body
-                )
+                return self._exchange(conn, method, scheme, netloc, path, headers, max_bytes, what, body)
             except _Closed:
                 self._drop(scheme, netloc)
                 if attempt == 2:
@@ -243,7 +241,8 @@ class Transport:
         self,
         conn: _Connection,
         method: str,
-        origin: str,
+        scheme: str,
+        netloc: str,
         path: str,
         headers: dict[str, str],
         max_bytes: int,
@@ -252,7 +251,7 @@ class Transport:
     ) -> Response:
         lines = [
             f"{method} {path} HTTP/1.1",
-            f"Host: {origin.split('://', 1)[1]}",
+            f"Host: {netloc}",
             "Accept-Encoding: identity",
         ]
         lines.extend(f"{name}: {value}" for name, value in headers.items())
@@ -286,8 +285,8 @@ class Transport:
         keep = version == "HTTP/1.1" and "close" not in response_headers.get("connection", "").lower()
         conn.reusable = conn.reusable and keep
         if not conn.reusable:
-            self._drop_connection(conn)
-        return Response(status, reason, response_headers, reader.value(), f"{origin}{path}")
+            self._drop(scheme, netloc)
+        return Response(status, reason, response_headers, reader.value(), f"{scheme}://{netloc}{path}")
 
     @staticmethod
     def _read_body(reader: _Body, method: str, status: int, headers: dict[str, str]) -> bool:
@@ -335,12 +334,6 @@ class Transport:
         conn = self._connections.pop((scheme, netloc), None)
         if conn is not None:
             conn.close()
-
-    def _drop_connection(self, conn: _Connection) -> None:
-        for key, value in list(self._connections.items()):
-            if value is conn:
-                del self._connections[key]
-        conn.close()
 
 
 def _describe(exc: OSError) -> str:
