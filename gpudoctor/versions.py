@@ -10,7 +10,9 @@ may take. tests/test_versions.py checks that both paths decide as packaging does
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Callable
 from functools import lru_cache
 
 TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
@@ -52,25 +54,24 @@ class NumericVersion:
             return Version(str(self)), other
         return None
 
-    def __eq__(self, other: object) -> bool:
+    def _compare(self, other: object, op: Callable[[Any, Any], bool]) -> bool:
         pair = self._pair(other)
-        return NotImplemented if pair is None else bool(pair[0] == pair[1])
+        return NotImplemented if pair is None else bool(op(pair[0], pair[1]))
+
+    def __eq__(self, other: object) -> bool:
+        return self._compare(other, operator.eq)
 
     def __lt__(self, other: object) -> bool:
-        pair = self._pair(other)
-        return NotImplemented if pair is None else bool(pair[0] < pair[1])
+        return self._compare(other, operator.lt)
 
     def __le__(self, other: object) -> bool:
-        pair = self._pair(other)
-        return NotImplemented if pair is None else bool(pair[0] <= pair[1])
+        return self._compare(other, operator.le)
 
     def __gt__(self, other: object) -> bool:
-        pair = self._pair(other)
-        return NotImplemented if pair is None else bool(pair[0] > pair[1])
+        return self._compare(other, operator.gt)
 
     def __ge__(self, other: object) -> bool:
-        pair = self._pair(other)
-        return NotImplemented if pair is None else bool(pair[0] >= pair[1])
+        return self._compare(other, operator.ge)
 
 
 @lru_cache(maxsize=65536)
@@ -87,6 +88,7 @@ def parse_version(text: str) -> Any:
         return None
 
 
+_ORDERED = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 Clause = tuple[str, tuple[int, ...], bool]  # operator, release, trailing ".*"
 
 
@@ -152,8 +154,7 @@ def _clause_contains(clause: Clause, candidate: tuple[int, ...]) -> bool:
     if op == "~=":  # >= release and == release[:-1].*
         prefix = release[:-1]
         return _compare(candidate, release) >= 0 and _pad(candidate, len(prefix))[: len(prefix)] == prefix
-    order = _compare(candidate, release)
-    return {"<": order < 0, "<=": order <= 0, ">": order > 0, ">=": order >= 0}[op]
+    return _ORDERED[op](_compare(candidate, release), 0)
 
 
 def _compare(left: tuple[int, ...], right: tuple[int, ...]) -> int:
