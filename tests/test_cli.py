@@ -13,6 +13,7 @@ import pytest
 from gpudoctor import __version__
 from gpudoctor.cli import COMMANDS, Parser, main
 from tests.support.cli import run_gpudoctor
+from tests.support.imports import modules_loaded_by
 
 REPO = Path(__file__).resolve().parent.parent
 XML = REPO / "fixtures" / "nvidia-smi"
@@ -125,32 +126,26 @@ def test_command_help(capsys: pytest.CaptureFixture[str], command: list[str], ex
         assert words in out
 
 
-LOADED = """
-import json, sys
+MAIN = """
 from gpudoctor.cli import main
 try:
     main({args!r})
 except SystemExit:
     pass
-loaded = [m for m in sys.modules if m.split(".")[0] in ("click", "rich", "yaml") or m.startswith("gpudoctor.commands")]
-print(json.dumps(sorted(loaded)), file=sys.stderr)
 """
 
 
-def modules_loaded_by(*args: str) -> list[str]:
-    code = LOADED.format(args=list(args))
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
-    loaded: list[str] = json.loads(done.stderr.splitlines()[-1])
-    return loaded
+def command_modules_loaded_by(*args: str) -> list[str]:
+    return modules_loaded_by(MAIN.format(args=list(args)), ("click", "rich", "yaml", "gpudoctor.commands"))
 
 
 @pytest.mark.parametrize("args", [["--version"], ["--help"], ["bogus"]])
 def test_version_and_help_import_no_command_module_and_no_click(args: list[str]) -> None:
-    assert modules_loaded_by(*args) == []
+    assert command_modules_loaded_by(*args) == []
 
 
 def test_a_command_imports_only_its_own_module() -> None:
-    assert modules_loaded_by("preflight", "--help") == [
+    assert command_modules_loaded_by("preflight", "--help") == [
         "gpudoctor.commands",
         "gpudoctor.commands.common",
         "gpudoctor.commands.preflight",

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.imports import modules_loaded_by
+
 REPO = Path(__file__).resolve().parent.parent
 LOGS = REPO / "fixtures" / "logs"
 XML = REPO / "fixtures" / "fleets" / "nvidia-smi"
@@ -264,9 +266,8 @@ def test_scan_option_uses_the_live_probe() -> None:
 
 
 def test_version_does_not_import_the_explain_stack() -> None:
-    code = "import sys; from gpudoctor.cli import main\ntry:\n main(['--version'])\nexcept SystemExit: pass\nprint(sorted(m for m in sys.modules if m.startswith(('yaml','gpudoctor.explain','rich'))))"
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert done.stdout.strip().endswith("[]"), done.stdout
+    code = "from gpudoctor.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+    assert modules_loaded_by(code, ("yaml", "gpudoctor.explain", "rich")) == []
 
 
 def test_correlation_with_fabric_and_nvlink_facts(tmp_path: Path) -> None:

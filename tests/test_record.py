@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from gpudoctor.record import FrozenRecordError, field, is_record, record, record_fields
+from tests.support.imports import modules_loaded_by
 
 
 @record
@@ -103,6 +101,4 @@ def test_class_definitions_dataclasses_would_refuse_are_refused() -> None:
 
 
 def test_importing_the_fact_model_does_not_import_dataclasses_or_inspect() -> None:
-    code = "import sys, gpudoctor.facts; print(sorted(m for m in ('dataclasses', 'inspect') if m in sys.modules))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[]"
+    assert modules_loaded_by("import gpudoctor.facts", ("dataclasses", "inspect")) == []
