@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 from gpudoctor.errors import BadInput, InputMissing
 from gpudoctor.facts import FactsFormatError, NodeFacts
@@ -24,11 +23,11 @@ MAX_INPUT_BYTES = 64 * 1024 * 1024
 
 
 def read_input(path: str | os.PathLike[str]) -> bytes:
-    target = Path(path)
+    target = os.fspath(path)
     try:
-        if target.is_dir():
+        if os.path.isdir(target):
             raise InputMissing(f"{target}: is a directory, expected a file")
-        with target.open("rb") as handle:
+        with open(target, "rb") as handle:
             data = handle.read(MAX_INPUT_BYTES + 1)
     except FileNotFoundError:
         raise InputMissing(f"{target}: no such file") from None

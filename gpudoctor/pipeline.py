@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from gpudoctor.facts import ImageFacts, NodeFacts
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 def diagnose(
     node: NodeFacts,
     image: ImageFacts | None = None,
-    rule_dirs: Sequence[Path] = (),
+    rule_dirs: Sequence[str | os.PathLike[str]] = (),
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON report for a node (and an image, for preflight)."""

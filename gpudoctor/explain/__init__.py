@@ -8,9 +8,9 @@ the JSON document and `render` the table.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from gpudoctor.errors import BadInput
 from gpudoctor.explain.signatures import Signature
@@ -38,7 +38,7 @@ class SignatureSet:
         self.by_id[signature.id] = signature
 
 
-def load_signatures(extra: Sequence[Path] = ()) -> SignatureSet:
+def load_signatures(extra: Sequence[str | os.PathLike[str]] = ()) -> SignatureSet:
     """Shipped signatures + site-local files/dirs; bad files raise BadInput (exit 65)."""
     shipped = load_kind("signatures", [shipped_root()])
     shipped_files = {path for path, _ in shipped}

@@ -33,7 +33,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from gpudoctor.explain.literals import necessary_literals
 from gpudoctor.knowledge.conditions import Condition, ConditionError, compile_condition
@@ -169,7 +168,7 @@ class Signature:
         }
 
 
-def validate_signatures_document(doc: dict[str, Any], path: Path) -> list[Signature]:
+def validate_signatures_document(doc: dict[str, Any], path: str) -> list[Signature]:
     return compile_items(doc, path, "signatures", "signature", compile_signature)
 
 
@@ -254,7 +253,7 @@ def _compile_correlation(spec: Any, where: str, item_id: str, groups: set[str]) 
     return Correlation(condition=condition, severity=severity, message=message, fix=fix, refs=refs, raw=spec)
 
 
-def compile_signature(item: Any, path: Path, index: int) -> Signature:
+def compile_signature(item: Any, path: str, index: int) -> Signature:
     if not isinstance(item, dict):
         raise RuleFileError(None, f"signatures[{index}]", "a signature must be a mapping")
     item_id = item.get("id")

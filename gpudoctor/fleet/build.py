@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from gpudoctor import __version__
 from gpudoctor.exitcodes import SEVERITY_ORDER, worst
@@ -25,7 +24,7 @@ PARALLEL_FROM = 2000
 
 
 def _read_chunk(
-    paths: list[str], rule_dirs: tuple[Path, ...] = ()
+    paths: list[str], rule_dirs: tuple[str, ...] = ()
 ) -> tuple[list[NodeRecord | InvalidReport], dict[str, str]]:
     titles: dict[str, str] = {}
     return [read_record(path, titles, rule_dirs) for path in paths], titles
@@ -38,7 +37,7 @@ def _workers(files: int) -> int:
 
 
 def load_fleet(
-    paths: Sequence[str], rule_dirs: Sequence[Path] = ()
+    paths: Sequence[str], rule_dirs: Sequence[str] = ()
 ) -> tuple[list[NodeRecord], list[InvalidReport], dict[str, str]]:
     """Every file -> a record or an invalid entry, in walk order; parsed on all CPUs for big fleets."""
     files = list(iter_report_paths(paths))
@@ -95,7 +94,7 @@ def build_fleet(
     paths: Sequence[str],
     images: Sequence[str] = (),
     insecure_registries: Sequence[str] = (),
-    rule_dirs: Sequence[Path] = (),
+    rule_dirs: Sequence[str] = (),
 ) -> dict[str, Any]:
     records, invalid, titles = load_fleet(paths, rule_dirs)
     classes = aggregate(records)

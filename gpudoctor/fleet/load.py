@@ -81,7 +81,7 @@ def _walk(directory: str, seen: set[tuple[int, int]]) -> Iterator[str]:
 
 
 def read_record(
-    path: str, titles: dict[str, str], rule_dirs: tuple[Path, ...] = ()
+    path: str, titles: dict[str, str], rule_dirs: tuple[str, ...] = ()
 ) -> NodeRecord | InvalidReport:
     """One file -> its record; `titles` collects rule_id -> title across the fleet.
 
@@ -114,12 +114,12 @@ def _directory_error(path: str) -> str:
 # Diagnosing an XML costs milliseconds; fleets of identical captures (images of one
 # machine, replicated test fleets) pay it once. Entries are small: no report is kept.
 _XML_RESULTS: dict[
-    tuple[bytes, tuple[Path, ...]], tuple[str, tuple[tuple[str, str], ...], dict[str, str], str] | str
+    tuple[bytes, tuple[str, ...]], tuple[str, tuple[tuple[str, str], ...], dict[str, str], str] | str
 ] = {}
 
 
 def _xml_record(
-    path: str, data: bytes, titles: dict[str, str], rule_dirs: tuple[Path, ...]
+    path: str, data: bytes, titles: dict[str, str], rule_dirs: tuple[str, ...]
 ) -> NodeRecord | InvalidReport:
     digest = (hashlib.blake2b(data, digest_size=16).digest(), rule_dirs)
     cached = _XML_RESULTS.get(digest)
@@ -197,7 +197,7 @@ def _load_xml_node(path: str) -> Any:
         raise ReportError(str(exc).replace(f"{path}: ", "", 1)) from None
 
 
-def _diagnose_xml(path: str, rule_dirs: tuple[Path, ...]) -> dict[str, Any]:
+def _diagnose_xml(path: str, rule_dirs: tuple[str, ...]) -> dict[str, Any]:
     from gpudoctor.pipeline import diagnose
 
     return diagnose(_load_xml_node(path), rule_dirs=rule_dirs)

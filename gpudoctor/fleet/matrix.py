@@ -13,7 +13,6 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from gpudoctor.errors import GpudoctorError
 from gpudoctor.exitcodes import worst
@@ -96,7 +95,7 @@ def _finding_row(finding: Finding, nodes: int) -> dict[str, Any]:
 
 
 class MatrixEvaluator:
-    def __init__(self, rule_dirs: Sequence[Path] = ()) -> None:
+    def __init__(self, rule_dirs: Sequence[str] = ()) -> None:
         from gpudoctor.knowledge import load_rules
 
         self._ruleset = load_rules(rule_dirs)

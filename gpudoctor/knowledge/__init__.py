@@ -8,8 +8,8 @@ $GPUDOCTOR_RULES); a site rule may replace a shipped one only with
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from gpudoctor.errors import BadInput
 from gpudoctor.knowledge.loader import load_kind, register_kind, shipped_root
@@ -47,10 +47,10 @@ class RuleSet:
 _RULESETS: dict[tuple[str, ...], RuleSet] = {}
 
 
-def load_rules(extra: Sequence[Path] = ()) -> RuleSet:
+def load_rules(extra: Sequence[str | os.PathLike[str]] = ()) -> RuleSet:
     """Shipped rules + site-local rule files/dirs; bad files raise BadInput (exit 65)."""
     shipped = load_kind("rules", [shipped_root()])
-    site = load_kind("rules", [Path(p) for p in extra]) if extra else []
+    site = load_kind("rules", extra) if extra else []
     # Compiled rules are cached per file by the loader; the set is rebuilt only
     # when a file changed (its items list object is then a new one).
     key = tuple(str(id(items)) for _, items in shipped + site)

@@ -4,8 +4,10 @@ Every file declares its kind at the top level (`kind: rules`, `kind: matrix`,
 `kind: signatures`). `KINDS` maps a kind to the validator that turns the parsed
 document into items; a module that owns a kind adds one line here (a lazy
 "module:function" string, so loading rules never imports the others), or calls
-`register_kind` at import time. Parsed files are cached per process by
-(path, mtime, size).
+`register_kind` at import time. A directory's files of one kind come parsed from
+`gpudoctor.knowledge.treecache` (one cache entry checked by stat); validated
+items are kept per process per file version. Paths are strings: pathlib (and
+the urllib.parse it imports) stays off the start-up path (docs/startup.md).
 """
 
 from __future__ import annotations
@@ -13,18 +15,20 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
-from pathlib import Path
 
 from gpudoctor.errors import BadInput, InputMissing
 from gpudoctor.knowledge.schema import RuleFileError
+from gpudoctor.knowledge.treecache import StatKey, documents, stat_key
 
 TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 
-Validator = Callable[[dict[str, "Any"], Path], "list[Any]"]
+    StrPath = str | os.PathLike[str]
+
+Validator = Callable[[dict[str, "Any"], str], "list[Any]"]
 
 KINDS: dict[str, str | Validator] = {
     "rules": "gpudoctor.knowledge.rulefile:validate_rules_document",
@@ -32,9 +36,9 @@ KINDS: dict[str, str | Validator] = {
     "signatures": "gpudoctor.explain.signatures:validate_signatures_document",
 }
 
-_KIND_LINE = re.compile(r"^kind:\s*['\"]?([A-Za-z_]+)['\"]?\s*(?:#.*)?$", re.MULTILINE)
-_CACHE: dict[tuple[str, int, int], tuple[str, list[Any]]] = {}
-_PEEKED: dict[tuple[str, int, int], str | None] = {}
+# Compiled by `re` on first use: a run served from the tree cache reads no file.
+_KIND_LINE = r"^kind:\s*['\"]?([A-Za-z_]+)['\"]?\s*(?:#.*)?$"
+_CACHE: dict[tuple[str, StatKey], list[Any]] = {}
 
 
 def register_kind(kind: str, validator: str | Validator) -> None:
@@ -58,78 +62,31 @@ def _validator(kind: str) -> Validator | None:
 
 
 @lru_cache(maxsize=1)
-def shipped_root() -> Path:
+def shipped_root() -> str:
     """`gpudoctor/_rules` in an installed wheel; the repository's `rules/` in a checkout."""
-    package_dir = Path(__file__).resolve().parent.parent
-    installed = package_dir / "_rules"
-    if installed.is_dir():
+    package_dir = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    installed = os.path.join(package_dir, "_rules")
+    if os.path.isdir(installed):
         return installed
-    return package_dir.parent / "rules"
+    return os.path.join(os.path.dirname(package_dir), "rules")
 
 
-_LISTINGS: dict[tuple[str, ...], tuple[dict[str, int], list[Path]]] = {}
-YAML_SUFFIXES = (".yaml", ".yml")
-
-
-def _dir_mtimes(directories: Iterable[Path]) -> dict[str, int] | None:
-    try:
-        return {str(d): d.stat().st_mtime_ns for d in directories}
-    except OSError:
-        return None
-
-
-def yaml_files(paths: Iterable[Path]) -> list[Path]:
-    """Every .yaml/.yml file named or under the directories named, sorted, each once.
-
-    The listing is reused while no directory involved changed (a file added or
-    removed changes its directory's mtime), so repeated loads cost a few stats.
-    """
-    paths = list(paths)
-    key = tuple(str(p) for p in paths)
-    cached = _LISTINGS.get(key)
-    if cached is not None and _dir_mtimes(Path(d) for d in cached[0]) == cached[0]:
-        return cached[1]
-    found: list[Path] = []
-    directories: list[Path] = []
-    for path in paths:
-        if os.path.isdir(path):
-            # os.walk, not Path.rglob: the shipped tree is listed on every run (~1.5 ms less).
-            listed: list[str] = []
-            for root, _dirs, names in os.walk(path):
-                directories.append(Path(root))
-                listed.extend(os.path.join(root, n) for n in names if os.path.splitext(n)[1] in YAML_SUFFIXES)
-            # By path components, as sorted(Path) orders them ("a/b" before "a-b/c").
-            listed.sort(key=lambda name: name.split(os.sep))
-            found.extend(Path(name) for name in listed if os.path.isfile(name))
-        elif os.path.isfile(path):
-            found.append(path)
-        else:
-            raise InputMissing(f"rules path not found: {path}")
-    unique: dict[Path, None] = {}
-    for path in found:
-        unique.setdefault(Path(os.path.realpath(path)), None)
-    files = list(unique)
-    mtimes = _dir_mtimes(directories)
-    if mtimes is not None and all(os.path.isdir(p) for p in paths):
-        _LISTINGS[key] = (mtimes, files)
-    return files
-
-
-def peek_kind(path: Path, text: str) -> str | None:
-    match = _KIND_LINE.search(text)
+def peek_kind(text: str) -> str | None:
+    match = re.search(_KIND_LINE, text, re.MULTILINE)
     return match.group(1) if match else None
 
 
-def _read(path: Path) -> str:
+def _read(path: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
     except UnicodeDecodeError:
         raise BadInput(f"{path}: not UTF-8 text") from None
     except OSError as exc:
         raise InputMissing(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def _parse(path: Path, text: str) -> dict[str, Any]:
+def _parse(path: str, text: str) -> dict[str, Any]:
     from gpudoctor.knowledge import parsecache
 
     cached = parsecache.get(text)
@@ -140,7 +97,7 @@ def _parse(path: Path, text: str) -> dict[str, Any]:
     return doc
 
 
-def _parse_yaml(path: Path, text: str) -> dict[str, Any]:
+def _parse_yaml(path: str, text: str) -> dict[str, Any]:
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -156,29 +113,29 @@ def _parse_yaml(path: Path, text: str) -> dict[str, Any]:
     return doc
 
 
-def load_file(path: Path, want: set[str] | None = None) -> tuple[str, list[Any]] | None:
-    """(kind, validated items) of one file, or None when its kind is not wanted."""
-    try:
-        stat = path.stat()
-    except OSError as exc:
-        raise InputMissing(f"{path}: cannot read: {exc.strerror or exc}") from None
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    if key in _CACHE:
-        kind, items = _CACHE[key]
-        return (kind, items) if want is None or kind in want else None
-    if key in _PEEKED and want is not None and _PEEKED[key] in KINDS and _PEEKED[key] not in want:
-        return None
+def _classify(path: str, want: str | None) -> tuple[str, dict[str, Any] | None]:
+    """(kind, parsed document) of one file; the document is None when the kind is not `want`.
+
+    A file that declares another known kind on its `kind:` line is not parsed: its
+    own loader validates it.
+    """
     text = _read(path)
-    kind = _PEEKED[key] = peek_kind(path, text)
-    if want is not None and kind in KINDS and kind not in want:
-        return None  # another kind's file; its own loader validates it
+    peeked = peek_kind(text)
+    if want is not None and peeked in KINDS and peeked != want:
+        return peeked, None
     doc = _parse(path, text)
     kind = doc.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:
         known = ", ".join(sorted(KINDS))
         raise BadInput(f"{path}: field kind: expected one of {known}, got {kind!r}")
-    if want is not None and kind not in want:
-        return None
+    return kind, (doc if want is None or kind == want else None)
+
+
+def _validated(path: str, key: StatKey, kind: str, doc: dict[str, Any]) -> list[Any] | None:
+    """The file's items, validated once per process per file version (None: kind not built)."""
+    cached = _CACHE.get((path, key))
+    if cached is not None:
+        return cached
     validator = _validator(kind)
     if validator is None:
         return None
@@ -187,15 +144,51 @@ def load_file(path: Path, want: set[str] | None = None) -> tuple[str, list[Any]]
     except RuleFileError as exc:
         who = f" rule {exc.item_id}:" if exc.item_id else ""
         raise BadInput(f"{path}:{who} field {exc.field}: {exc.message}") from None
-    _CACHE[key] = (kind, items)
-    return kind, items
+    _CACHE[(path, key)] = items
+    return items
 
 
-def load_kind(kind: str, paths: Sequence[Path]) -> list[tuple[Path, list[Any]]]:
-    """Validated items of every file of `kind` under `paths`, file by file."""
-    result: list[tuple[Path, list[Any]]] = []
-    for path in yaml_files(paths):
-        loaded = load_file(path, {kind})
-        if loaded is not None:
-            result.append((path, loaded[1]))
+def _stat_key(path: str) -> StatKey:
+    try:
+        return stat_key(path)
+    except OSError as exc:
+        raise InputMissing(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def load_file(path: StrPath, want: str | None = None) -> tuple[str, list[Any]] | None:
+    """(kind, validated items) of one file, or None when its kind is not `want`."""
+    name = os.fspath(path)
+    key = _stat_key(name)
+    kind, doc = _classify(name, want)
+    if doc is None:
+        return None
+    items = _validated(name, key, kind, doc)
+    return None if items is None else (kind, items)
+
+
+def load_kind(kind: str, paths: Sequence[StrPath]) -> list[tuple[str, list[Any]]]:
+    """Validated items of every file of `kind` named or under the directories named.
+
+    Files come in path order per directory, each once (by real path).
+    """
+    result: list[tuple[str, list[Any]]] = []
+    seen: set[str] = set()
+    for path in paths:
+        name = os.fspath(path)
+        if os.path.isdir(name):
+            found = documents(name, kind, lambda file: _classify(file, kind))
+        elif os.path.isfile(name):
+            real = os.path.realpath(name)
+            key = _stat_key(real)
+            doc = _classify(real, kind)[1]
+            found = [] if doc is None else [(real, key, doc)]
+        else:
+            raise InputMissing(f"rules path not found: {name}")
+        for file, key, doc in found:
+            if file in seen:
+                continue
+            seen.add(file)
+            items = _validated(file, key, kind, doc)
+            if items is not None:
+                result.append((file, items))
     return result

@@ -12,7 +12,6 @@ shipped tables once per process:
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 from gpudoctor.knowledge.conditions import as_version
 from gpudoctor.knowledge.globs import glob_match
@@ -90,7 +89,7 @@ def _check_value(value: Any, kind: str) -> bool:
     return False
 
 
-def validate_matrix_document(doc: dict[str, Any], path: Path) -> list[MatrixTable]:
+def validate_matrix_document(doc: dict[str, Any], path: str) -> list[MatrixTable]:
     check_keys(doc, {"kind", "table", "rows"}, None, "")
     name = doc.get("table")
     if name not in TABLES:
@@ -196,7 +195,7 @@ def knowledge() -> Knowledge:
     from gpudoctor.knowledge.loader import load_kind, shipped_root
 
     result = Knowledge()
-    for _path, tables in load_kind("matrix", [shipped_root() / "matrix"]):
+    for _path, tables in load_kind("matrix", [shipped_root()]):
         for table in tables:
             result.tables.setdefault(table.name, []).extend(table.rows)
     return result

@@ -6,14 +6,14 @@ about 1 ms. The cache holds only plain data (marshal refuses anything else),
 lives in the user's cache directory, and is skipped silently when that
 directory cannot be written (a read-only container) or GPUDOCTOR_NO_CACHE is
 set. A corrupt entry is ignored and rewritten: the YAML stays the source.
+
+`read_entry` / `write_entry` are shared with `gpudoctor.knowledge.treecache`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import marshal
 import os
-from pathlib import Path
 
 from gpudoctor.sha256 import hexdigest
 
@@ -24,59 +24,67 @@ if TYPE_CHECKING:
 _FORMAT = b"gpudoctor-parsecache-1\n"
 
 
-def cache_dir() -> Path | None:
+def cache_dir() -> str | None:
     if os.environ.get("GPUDOCTOR_NO_CACHE"):
         return None
     explicit = os.environ.get("GPUDOCTOR_CACHE_DIR")
     if explicit:
-        return Path(explicit)
+        return explicit
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gpudoctor"
+    return os.path.join(base, "gpudoctor")
 
 
-def _entry(text: str) -> Path | None:
+def read_entry(name: str, magic: bytes) -> Any | None:
+    """The data stored under `name` (never None), or None when absent, disabled or corrupt."""
     directory = cache_dir()
     if directory is None:
         return None
-    digest = hexdigest(text.encode("utf-8"))[:40]
-    return directory / f"yaml-{digest}.marshal"
-
-
-def get(text: str) -> Any | None:
-    entry = _entry(text)
-    if entry is None:
-        return None
     try:
-        blob = entry.read_bytes()
+        with open(os.path.join(directory, name), "rb") as handle:
+            blob = handle.read()
     except OSError:
         return None
-    if not blob.startswith(_FORMAT):
+    if not blob.startswith(magic):
         return None
     try:
-        return marshal.loads(blob[len(_FORMAT) :])
+        return marshal.loads(blob[len(magic) :])
     except (EOFError, ValueError, TypeError):
         return None
 
 
-def put(text: str, doc: Any) -> None:
-    entry = _entry(text)
-    if entry is None:
+def write_entry(name: str, magic: bytes, data: Any) -> None:
+    """Store plain data under `name` atomically; silently nothing when it cannot be."""
+    directory = cache_dir()
+    if directory is None:
         return
     try:
-        payload = marshal.dumps(doc)
+        payload = marshal.dumps(data)
     except ValueError:
         return  # not plain data (e.g. a YAML date): parse it each time
-    import tempfile  # only a cache miss writes
+    import contextlib  # only a cache miss writes
+    import tempfile
 
     try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".yaml-", dir=entry.parent)
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     except OSError:
         return
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(_FORMAT + payload)
-        os.replace(tmp, entry)
+            handle.write(magic + payload)
+        os.replace(tmp, os.path.join(directory, name))
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+def _name(text: str) -> str:
+    return f"yaml-{hexdigest(text.encode('utf-8'))[:40]}.marshal"
+
+
+def get(text: str) -> Any | None:
+    return read_entry(_name(text), _FORMAT)
+
+
+def put(text: str, doc: Any) -> None:
+    write_entry(_name(text), _FORMAT, doc)

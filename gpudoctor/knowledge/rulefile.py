@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from gpudoctor.knowledge.conditions import Condition, ConditionError, FactPath, compile_condition, parse_path
 from gpudoctor.knowledge.schema import (
@@ -82,11 +81,11 @@ class Rule:
         }
 
 
-def validate_rules_document(doc: dict[str, Any], path: Path) -> list[Rule]:
+def validate_rules_document(doc: dict[str, Any], path: str) -> list[Rule]:
     return compile_items(doc, path, "rules", "rule", compile_rule)
 
 
-def compile_rule(item: Any, path: Path, index: int) -> Rule:
+def compile_rule(item: Any, path: str, index: int) -> Rule:
     if not isinstance(item, dict):
         raise RuleFileError(None, f"rules[{index}]", "a rule must be a mapping")
     rule_id = item.get("id")

@@ -7,7 +7,6 @@ one `BadInput` line naming the file, the item id and the field.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
@@ -92,10 +91,10 @@ def refs_list(
 
 def compile_items(
     doc: dict[str, Any],
-    path: Path,
+    path: str,
     list_key: str,
     noun: str,
-    compile_item: Callable[[Any, Path, int], ItemT],
+    compile_item: Callable[[Any, str, int], ItemT],
 ) -> list[ItemT]:
     """The items under `list_key` of a `kind:` document, each compiled, ids unique per file."""
     check_keys(doc, {"kind", list_key}, None, "")
