@@ -40,13 +40,15 @@ _UINTMAX = 2**64 - 1
 _UINT32_MAX = 2**32 - 1
 
 # golang.org/x/mod/semver: vMAJOR[.MINOR[.PATCH[-pre][+build]]], no leading zeros.
+# Pattern strings, compiled (and cached) by `re` on first use: only an image with a
+# legacy CUDA_VERSION and no NVIDIA_REQUIRE_CUDA needs them (~0.5 ms to compile).
 _NUM = r"(?:0|[1-9][0-9]*)"
 _IDENT = r"[0-9A-Za-z-]+"
-_SEMVER = re.compile(
+_SEMVER = (
     rf"v(?P<major>{_NUM})(?:\.(?P<minor>{_NUM})(?:\.{_NUM}(?:-{_IDENT}(?:\.{_IDENT})*)?"
     rf"(?:\+{_IDENT}(?:\.{_IDENT})*)?)?)?"
 )
-_PRERELEASE_NUMERIC_LEADING_ZERO = re.compile(r"(?:^|\.)0[0-9]+(?:\.|$)")
+_PRERELEASE_NUMERIC_LEADING_ZERO = r"(?:^|\.)0[0-9]+(?:\.|$)"
 
 # nvc's driver.c maps nvmlDeviceGetBrand to these strings; every other brand is "Unknown".
 _LEGACY_BRANDS = {
@@ -91,7 +93,7 @@ def go_parse_bool(value: str) -> bool | None:
 def parse_major_minor(version: str) -> str:
     """cuda_image.go parseMajorMinorVersion: '9.0.116' -> '9.0', 'v11.6' -> '11.6'."""
     candidate = "v" + version.removeprefix("v")
-    match = _SEMVER.fullmatch(candidate)
+    match = re.fullmatch(_SEMVER, candidate)
     if match is None or _has_bad_prerelease(candidate):
         raise RequirementsError(f"invalid CUDA version {version!r}: invalid version string")
     major, minor = match["major"], match["minor"] or "0"
@@ -107,7 +109,7 @@ def _has_bad_prerelease(candidate: str) -> bool:
     head = candidate.split("+", 1)[0]
     if "-" not in head:
         return False
-    return bool(_PRERELEASE_NUMERIC_LEADING_ZERO.search(head.split("-", 1)[1]))
+    return bool(re.search(_PRERELEASE_NUMERIC_LEADING_ZERO, head.split("-", 1)[1]))
 
 
 def disables_require(env: Mapping[str, str]) -> bool:

@@ -25,6 +25,7 @@ NOT_IN_THIS_DRIVER = "not in nvidia-smi XML of this driver"
 # Entity declarations are the only way an XML document can expand itself
 # (billion laughs) or pull in outside files; nvidia-smi never writes them.
 _ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
+_HEX = frozenset("0123456789abcdef")
 
 
 class Field:
@@ -137,8 +138,10 @@ def _enabled(text: str) -> str | None:
 
 def _device_id(text: str) -> str | None:
     # "20B010DE": device id in the upper 16 bits, NVIDIA's vendor id 10DE below.
-    match = re.fullmatch(r"(?:0x)?([0-9A-Fa-f]{4})10DE", text, re.IGNORECASE)
-    return match.group(1).upper() if match else None
+    digits = text.lower().removeprefix("0x")
+    if len(digits) == 8 and digits.endswith("10de") and all(c in _HEX for c in digits[:4]):
+        return digits[:4].upper()
+    return None
 
 
 def _int(text: str) -> int | None:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
-_MIB = re.compile(r"^(\d+)\s*MiB$")
-
 
 def branch_of(version: str | None) -> int | None:
     """580 from "580.65.06": the branch is the first component of a driver version."""
@@ -16,8 +12,12 @@ def branch_of(version: str | None) -> int | None:
 
 
 def mib_from(text: str) -> int | None:
-    match = _MIB.match(text.strip())
-    return int(match.group(1)) if match else None
+    """81920 from "81920 MiB" (no regular expression: this runs at start-up, see docs/startup.md)."""
+    stripped = text.strip()
+    if not stripped.endswith("MiB"):
+        return None
+    number = stripped[:-3].rstrip()
+    return int(number) if number.isdecimal() else None
 
 
 def yes_no(text: str) -> bool | None:
