@@ -7,8 +7,8 @@ else the registry.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from gpudoctor.errors import UsageError
 from gpudoctor.facts import ImageFacts, Platform
@@ -35,7 +35,10 @@ def fetch_image(
     if source is not None and source not in SOURCES:
         raise UsageError(f"unknown image source {source!r} (one of {', '.join(SOURCES)})")
     wanted = parse_platform(platform) if isinstance(platform, str) else (platform or host_platform())
-    if source == "archive" or (source is None and Path(reference).exists()):
+    # os.path, not pathlib: a registry reference should not pay for importing pathlib.
+    if source == "archive" or (source is None and os.path.exists(reference)):
+        from pathlib import Path
+
         from gpudoctor.images.archive import fetch_from_archive
 
         return fetch_from_archive(Path(reference), wanted)

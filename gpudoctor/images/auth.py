@@ -8,12 +8,9 @@ Secrets stay in memory: never logged, never in an error message.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 import re
-from pathlib import Path
 
 from gpudoctor.errors import BadInput, ServiceUnavailable
 from gpudoctor.record import field, record
@@ -37,18 +34,24 @@ class Credentials:
     def basic(self) -> str | None:
         if self.username is None or self.password is None:
             return None
+        # base64 (and binascii under it) only once credentials are in play: ~1 ms at start-up.
+        import base64
+
         raw = f"{self.username}:{self.password}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
-def config_path() -> Path:
-    directory = os.environ.get("DOCKER_CONFIG")
-    return (Path(directory) if directory else Path.home() / ".docker") / "config.json"
+def config_path() -> str:
+    """The Docker CLI's config file, as a string: pathlib (which imports urllib.parse and
+    ipaddress) is not worth its import time for one open() on the preflight path."""
+    directory = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    return os.path.join(directory, "config.json")
 
 
-def _load_config(path: Path) -> dict[str, Any]:
+def _load_config(path: str) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
     except FileNotFoundError:
         return {}
     except OSError as exc:
@@ -83,9 +86,11 @@ def _from_auths(auths: Any, registry: str) -> Credentials | None:
             identity_token=entry.get("identitytoken") or None,
         )
         if entry.get("auth"):
+            import base64
+
             try:
                 user, _, secret = base64.b64decode(entry["auth"]).decode("utf-8").partition(":")
-            except (binascii.Error, UnicodeDecodeError, ValueError):
+            except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
                 raise BadInput(
                     f"Docker config: the auth entry for {key} is not base64 user:password"
                 ) from None
