@@ -97,14 +97,24 @@ def test_a_rewrite_with_the_old_mtime_and_size_still_misses(cache: Path, tree: P
 
 def test_same_process_sees_edits(cache: Path, tree: Path) -> None:
     """The in-process copy is checked by stat on every load too."""
-    assert [r.id for _f, rules in loader.load_kind("rules", [tree]) for r in rules] == ["GD-TST-001", "GD-TST-002"]
+    assert [r.id for _f, rules in loader.load_kind("rules", [tree]) for r in rules] == [
+        "GD-TST-001",
+        "GD-TST-002",
+    ]
     (tree / "a.yaml").write_text(RULE.format(n=5))
-    assert [r.id for _f, rules in loader.load_kind("rules", [tree]) for r in rules] == ["GD-TST-005", "GD-TST-002"]
+    assert [r.id for _f, rules in loader.load_kind("rules", [tree]) for r in rules] == [
+        "GD-TST-005",
+        "GD-TST-002",
+    ]
 
 
 @pytest.mark.parametrize(
     "blob",
-    [b"gpudoctor-treecache-1\n\x00garbage", b"something else", b"gpudoctor-treecache-1\n" + marshal.dumps([1, 2])],
+    [
+        b"gpudoctor-treecache-1\n\x00garbage",
+        b"something else",
+        b"gpudoctor-treecache-1\n" + marshal.dumps([1, 2]),
+    ],
 )
 def test_a_damaged_entry_is_rebuilt(cache: Path, tree: Path, blob: bytes) -> None:
     load(tree)

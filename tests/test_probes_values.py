@@ -40,7 +40,9 @@ def test_device_id(text: str, device: str | None) -> None:
     assert _device_id(text) == device == device_id_by_regex(text)
 
 
-_PIECES = st.sampled_from(["0x", "0X", "10DE", "10de", "MiB", " ", "\n", "20B0", "9", "x", "g", "-", ".", "٣", "²"])
+_PIECES = st.sampled_from(
+    ["0x", "0X", "10DE", "10de", "MiB", " ", "\n", "20B0", "9", "x", "g", "-", ".", "٣", "²"]
+)
 
 
 @settings(max_examples=2000, deadline=None)
