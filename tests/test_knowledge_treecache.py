@@ -39,9 +39,12 @@ class Counting:
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh cache that trusts files written a moment ago (the rewrites below change
+    sizes, so no two versions of a file share a stat within one clock tick)."""
     monkeypatch.setenv("GPUDOCTOR_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("GPUDOCTOR_NO_CACHE", raising=False)
     monkeypatch.setattr(treecache, "_MEMO", {})
+    monkeypatch.setattr(treecache, "RACY_NS", 0)
     return tmp_path / "cache"
 
 
@@ -74,7 +77,7 @@ def test_second_load_reads_no_file(cache: Path, tree: Path) -> None:
 
 def test_a_changed_added_or_removed_file_is_read_again(cache: Path, tree: Path) -> None:
     load(tree)
-    (tree / "b" / "c.yaml").write_text(RULE.format(n=3))
+    (tree / "b" / "c.yaml").write_text(RULE.format(n=3) + "# edited\n")
     found, read = load(tree)
     assert read == ["c.yaml"]
     (tree / "b" / "d.yml").write_text(RULE.format(n=4))
@@ -101,7 +104,7 @@ def test_same_process_sees_edits(cache: Path, tree: Path) -> None:
         "GD-TST-001",
         "GD-TST-002",
     ]
-    (tree / "a.yaml").write_text(RULE.format(n=5))
+    (tree / "a.yaml").write_text(RULE.format(n=5) + "# edited\n")
     assert [r.id for _f, rules in loader.load_kind("rules", [tree]) for r in rules] == [
         "GD-TST-005",
         "GD-TST-002",
@@ -150,3 +153,25 @@ def test_path_order_symlinks_and_other_suffixes(cache: Path, tree: Path) -> None
     (tree / "linked-dir").symlink_to(outside)  # not followed, as os.walk does not
     found, _read = load(tree)
     assert found == ["a/y.yaml", "a-b/z.yaml", "a.yaml", "b/c.yaml"]
+
+
+def rule_ids(root: Path) -> list[str]:
+    return [rule.id for _file, rules in loader.load_kind("rules", [root]) for rule in rules]
+
+
+def test_files_written_a_moment_ago_are_not_trusted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two same-size writes in one clock tick have the same stat: a tree changed less than
+    RACY_NS ago is read on every load and kept nowhere, in this process or on disk."""
+    monkeypatch.setenv("GPUDOCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(treecache, "_MEMO", {})
+    root = tmp_path / "rules"
+    root.mkdir()
+    rule = root / "a.yaml"
+    rule.write_text(RULE.format(n=1))
+    assert load(root)[1] == ["a.yaml"] and load(root)[1] == ["a.yaml"]
+    assert not list((tmp_path / "cache").glob("tree-*"))
+    assert rule_ids(root) == ["GD-TST-001"]
+    rule.write_text(RULE.format(n=2))  # the same size, perhaps in the same tick
+    assert rule_ids(root) == ["GD-TST-002"]
+    monkeypatch.setattr(treecache, "RACY_NS", 0)  # as if the file were older than that
+    assert load(root)[1] == ["a.yaml"] and load(root)[1] == []

@@ -20,7 +20,7 @@ from functools import lru_cache
 
 from gpudoctor.errors import BadInput, InputMissing
 from gpudoctor.knowledge.schema import RuleFileError
-from gpudoctor.knowledge.treecache import StatKey, documents, stat_key
+from gpudoctor.knowledge.treecache import StatKey, documents, settled, stat_key
 
 TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
@@ -144,7 +144,8 @@ def _validated(path: str, key: StatKey, kind: str, doc: dict[str, Any]) -> list[
     except RuleFileError as exc:
         who = f" rule {exc.item_id}:" if exc.item_id else ""
         raise BadInput(f"{path}:{who} field {exc.field}: {exc.message}") from None
-    _CACHE[(path, key)] = items
+    if settled(key):  # a file written just now may be rewritten in the same clock tick
+        _CACHE[(path, key)] = items
     return items
 
 

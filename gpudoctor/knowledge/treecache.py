@@ -5,15 +5,20 @@ reading each file and looking each one up in the content-hashed parse cache cost
 about 3.5 ms; reading one entry per (directory, kind) and comparing stat results
 costs about 0.5 ms. The entry records every directory's mtime (a file added or
 removed changes it) and every YAML file's (mtime, ctime, size): ctime cannot be
-set back by a user or an unpacker, so a rewritten file always misses. A miss
-re-reads only the files whose stat changed and rewrites the entry; parse errors
-are raised as before and leave no entry. The YAML stays the source and validation
+set back by a user or an unpacker, so a rewritten file misses. File times tick
+coarsely (a kernel clock tick, whole seconds on some file systems), so two writes
+of the same size in one tick look alike: as git does with its index, a file
+changed less than RACY_NS ago is not trusted, and a tree holding one is read
+again on every load and not stored. A miss re-reads only the files whose stat
+changed and rewrites the entry; parse errors are raised as before and leave no
+entry. The YAML stays the source and validation
 still runs on every load; this only skips finding, reading and parsing.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 
 from gpudoctor.knowledge.parsecache import read_entry, write_entry
@@ -24,6 +29,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 YAML_SUFFIXES = (".yaml", ".yml")
+RACY_NS = 2_000_000_000  # FAT and some network file systems keep 2-second times
 _FORMAT = b"gpudoctor-treecache-1\n"
 
 StatKey = tuple[int, int, int]
@@ -40,6 +46,11 @@ def stat_key(path: str) -> StatKey:
     return stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size
 
 
+def settled(key: StatKey) -> bool:
+    """Whether a file with this stat can be told apart from its next rewrite by stat alone."""
+    return time.time_ns() - max(key[0], key[1]) >= RACY_NS
+
+
 def documents(directory: str, kind: str, classify: Classify) -> list[tuple[str, StatKey, dict[str, Any]]]:
     """(file, stat key, document) of every file of `kind` under `directory`, in path order.
 
@@ -53,8 +64,13 @@ def documents(directory: str, kind: str, classify: Classify) -> list[tuple[str, 
         snapshot = _well_formed(read_entry(name, _FORMAT))
     if snapshot is None or not _fresh(snapshot):
         snapshot = _rebuild(root, classify, snapshot)
-        write_entry(name, _FORMAT, snapshot)
-    _MEMO[(root, kind)] = snapshot
+        if all(settled(key) for _file, key in snapshot[1]):
+            write_entry(name, _FORMAT, snapshot)
+            _MEMO[(root, kind)] = snapshot
+        else:
+            _MEMO.pop((root, kind), None)  # just written to: read it again next time
+    else:
+        _MEMO[(root, kind)] = snapshot
     _dirs, files, docs = snapshot
     return [(file, key, docs[file]) for file, key in files if file in docs]
 
