@@ -179,6 +179,9 @@ def test_every_matrix_row_has_refs() -> None:
         ("NVIDIA GeForce RTX 5090", "blackwell", "12.0", False),
         ("Tesla V100S-PCIE-32GB", "volta", "7.0", True),
         ("NVIDIA GeForce RTX 4090", "ada", "8.9", False),
+        ("NVIDIA L20", "ada", "8.9", True),
+        ("NVIDIA L20 liquid cooled", "ada", "8.9", True),
+        ("NVIDIA L40", "ada", "8.9", True),
         ("NVIDIA A10G", "ampere", "8.6", True),
         ("Tesla K80", "kepler", "3.7", True),
     ],
@@ -194,6 +197,7 @@ def test_lookups() -> None:
     h100 = matrix.gpu_by_pci_id("233010DE")
     assert h100 is not None and h100.architecture == "hopper"
     assert matrix.gpu_by_pci_id("0x2901").compute_capability == "10.0"  # type: ignore[union-attr]
+    assert matrix.gpu_by_pci_id("26BA10DE").names[0] == "*L20"  # type: ignore[union-attr]
     assert matrix.min_driver_for_cuda("12.4.1") == "550.54.15"
     assert matrix.min_driver_for_cuda("12.4") == "550.54.14"
     assert matrix.min_driver_for_cuda("12.3.2") == "545.23.08"  # update releases share the branch
