@@ -61,21 +61,14 @@ def write_entry(name: str, magic: bytes, data: Any) -> None:
         payload = marshal.dumps(data)
     except ValueError:
         return  # not plain data (e.g. a YAML date): parse it each time
-    import contextlib  # only a cache miss writes
-    import tempfile
+    from gpudoctor.errors import CannotWrite  # only a cache miss writes
+    from gpudoctor.fileio import write_atomic
 
     try:
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(magic + payload)
-        os.replace(tmp, os.path.join(directory, name))
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        write_atomic(os.path.join(directory, name), magic + payload, durable=False)
+    except (OSError, CannotWrite):
+        return  # an unwritable cache directory is skipped
 
 
 def _name(text: str) -> str:
