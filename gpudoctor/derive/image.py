@@ -18,7 +18,7 @@ import re
 from gpudoctor.derive.platform import node_architecture
 from gpudoctor.facts import ImageFacts, NodeFacts
 from gpudoctor.knowledge import matrix
-from gpudoctor.knowledge.conditions import as_version
+from gpudoctor.versions import parse_version
 
 TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ _COMPAT_ENV = ("NV_CUDA_COMPAT_PACKAGE",)
 
 
 def _major_minor(version: str | None) -> tuple[int, int] | None:
-    parsed = as_version(version) if version else None
+    parsed = parse_version(version) if version else None
     if parsed is None:
         return None
     release = (*parsed.release, 0)
@@ -104,7 +104,7 @@ def _runtime_path(context: dict[str, Any], derived: dict[str, Any]) -> tuple[str
 
 
 def _ge(left: str, right: str) -> bool:
-    lv, rv = as_version(left), as_version(right)
+    lv, rv = parse_version(left), parse_version(right)
     return lv is not None and rv is not None and lv >= rv
 
 

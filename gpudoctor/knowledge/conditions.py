@@ -159,19 +159,14 @@ def unknown_reason(root: Mapping[str, Any], path: FactPath, scope: Scope) -> str
 # --- values ---------------------------------------------------------------------
 
 
-def as_version(value: str) -> Any:
-    """A comparable version (PEP 440 semantics, gpudoctor.versions) or None."""
-    return parse_version(value)
-
-
 def _order(left: Any, right: Any) -> tuple[Any, Any] | None:
     """Comparable forms: numbers as numbers, anything else as versions ("580.65.06")."""
     if isinstance(left, bool) or isinstance(right, bool):
         return None
     if isinstance(left, (int, float)) and isinstance(right, (int, float)):
         return left, right
-    lv = as_version(str(left))
-    rv = as_version(str(right))
+    lv = parse_version(str(left))
+    rv = parse_version(str(right))
     if lv is None or rv is None:
         return None
     return lv, rv

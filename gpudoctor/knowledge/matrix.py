@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from gpudoctor.knowledge.conditions import as_version
 from gpudoctor.knowledge.globs import glob_match
 from gpudoctor.knowledge.schema import RuleFileError, check_keys
 from gpudoctor.record import field, record
+from gpudoctor.versions import parse_version
 
 TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def _check_value(value: Any, kind: str) -> bool:
     if kind == _BOOL:
         return isinstance(value, bool)
     if kind == _VERSION:
-        return isinstance(value, str) and as_version(value) is not None
+        return isinstance(value, str) and parse_version(value) is not None
     if kind == _STRS:
         return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v for v in value)
     if kind == _INTS:
@@ -246,11 +246,11 @@ def architecture(name: str | None) -> Architecture | None:
 
 @lru_cache(maxsize=64)
 def compute_capability(cc: str | None) -> ComputeCapability | None:
-    version = as_version(cc) if cc else None
+    version = parse_version(cc) if cc else None
     if version is None:
         return None
     for row in table("compute_capabilities"):
-        if as_version(row["cc"]) == version:
+        if parse_version(row["cc"]) == version:
             return _typed(ComputeCapability, row)  # type: ignore[no-any-return]
     return None
 
@@ -275,19 +275,19 @@ def min_driver_for_cuda(cuda_version: str | None) -> str | None:
     A release between two rows of the same minor takes the lower row (update
     releases share the driver branch); a minor not in the matrix is unknown.
     """
-    wanted = as_version(cuda_version) if cuda_version else None
+    wanted = parse_version(cuda_version) if cuda_version else None
     if wanted is None:
         return None
     best: tuple[Any, str] | None = None
     for row in table("cuda_toolkit_driver"):
-        version = as_version(row["cuda"])
+        version = parse_version(row["cuda"])
         if version is None or _major_minor(version) != _major_minor(wanted) or version > wanted:
             continue
         if best is None or version > best[0]:
             best = (version, row["min_driver"])
     if best is None:
         # a bare "12.4" names the GA release
-        same_minor = [as_version(r["cuda"]) for r in table("cuda_toolkit_driver")]
+        same_minor = [parse_version(r["cuda"]) for r in table("cuda_toolkit_driver")]
         candidates = [
             (v, r["min_driver"])
             for v, r in zip(same_minor, table("cuda_toolkit_driver"), strict=True)
@@ -309,11 +309,11 @@ def mvc_floor(cuda_major: int | None) -> str | None:
 @lru_cache(maxsize=256)
 def forward_compat_branches(cuda_version: str | None) -> tuple[int, ...] | None:
     """Host branches the cuda-compat package of that CUDA major.minor supports, where known."""
-    wanted = as_version(cuda_version) if cuda_version else None
+    wanted = parse_version(cuda_version) if cuda_version else None
     if wanted is None:
         return None
     for row in table("forward_compat"):
-        version = as_version(row["cuda"])
+        version = parse_version(row["cuda"])
         if version is not None and _major_minor(version) == _major_minor(wanted):
             return tuple(row["host_branches"])
     return None
