@@ -198,6 +198,7 @@ def test_lookups() -> None:
     assert h100 is not None and h100.architecture == "hopper"
     assert matrix.gpu_by_pci_id("0x2901").compute_capability == "10.0"  # type: ignore[union-attr]
     assert matrix.gpu_by_pci_id("26BA10DE").names[0] == "*L20"  # type: ignore[union-attr]
+    assert matrix.gpu_by_name("NVIDIA L2") is None  # not in the table: unknown, not taken for an L20
     assert matrix.min_driver_for_cuda("12.4.1") == "550.54.15"
     assert matrix.min_driver_for_cuda("12.4") == "550.54.14"
     assert matrix.min_driver_for_cuda("12.3.2") == "545.23.08"  # update releases share the branch
