@@ -1,9 +1,11 @@
-"""The command line on argparse: usage errors exit 64 with one line, only the invoked
-command's module is imported, and the options behave as they did under click."""
+"""The command line on click: usage errors exit 64 with the usage and one line, only the
+invoked command's module is imported, the same metavars and an Examples section everywhere,
+"did you mean" for a mistyped command, and shell completion."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gpudoctor import __version__
-from gpudoctor.cli import COMMANDS, Parser, main
+from gpudoctor.cli import COMMANDS, main
 from tests.support.cli import run_gpudoctor
 from tests.support.imports import modules_loaded_by
 
@@ -33,38 +35,44 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        (["scan", "--bogus"], "gpudoctor scan: error: unrecognized arguments: --bogus"),
-        (["scan", "--format", "yaml"], "gpudoctor scan: error: argument --format: invalid choice: 'yaml'"),
+        (["scan", "--bogus"], "gpudoctor scan: error: No such option '--bogus'."),
+        (
+            ["scan", "--format", "yaml"],
+            "gpudoctor scan: error: Invalid value for '--format': 'yaml' is not one of",
+        ),
         (
             ["preflight", "ubuntu", "--format", "prometheus"],
-            "argument --format: invalid choice: 'prometheus'",
+            "Invalid value for '--format': 'prometheus' is not one of 'table', 'json', 'oneline'.",
         ),
-        (["preflight"], "gpudoctor preflight: error: the following arguments are required: IMAGE"),
-        (["preflight", "ubuntu", "--source", "ftp"], "argument --source: invalid choice: 'ftp'"),
-        (["preflight", "ubuntu", "--node", str(XML)], f"argument --node: '{XML}' is a directory, not a file"),
-        (["scan", "-o", str(XML)], f"argument -o/--output: '{XML}' is a directory, not a file"),
-        (["scan", "--sysfs-root", str(XML / "Tesla-T4_515.105.01.xml")], "is a file, not a directory"),
-        (["preflight", "ubuntu", "--form", "json"], "unrecognized arguments: --form"),  # no abbreviations
-        (["kernels", "--gpu"], "argument --gpu: expected one argument"),
-        (["kernels"], "the following arguments are required: PATHS"),
-        (["fleet", "--format", "csv"], "the following arguments are required: PATHS"),
-        (["explain"], "the following arguments are required: LOG|-"),
-        (["rules"], "gpudoctor rules: error: the following arguments are required: COMMAND"),
-        (["rules", "nope"], "argument COMMAND: invalid choice: 'nope'"),
-        (["rules", "show"], "gpudoctor rules show: error: the following arguments are required: RULE_ID"),
-        (["bogus"], "gpudoctor: error: argument COMMAND: invalid choice: 'bogus'"),
-        (["--bogus", "scan"], "gpudoctor: error: unrecognized arguments: --bogus"),
-        (["scan", "--version"], "gpudoctor scan: error: unrecognized arguments: --version"),
+        (["preflight"], "gpudoctor preflight: error: Missing argument 'IMAGE'."),
+        (["preflight", "ubuntu", "--source", "ftp"], "Invalid value for '--source': 'ftp' is not one of"),
+        (
+            ["preflight", "ubuntu", "--node", str(XML)],
+            f"Invalid value for '--node': File '{XML}' is a directory.",
+        ),
+        (["scan", "-o", str(XML)], f"Invalid value for '-o' / '--output': File '{XML}' is a directory."),
+        (["scan", "--sysfs-root", str(XML / "Tesla-T4_515.105.01.xml")], "is a file"),
+        (["preflight", "ubuntu", "--form", "json"], "No such option '--form'."),  # no abbreviations
+        (["kernels", "--gpu"], "gpudoctor kernels: error: Option '--gpu' requires an argument."),
+        (["kernels"], "Missing argument 'PATHS...'."),
+        (["fleet", "--format", "csv"], "Missing argument 'PATHS...'."),
+        (["explain"], "Missing argument 'LOG|-'."),
+        (["rules"], "gpudoctor rules: error: Missing command."),
+        (["rules", "nope"], "gpudoctor rules: error: No such command 'nope'."),
+        (["rules", "show"], "gpudoctor rules show: error: Missing argument 'RULE_ID'."),
+        (["bogus"], "gpudoctor: error: No such command 'bogus'."),
+        (["--bogus", "scan"], "gpudoctor: error: No such option '--bogus'."),
+        (["scan", "--version"], "gpudoctor scan: error: No such option '--version'."),
     ],
 )
 def test_usage_errors_exit_64_with_usage_and_one_line(
     capsys: pytest.CaptureFixture[str], args: list[str], error: str
 ) -> None:
     code, out, err = run_main(capsys, *args)
-    assert code == 64  # never argparse's 2: that is "fail" to a health checker
+    assert code == 64  # never click's 2: that is "fail" to a health checker
     assert out == ""
     usage, line = err.splitlines()
-    assert usage.startswith("usage: gpudoctor")
+    assert usage.startswith("Usage: gpudoctor")
     assert line.startswith("gpudoctor") and error in line
 
 
@@ -72,8 +80,8 @@ def test_usage_error_from_the_console_script_is_64() -> None:
     done = run_gpudoctor("preflight", cwd=REPO)
     assert done.returncode == 64
     assert done.stderr.splitlines() == [
-        "usage: gpudoctor preflight [OPTIONS] IMAGE",
-        "gpudoctor preflight: error: the following arguments are required: IMAGE",
+        "Usage: gpudoctor preflight [OPTIONS] IMAGE",
+        "gpudoctor preflight: error: Missing argument 'IMAGE'.",
     ]
 
 
@@ -121,7 +129,7 @@ def test_help_lists_every_command_with_its_help_and_the_exit_codes(
 def test_command_help(capsys: pytest.CaptureFixture[str], command: list[str], expected: list[str]) -> None:
     code, out, _ = run_main(capsys, *command, "-h")
     assert code == 0
-    assert out.startswith(f"usage: gpudoctor {' '.join(command)} [OPTIONS]")
+    assert out.startswith(f"Usage: gpudoctor {' '.join(command)} [OPTIONS]")
     for words in expected:
         assert words in out
 
@@ -136,11 +144,11 @@ except SystemExit:
 
 
 def command_modules_loaded_by(*args: str) -> list[str]:
-    return modules_loaded_by(MAIN.format(args=list(args)), ("click", "rich", "yaml", "gpudoctor.commands"))
+    return modules_loaded_by(MAIN.format(args=list(args)), ("rich", "yaml", "gpudoctor.commands"))
 
 
 @pytest.mark.parametrize("args", [["--version"], ["--help"], ["bogus"]])
-def test_version_and_help_import_no_command_module_and_no_click(args: list[str]) -> None:
+def test_version_and_help_import_no_command_module(args: list[str]) -> None:
     assert command_modules_loaded_by(*args) == []
 
 
@@ -153,19 +161,23 @@ def test_a_command_imports_only_its_own_module() -> None:
 
 
 def test_repeatable_options_and_defaults() -> None:
-    from gpudoctor.commands import preflight
+    from gpudoctor.commands.preflight import command
 
-    parser = Parser("gpudoctor preflight")
-    preflight.add_arguments(parser)
-    defaults = parser.parse(["ubuntu"])
-    assert (defaults.insecure, defaults.rule_dirs, defaults.fmt, defaults.output) == ([], [], "table", None)
-    assert (defaults.deep, defaults.pull_layers, defaults.node_file, defaults.source) == (
+    defaults = command.make_context("preflight", ["ubuntu"]).params
+    assert (defaults["insecure"], defaults["rule_dirs"], defaults["fmt"], defaults["output"]) == (
+        (),
+        (),
+        "table",
+        None,
+    )
+    assert (defaults["deep"], defaults["pull_layers"], defaults["node_file"], defaults["source"]) == (
         False,
         False,
         None,
         None,
     )
-    args = parser.parse(
+    args = command.make_context(
+        "preflight",
         [
             "--insecure-registry",
             "a:5000",
@@ -175,10 +187,10 @@ def test_repeatable_options_and_defaults() -> None:
             "x",
             "--rules",
             "y",
-        ]
-    )
-    assert args.image == "ubuntu"
-    assert args.insecure == ["a:5000", "b:5000"] and args.rule_dirs == ["x", "y"]
+        ],
+    ).params
+    assert args["image"] == "ubuntu"
+    assert args["insecure"] == ("a:5000", "b:5000") and args["rule_dirs"] == ("x", "y")
 
 
 def test_options_may_come_between_positional_values(capsys: pytest.CaptureFixture[str]) -> None:
@@ -216,3 +228,61 @@ def test_a_reader_that_goes_away_is_not_an_error() -> None:
     stderr = process.stderr.read()
     assert process.wait(timeout=60) == 0
     assert stderr == b""
+
+
+def test_a_mistyped_command_names_the_close_one(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(capsys, "preflihgt", "ubuntu")
+    assert code == 64
+    assert err.splitlines()[-1] == "gpudoctor: error: No such command 'preflihgt'. Did you mean 'preflight'?"
+
+
+EVERY_COMMAND = [[name] for name in COMMANDS if name != "rules"] + [
+    ["rules"],
+    ["rules", "list"],
+    ["rules", "show"],
+    ["rules", "lint"],
+]
+
+
+@pytest.mark.parametrize("command", EVERY_COMMAND)
+def test_every_help_has_examples_and_the_same_metavars(
+    capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    code, out, _ = run_main(capsys, *command, "--help")
+    assert code == 0
+    examples = out[out.index("Examples:") :].split("\n\n")[0].splitlines()[1:]
+    assert examples and all(" gpudoctor " in f" {line} " for line in examples)
+    # One spelling per shared option, whichever command has it.
+    options = out[out.index("Options:") : out.index("Examples:")]
+    for option, spelled in {
+        "--node": "--node FILE ",
+        "--output": "-o, --output FILE ",
+        "--rules": "--rules PATH ",
+        "--format": "--format [",
+    }.items():
+        if option in options:
+            assert spelled in options
+
+
+def test_bash_completion_of_command_names() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gpudoctor"],
+        env={
+            **os.environ,
+            "_GPUDOCTOR_COMPLETE": "bash_complete",
+            "COMP_WORDS": "gpudoctor pre",
+            "COMP_CWORD": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["plain,preflight"]
+
+
+def test_bash_completion_script() -> None:
+    done = run_gpudoctor(cwd=REPO, env={"_GPUDOCTOR_COMPLETE": "bash_source"})
+    assert done.returncode == 0
+    assert "complete " in done.stdout and "_GPUDOCTOR_COMPLETE=bash_complete" in done.stdout

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+import click
 
 from gpudoctor import exitcodes
-from gpudoctor.commands.common import add_format, add_output, add_rules
+from gpudoctor.commands.common import (
+    Command,
+    format_option,
+    node_option,
+    output_option,
+    rule_dirs_from,
+    rules_option,
+    write_text,
+)
 from gpudoctor.errors import InputMissing, UsageError
 
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
-    from typing import BinaryIO
-
     from gpudoctor.facts import NodeFacts
 
 
@@ -55,51 +62,38 @@ Exit codes: 0 no known failure (or info only), 1 warn, 2 fail;
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.usage = "%(prog)s [OPTIONS] LOG|-"
-    parser.description = (
-        "Name the cause of a GPU stack failure from its log (a file, or - for stdin), with the fix."
-    )
-    parser.epilog = _EPILOG
-    parser.add_argument("log", metavar="LOG|-", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--node",
-        dest="node_file",
-        default=None,
-        metavar="TEXT",
-        help="Node facts: a saved gpudoctor JSON report or nvidia-smi -q -x XML.",
-    )
-    parser.add_argument(
-        "--scan", dest="live", action="store_true", help="Probe this node live and correlate with its facts."
-    )
-    add_format(parser, "table", "json")
-    add_output(parser)
-    add_rules(parser)
-
-
-def run(args: argparse.Namespace) -> int:
-    from gpudoctor.commands.ruledirs import rule_dirs_from
+@click.command("explain", cls=Command, epilog=_EPILOG)
+@click.argument("log", metavar="LOG|-")
+@node_option("Correlate with a saved gpudoctor JSON report or `nvidia-smi -q -x` XML.")
+@click.option("--scan", "live", is_flag=True, help="Probe this node live and correlate with its facts.")
+@format_option("table", "json")
+@output_option
+@rules_option
+def command(
+    log: str, node_file: str | None, live: bool, fmt: str, output: str | None, rule_dirs: tuple[str, ...]
+) -> int:
+    """Name the cause of a GPU stack failure from its log (a file, or - for stdin), with the fix."""
     from gpudoctor.explain import load_signatures
     from gpudoctor.explain.matcher import Matcher
     from gpudoctor.explain.render import render_json, render_table
     from gpudoctor.explain.report import build_explain_report
 
-    if args.node_file and args.live:
+    if node_file and live:
         raise UsageError("--node and --scan are exclusive: give saved facts or probe this node, not both")
-    signatures = load_signatures(rule_dirs_from(args.rule_dirs))
+    signatures = load_signatures(rule_dirs_from(rule_dirs))
     node = None
-    if args.node_file:
+    if node_file:
         from gpudoctor.nodeinput import load_node
 
-        node = load_node(args.node_file)
-    elif args.live:
+        node = load_node(node_file)
+    elif live:
         node = _live_node()
     context = None
     if node is not None:
         from gpudoctor.derive import build_context
 
         context = build_context(node)
-    stream, source = _open_log(args.log)
+    stream, source = _open_log(log)
     try:
         scan = Matcher(signatures.signatures).scan(stream)
     except OSError as exc:
@@ -108,11 +102,5 @@ def run(args: argparse.Namespace) -> int:
         if stream is not sys.stdin.buffer:
             stream.close()
     report = build_explain_report(scan, source, node, context)
-    text = render_json(report) if args.fmt == "json" else render_table(report)
-    if args.output:
-        from gpudoctor.fileio import write_atomic
-
-        write_atomic(args.output, text)
-    else:
-        sys.stdout.write(text)
+    write_text(render_json(report) if fmt == "json" else render_table(report), output)
     return exitcodes.for_verdict(report["verdict"])

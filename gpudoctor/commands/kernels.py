@@ -2,84 +2,91 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
+from typing import TYPE_CHECKING
 
-from gpudoctor.commands.common import add_format, add_output, add_rules, file_path
+import click
 
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
+from gpudoctor.commands.common import (
+    Command,
+    format_option,
+    node_option,
+    output_option,
+    rule_dirs_from,
+    rules_option,
+    write_text,
+)
+
 if TYPE_CHECKING:
     from gpudoctor.facts import KernelScanFacts, NodeFacts
     from gpudoctor.findings import Finding
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.usage = "%(prog)s [OPTIONS] PATHS..."
-    parser.description = """List the cubin and PTX targets in PATH (directory, wheel, tar, docker save /
-OCI archive, OCI layout or local Docker image) and say, per compute capability, native, jit or none."""
-    parser.add_argument("paths", nargs="+", metavar="PATHS", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--gpu",
-        dest="gpus",
-        action="append",
-        default=[],
-        metavar="TEXT",
-        help="Compute capability to judge, e.g. 9.0 (repeatable, or comma-separated: 8.0,9.0).",
-    )
-    parser.add_argument(
-        "--node",
-        dest="node_file",
-        type=file_path,
-        metavar="FILE",
-        help="A saved report or nvidia-smi -q -x XML.",
-    )
-    add_format(parser, "table", "json")
-    add_output(parser)
-    add_rules(parser)
-
-
-def run(args: argparse.Namespace) -> int:
+@click.command(
+    "kernels",
+    cls=Command,
+    epilog="""\b
+Examples:
+  gpudoctor kernels /usr/lib/python3/dist-packages/torch/lib
+  gpudoctor kernels flash_attn-2.7.4-cp312-linux_x86_64.whl --gpu 9.0,10.0
+  gpudoctor kernels app.tar --node node.xml --format json
+""",
+)
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--gpu",
+    "gpus",
+    multiple=True,
+    help="Compute capability to judge, e.g. 9.0 (repeatable, or comma-separated: 8.0,9.0).",
+)
+@node_option("Judge for the GPUs of a saved gpudoctor JSON report or `nvidia-smi -q -x` XML.")
+@format_option("table", "json")
+@output_option
+@rules_option
+def command(
+    paths: tuple[str, ...],
+    gpus: tuple[str, ...],
+    node_file: str | None,
+    fmt: str,
+    output: str | None,
+    rule_dirs: tuple[str, ...],
+) -> int:
+    """List the cubin and PTX targets in PATHS (directory, wheel, tar, docker save /
+    OCI archive, OCI layout or local Docker image) and say, per compute capability,
+    native, jit or none."""
     from gpudoctor import exitcodes
     from gpudoctor.errors import UsageError
     from gpudoctor.kernels.compat import DEFAULT_CCS, cc_number, fill_per_gpu
     from gpudoctor.kernels.report import build, render_table
     from gpudoctor.kernels.sources import scan_targets
 
-    gpus = tuple(cc.strip() for value in args.gpus for cc in value.split(",") if cc.strip())
-    for cc in gpus:
+    ccs_given = tuple(cc.strip() for value in gpus for cc in value.split(",") if cc.strip())
+    for cc in ccs_given:
         try:
             cc_number(cc)
         except ValueError as exc:
             raise UsageError(f"--gpu: {exc}") from exc
     node = None
-    if args.node_file:
+    if node_file:
         from gpudoctor.nodeinput import load_node
 
-        node = load_node(args.node_file)
-    scan = scan_targets(list(args.paths))
-    findings, node_ccs = _findings(scan, node, gpus, args.rule_dirs) if (node or gpus) else (None, [])
-    ccs = _unique([*gpus, *node_ccs]) or list(DEFAULT_CCS)
+        node = load_node(node_file)
+    scan = scan_targets(list(paths))
+    findings, node_ccs = _findings(scan, node, ccs_given, rule_dirs) if (node or ccs_given) else (None, [])
+    ccs = _unique([*ccs_given, *node_ccs]) or list(DEFAULT_CCS)
     driver_cuda = node.driver.cuda_version if node else None
     for binary in scan.binaries:
         fill_per_gpu(binary, ccs, driver_cuda)
     report = build(scan, ccs, findings)
-    text = json.dumps(report, indent=2) + "\n" if args.fmt == "json" else render_table(report)
-    if args.output:
-        from gpudoctor.fileio import write_atomic
-
-        write_atomic(args.output, text)
-    else:
-        sys.stdout.write(text)
+    write_text(json.dumps(report, indent=2) + "\n" if fmt == "json" else render_table(report), output)
     return exitcodes.for_verdict(report["verdict"])
 
 
 def _findings(
-    scan: KernelScanFacts, node: NodeFacts | None, gpus: tuple[str, ...], rule_dirs: list[str]
+    scan: KernelScanFacts, node: NodeFacts | None, gpus: tuple[str, ...], rule_dirs: tuple[str, ...]
 ) -> tuple[list[Finding], list[str]]:
     """The kernel rules' findings, and the node's compute capabilities (facts or
     derived from the GPU table, e.g. for an nvidia-smi XML that lacks them)."""
-    from gpudoctor.commands.ruledirs import rule_dirs_from
     from gpudoctor.derive import build_context
     from gpudoctor.engine import evaluate
     from gpudoctor.facts import GpuFacts, ImageFacts, NodeFacts

@@ -2,60 +2,48 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
+import click
+
 from gpudoctor import exitcodes
-from gpudoctor.commands.common import add_format, add_rules
+from gpudoctor.commands.common import Group, format_option, rule_dirs_from, rules_option
 from gpudoctor.errors import UsageError
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.usage = "%(prog)s [OPTIONS] COMMAND [ARGS]..."
-    parser.description = "List, show and lint the rules."
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", prog=parser.prog, required=True)
-    lint_parser = commands.add_parser(
-        "lint",
-        help="Validate the shipped rule files and PATHs (files or directories).",
-        usage="%(prog)s [OPTIONS] [PATHS]...",
-        description="Validate the shipped rule files and PATHs (files or directories); exit 65 on the first error.",
-    )
-    lint_parser.add_argument("paths", nargs="*", type=Path, metavar="PATHS", help=argparse.SUPPRESS)
-    lint_parser.set_defaults(handler=lint)
-    list_parser = commands.add_parser(
-        "list",
-        help="List every rule (shipped and site-local).",
-        usage="%(prog)s [OPTIONS]",
-        description="List every rule (shipped and site-local).",
-    )
-    add_format(list_parser, "table", "json")
-    add_rules(list_parser)
-    list_parser.set_defaults(handler=list_rules)
-    show_parser = commands.add_parser(
-        "show",
-        help="Show one rule as written, with the file it comes from.",
-        usage="%(prog)s [OPTIONS] RULE_ID",
-        description="Show one rule as written, with the file it comes from.",
-    )
-    show_parser.add_argument("rule_id", metavar="RULE_ID", help=argparse.SUPPRESS)
-    add_rules(show_parser)
-    show_parser.set_defaults(handler=show_rule)
+@click.group(
+    "rules",
+    cls=Group,
+    no_args_is_help=False,  # a missing sub-command is a two-line usage error, as elsewhere
+    epilog="""\b
+Examples:
+  gpudoctor rules list --format json
+  gpudoctor rules show GD-DRV-006
+  gpudoctor rules lint /etc/gpudoctor/rules.d
+""",
+)
+def command() -> None:
+    """List, show and lint the rules."""
 
 
-def run(args: argparse.Namespace) -> int:
-    code: int = args.handler(args)
-    return code
-
-
-def list_rules(args: argparse.Namespace) -> int:
+@command.command(
+    "list",
+    epilog="""\b
+Examples:
+  gpudoctor rules list
+  gpudoctor rules list --rules /etc/gpudoctor/rules.d --format json
+""",
+)
+@format_option("table", "json")
+@rules_option
+def list_rules(fmt: str, rule_dirs: tuple[str, ...]) -> int:
     """List every rule (shipped and site-local)."""
-    from gpudoctor.commands.ruledirs import rule_dirs_from
     from gpudoctor.knowledge import load_rules
 
-    ruleset = load_rules(rule_dirs_from(args.rule_dirs))
+    ruleset = load_rules(rule_dirs_from(rule_dirs))
     summaries = [rule.summary() for rule in ruleset]
-    if args.fmt == "json":
+    if fmt == "json":
         print(json.dumps(summaries, indent=2))
         return exitcodes.OK
     from rich.console import Console
@@ -70,15 +58,23 @@ def list_rules(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
-def show_rule(args: argparse.Namespace) -> int:
+@command.command(
+    "show",
+    epilog="""\b
+Examples:
+  gpudoctor rules show GD-DRV-006
+  gpudoctor rules show GD-SITE-001 --rules /etc/gpudoctor/rules.d
+""",
+)
+@click.argument("rule_id")
+@rules_option
+def show_rule(rule_id: str, rule_dirs: tuple[str, ...]) -> int:
     """Show one rule as written, with the file it comes from."""
     import yaml
 
-    from gpudoctor.commands.ruledirs import rule_dirs_from
     from gpudoctor.knowledge import load_rules
 
-    rule_id: str = args.rule_id
-    ruleset = load_rules(rule_dirs_from(args.rule_dirs))
+    ruleset = load_rules(rule_dirs_from(rule_dirs))
     rule = ruleset.by_id.get(rule_id) or ruleset.by_id.get(rule_id.upper())
     if rule is None:
         raise UsageError(f"no rule with id {rule_id!r} (see `gpudoctor rules list`)")
@@ -87,15 +83,24 @@ def show_rule(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
-def lint(args: argparse.Namespace) -> int:
-    """Validate the shipped rule files and PATHs (files or directories); exit 65 on the first error."""
+@command.command(
+    "lint",
+    short_help="Validate the shipped rule files and PATHS (files or directories).",
+    epilog="""\b
+Examples:
+  gpudoctor rules lint
+  gpudoctor rules lint site-rules.yaml /etc/gpudoctor/rules.d
+""",
+)
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+def lint(paths: tuple[Path, ...]) -> int:
+    """Validate the shipped rule files and PATHS (files or directories); exit 65 on the first error."""
     from gpudoctor.knowledge import load_rules
     from gpudoctor.knowledge.loader import KINDS, load_kind, shipped_root
 
-    paths: list[Path] = args.paths
     targets = [shipped_root(), *paths]
     counts = {kind: sum(len(items) for _, items in load_kind(kind, targets)) for kind in list(KINDS)}
-    ruleset = load_rules(paths)  # also checks id collisions and overrides
+    ruleset = load_rules(list(paths))  # also checks id collisions and overrides
     shown = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
     print(f"ok: {len(ruleset)} rules in use ({shown})")
     return exitcodes.OK

@@ -2,61 +2,69 @@
 
 from __future__ import annotations
 
-import argparse
+import os
 
-from gpudoctor.commands.common import add_format, add_output, add_rules, dir_path, emit, file_path
+import click
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.usage = "%(prog)s [OPTIONS]"
-    parser.description = """Probe this node (or a saved nvidia-smi XML) and diagnose it.
-
-Exit code is the verdict: 0 ok, 1 warn, 2 fail, 3 unknown.
-"""
-    add_format(parser, "table", "json", "prometheus", "nfd", "oneline")
-    add_output(parser)
-    parser.add_argument(
-        "--from-nvidia-smi",
-        dest="from_file",
-        type=file_path,
-        default=None,
-        metavar="FILE",
-        help="Diagnose a saved `nvidia-smi -q -x` output (or a saved gpudoctor JSON report) instead of this node.",
-    )
-    parser.add_argument(
-        "--sysfs-root",
-        type=dir_path,
-        default=None,
-        metavar="DIRECTORY",
-        help="Read /proc, /sys and /etc under DIR (a host mounted into a container, or a test tree).",
-    )
-    add_rules(parser)
+from gpudoctor.commands.common import (
+    FILE,
+    Command,
+    emit,
+    format_option,
+    output_option,
+    rule_dirs_from,
+    rules_option,
+)
+from gpudoctor.errors import InputMissing, UsageError
 
 
-def run(args: argparse.Namespace) -> int:
-    from gpudoctor.commands.ruledirs import rule_dirs_from
+@click.command(
+    "scan",
+    cls=Command,
+    epilog="""\b
+Examples:
+  gpudoctor scan
+  gpudoctor scan --format prometheus -o /var/lib/node_exporter/gpudoctor.prom
+  nvidia-smi -q -x > node.xml && gpudoctor scan --from-nvidia-smi node.xml --format json
+  gpudoctor scan --sysfs-root /host --format nfd
+""",
+)
+@format_option("table", "json", "prometheus", "nfd", "oneline")
+@output_option
+@click.option(
+    "--from-nvidia-smi",
+    "from_file",
+    type=FILE,
+    default=None,
+    help="Diagnose a saved `nvidia-smi -q -x` output (or a saved gpudoctor JSON report) instead of this node.",
+)
+@click.option(
+    "--sysfs-root",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Read /proc, /sys and /etc under DIRECTORY (a host mounted into a container, or a test tree).",
+)
+@rules_option
+def command(
+    fmt: str, output: str | None, from_file: str | None, sysfs_root: str | None, rule_dirs: tuple[str, ...]
+) -> int:
+    """Probe this node (or a saved nvidia-smi XML) and diagnose it.
+
+    Exit code is the verdict: 0 ok, 1 warn, 2 fail, 3 unknown.
+    """
     from gpudoctor.pipeline import diagnose
 
-    if args.from_file is not None:
+    if from_file is not None:
         from gpudoctor.nodeinput import load_node
 
-        if args.sysfs_root is not None:
-            from gpudoctor.errors import UsageError
-
+        if sysfs_root is not None:
             raise UsageError("--sysfs-root is for a live scan; it cannot be combined with --from-nvidia-smi")
-        node = load_node(args.from_file)
+        node = load_node(from_file)
     else:
-        from gpudoctor.errors import InputMissing
         from gpudoctor.probes.collect import collect_node
 
-        if args.sysfs_root is not None and not _is_dir(args.sysfs_root):
-            raise InputMissing(f"{args.sysfs_root}: no such directory (--sysfs-root)")
-        node = collect_node(sysfs_root=args.sysfs_root)
-    report = diagnose(node, rule_dirs=rule_dirs_from(args.rule_dirs))
-    return emit(report, args.fmt, args.output)
-
-
-def _is_dir(path: str) -> bool:
-    import os
-
-    return os.path.isdir(path)
+        if sysfs_root is not None and not os.path.isdir(sysfs_root):
+            raise InputMissing(f"{sysfs_root}: no such directory (--sysfs-root)")
+        node = collect_node(sysfs_root=sysfs_root)
+    report = diagnose(node, rule_dirs=rule_dirs_from(rule_dirs))
+    return emit(report, fmt, output)

@@ -1,4 +1,4 @@
-"""Which modules a piece of code loads, measured in a fresh interpreter (docs/startup.md)."""
+"""Which modules a piece of code loads, measured in a fresh interpreter (lazy imports stay lazy)."""
 
 from __future__ import annotations
 
