@@ -15,13 +15,12 @@ nvidia-smi prints as "CUDA Version"); `image.cuda_version` is the CUDA runtime
 
 from __future__ import annotations
 
-from gpudoctor.record import field, is_record, record, record_fields
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from typing import Any, TypeVar
 
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any, TypeVar
-
-    T = TypeVar("T")
+T = TypeVar("T")
 
 Unknown = dict[str, str]
 
@@ -30,7 +29,7 @@ def _unknown() -> Unknown:
     return {}
 
 
-@record
+@dataclass
 class ProbeError:
     """A probe that failed or timed out; the scan goes on without its facts."""
 
@@ -38,7 +37,7 @@ class ProbeError:
     message: str
 
 
-@record
+@dataclass
 class HostFacts:
     hostname: str | None = None
     os_release: str | None = None  # PRETTY_NAME from /etc/os-release
@@ -47,7 +46,7 @@ class HostFacts:
     unknown: Unknown = field(default_factory=_unknown)
 
 
-@record
+@dataclass
 class DriverFacts:
     # False when no NVIDIA driver could be found at all (no libnvidia-ml, no
     # /proc/driver/nvidia); None when we could not tell.
@@ -64,7 +63,7 @@ class DriverFacts:
     unknown: Unknown = field(default_factory=_unknown)
 
 
-@record
+@dataclass
 class MigDeviceFacts:
     index: int | None = None
     uuid: str | None = None
@@ -72,7 +71,7 @@ class MigDeviceFacts:
     memory_total_mib: int | None = None
 
 
-@record
+@dataclass
 class GpuFacts:
     index: int
     uuid: str | None = None
@@ -106,7 +105,7 @@ class GpuFacts:
     unknown: Unknown = field(default_factory=_unknown)
 
 
-@record
+@dataclass
 class GpuPairFacts:
     """One unordered GPU pair (gpu_a < gpu_b), as NVML reports it."""
 
@@ -129,7 +128,7 @@ class GpuPairFacts:
     unknown: Unknown = field(default_factory=_unknown)
 
 
-@record
+@dataclass
 class TopologyFacts:
     pairs: list[GpuPairFacts] = field(default_factory=list)
     iommu_active: bool | None = None
@@ -139,7 +138,7 @@ class TopologyFacts:
     unknown: Unknown = field(default_factory=_unknown)
 
 
-@record
+@dataclass
 class FabricFacts:
     nvswitch_count: int | None = None
     fabric_manager_running: bool | None = None
@@ -147,26 +146,26 @@ class FabricFacts:
     unknown: Unknown = field(default_factory=_unknown)
 
 
-@record
+@dataclass
 class CudaToolkitFacts:
     path: str
     version: str | None = None
 
 
-@record
+@dataclass
 class CudartFacts:
     path: str
     version: str | None = None  # from the soname / file name: "12.4.127"
 
 
-@record
+@dataclass
 class CudaHostFacts:
     toolkits: list[CudaToolkitFacts] = field(default_factory=list)
     cudart: list[CudartFacts] = field(default_factory=list)
     unknown: Unknown = field(default_factory=_unknown)
 
 
-@record
+@dataclass
 class ContainerRuntimeFacts:
     toolkit_version: str | None = None  # nvidia-container-toolkit / nvidia-ctk version
     docker_nvidia_runtime: bool | None = None  # "nvidia" in /etc/docker/daemon.json runtimes
@@ -175,7 +174,7 @@ class ContainerRuntimeFacts:
     unknown: Unknown = field(default_factory=_unknown)
 
 
-@record
+@dataclass
 class NodeFacts:
     source: str = "live"  # "live" | "nvidia-smi-xml" | "report"
     collected_at: str | None = None  # ISO 8601 UTC
@@ -199,7 +198,7 @@ class NodeFacts:
 # --- image side (preflight issue) -------------------------------------------------
 
 
-@record
+@dataclass
 class Platform:
     os: str | None = None
     architecture: str | None = None  # OCI names: amd64, arm64
@@ -215,7 +214,7 @@ class Platform:
 # --- kernels side (kernels issue) -------------------------------------------------
 
 
-@record
+@dataclass
 class FatbinEntry:
     kind: str  # "cubin" | "ptx"
     target: str  # "sm_90a", "sm_100f", "sm_80" (PTX entries use sm_XY too)
@@ -224,7 +223,7 @@ class FatbinEntry:
     compressed: bool = False
 
 
-@record
+@dataclass
 class BinaryFacts:
     path: str  # path inside the scanned tree / image
     cubins: list[str] = field(default_factory=list)  # sorted unique targets
@@ -238,7 +237,7 @@ class BinaryFacts:
     error: str | None = None  # per-file parse error; the scan goes on
 
 
-@record
+@dataclass
 class PackageFacts:
     name: str  # normalised distribution name: "torch", "flash-attn", "nvidia-cudnn-cu12"
     version: str | None = None
@@ -247,14 +246,14 @@ class PackageFacts:
     detail: dict[str, str] = field(default_factory=dict)  # e.g. {"flash_attn_generation": "fa3"}
 
 
-@record
+@dataclass
 class KernelScanFacts:
     binaries: list[BinaryFacts] = field(default_factory=list)
     packages: list[PackageFacts] = field(default_factory=list)
     errors: list[ProbeError] = field(default_factory=list)
 
 
-@record
+@dataclass
 class ImageFacts:
     reference: str  # as normalised: "docker.io/library/ubuntu:22.04"
     source: str | None = None  # "registry" | "docker" | "archive" | "fixture"
@@ -294,7 +293,7 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 def to_dict(obj: Any) -> Any:
-    """Records -> plain JSON-able structures, field order kept.
+    """Dataclasses -> plain JSON-able structures, field order kept.
 
     Hot in fleet-sized runs (10,000 nodes), hence the cached field names and
     the scalar fast path."""
@@ -307,9 +306,9 @@ def to_dict(obj: Any) -> Any:
     cls = type(obj)
     names = _FIELD_NAMES.get(cls)
     if names is None:
-        if not is_record(cls):
+        if not is_dataclass(cls):
             return obj
-        names = _FIELD_NAMES[cls] = record_fields(cls).names
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
     return {name: to_dict(getattr(obj, name)) for name in names}
 
 
@@ -318,7 +317,7 @@ class FactsFormatError(ValueError):
 
 
 def from_dict(cls: type[T], data: Any, where: str = "") -> T:
-    """Plain structures -> records; unknown keys are ignored (newer reports),
+    """Plain structures -> dataclasses; unknown keys are ignored (newer reports),
     wrong types raise FactsFormatError naming the path."""
     return _convert(cls, data, where or cls.__name__)
 
@@ -328,16 +327,11 @@ _HINTS: dict[type, dict[str, Any]] = {}
 
 def _hints(cls: type) -> dict[str, Any]:
     if cls not in _HINTS:
-        import typing  # only reading a saved report needs the evaluated annotations
-
         _HINTS[cls] = typing.get_type_hints(cls)
     return _HINTS[cls]
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
-    import types
-    import typing
-
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -345,17 +339,16 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             return None
         non_none = [a for a in args if a is not type(None)]
         return _convert(non_none[0], value, where)
-    if is_record(tp):
+    if is_dataclass(tp):
         if not isinstance(value, dict):
             raise FactsFormatError(f"{where}: expected an object, got {type(value).__name__}")
         hints = _hints(tp)
-        spec = record_fields(tp)
         kwargs = {}
-        for name in spec.names:
-            if name in value:
-                kwargs[name] = _convert(hints[name], value[name], f"{where}.{name}")
-            elif name in spec.required:
-                raise FactsFormatError(f"{where}: missing required field '{name}'")
+        for f in fields(tp):
+            if f.name in value:
+                kwargs[f.name] = _convert(hints[f.name], value[f.name], f"{where}.{f.name}")
+            elif f.default is MISSING and f.default_factory is MISSING:
+                raise FactsFormatError(f"{where}: missing required field '{f.name}'")
         return tp(**kwargs)
     if origin is list:
         if not isinstance(value, list):

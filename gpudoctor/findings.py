@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpudoctor.record import field, record
+from dataclasses import dataclass, field
 
 TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 SEVERITIES = ("info", "warn", "fail", "unknown")
 
 
-@record
+@dataclass
 class Finding:
     rule_id: str
     severity: str  # info | warn | fail | unknown (a needed fact was missing)

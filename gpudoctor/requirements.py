@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from gpudoctor.facts import GpuFacts, NodeFacts
-from gpudoctor.record import field, record
 
 REQUIRE_PREFIX = "NVIDIA_REQUIRE_"
 JETPACK_PREFIX = "NVIDIA_REQUIRE_JETPACK"
@@ -69,7 +69,7 @@ class RequirementsError(ValueError):
     """The toolkit itself fails to collect the requirements (the hook aborts the start)."""
 
 
-@record
+@dataclass
 class RequirementResult:
     satisfied: bool | None  # None: a fact the toolkit reads is unknown
     message: str | None = None  # the toolkit's own error text when not satisfied
@@ -215,7 +215,7 @@ def _split_factor(factor: str) -> tuple[str, str, str]:
     return factor[:name_len], op, value
 
 
-@record
+@dataclass
 class _Facts:
     """What nvidia-container-cli reads for one visible GPU (gpu None: none visible)."""
 

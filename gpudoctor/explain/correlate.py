@@ -11,18 +11,18 @@ value the log did not print simply does not apply.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from gpudoctor.explain.signatures import CAPTURED, Signature
 from gpudoctor.knowledge.conditions import EMPTY_SCOPE, Trace
 from gpudoctor.knowledge.template import render
-from gpudoctor.record import field, record
 
 TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from typing import Any
 
 
-@record
+@dataclass
 class CorrelatedFinding:
     signature_id: str
     severity: str
@@ -33,7 +33,7 @@ class CorrelatedFinding:
     subjects: list[str] = field(default_factory=list)
 
 
-@record
+@dataclass
 class Unchecked:
     signature_id: str
     missing_facts: list[str]

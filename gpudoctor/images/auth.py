@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import dataclass, field
 
 from gpudoctor.errors import BadInput, ServiceUnavailable
-from gpudoctor.record import field, record
 
 TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ _HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 
 
-@record
+@dataclass
 class Credentials:
     username: str | None = None
     password: str | None = field(default=None, repr=False)

@@ -4,10 +4,10 @@ parsing, digest checks and size caps. Shared by the registry and archive sources
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 from gpudoctor.errors import BadInput
 from gpudoctor.facts import Platform
-from gpudoctor.record import field, record
 from gpudoctor.sha256 import hexdigest
 
 TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
@@ -28,7 +28,7 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
 
 
-@record
+@dataclass
 class Descriptor:
     media_type: str | None
     digest: str
@@ -36,7 +36,7 @@ class Descriptor:
     platform: Platform | None = None
 
 
-@record
+@dataclass
 class Manifest:
     media_type: str
     config: Descriptor
@@ -48,7 +48,7 @@ class Manifest:
         return sum(s for s in sizes if s is not None) if all(s is not None for s in sizes) else None
 
 
-@record
+@dataclass
 class Index:
     media_type: str
     manifests: list[Descriptor]

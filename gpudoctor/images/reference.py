@@ -7,9 +7,9 @@ its registry and digest.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from gpudoctor.errors import UsageError
-from gpudoctor.record import record
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -25,7 +25,7 @@ _HOST = re.compile(
 )
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Reference:
     registry: str  # "docker.io", "127.0.0.1:5000"
     repository: str  # "library/ubuntu"

@@ -7,6 +7,7 @@ credentials, or the Docker token flow (realm/service/scope) with them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from gpudoctor.errors import BadInput, ServiceUnavailable
@@ -17,7 +18,6 @@ from gpudoctor.images.config import facts_from_config
 from gpudoctor.images.platform import choose
 from gpudoctor.images.reference import Reference
 from gpudoctor.images.transport import Response, Transport
-from gpudoctor.record import field, record
 
 MAX_TOKEN_BYTES = 64 * 1024
 _STATUS_MEANING = {
@@ -28,7 +28,7 @@ _STATUS_MEANING = {
 }
 
 
-@record
+@dataclass
 class RegistryClient:
     ref: Reference
     transport: Transport

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 from gpudoctor.errors import BadInput
 from gpudoctor.knowledge.loader import load_kind, register_kind, shipped_root
 from gpudoctor.knowledge.rulefile import Rule
-from gpudoctor.record import field, record
 
 __all__ = ["Rule", "RuleSet", "load_rules", "register_kind", "shipped_root"]
 
 
-@record
+@dataclass
 class RuleSet:
     rules: list[Rule] = field(default_factory=list)
     by_id: dict[str, Rule] = field(default_factory=dict)

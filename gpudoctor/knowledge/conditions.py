@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from collections import namedtuple
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from gpudoctor.knowledge.globs import glob_match
-from gpudoctor.record import field, record
 from gpudoctor.versions import parse_version, spec_contains, valid_specifier
 
 TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
@@ -37,7 +37,7 @@ class ConditionError(ValueError):
         self.message = message
 
 
-@record
+@dataclass
 class Trace:
     """What a condition used: evidence (path -> value), missing facts (path -> reason),
     subjects (GPU indexes / pair names) and the quantified items that matched."""

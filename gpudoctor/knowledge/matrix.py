@@ -11,11 +11,11 @@ shipped tables once per process:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from gpudoctor.knowledge.globs import glob_match
 from gpudoctor.knowledge.schema import RuleFileError, check_keys
-from gpudoctor.record import field, record
 from gpudoctor.versions import parse_version
 
 TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
@@ -66,7 +66,7 @@ _DESIGNATIONS = ("ltsb", "pb", "nfb")
 _OPEN_MODULE = ("required", "supported", "unsupported")
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class MatrixTable:
     name: str
     rows: list[dict[str, Any]]
@@ -131,7 +131,7 @@ def validate_matrix_document(doc: dict[str, Any], path: str) -> list[MatrixTable
 # --- typed look-ups ----------------------------------------------------------------
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class GpuModel:
     names: tuple[str, ...]
     architecture: str
@@ -147,7 +147,7 @@ class GpuModel:
     note: str | None = None
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Architecture:
     architecture: str
     compute_capabilities: tuple[str, ...]
@@ -160,7 +160,7 @@ class Architecture:
     note: str | None = None
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class ComputeCapability:
     cc: str
     architecture: str
@@ -170,7 +170,7 @@ class ComputeCapability:
     note: str | None = None
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class DriverBranch:
     branch: int
     designation: str
@@ -180,7 +180,7 @@ class DriverBranch:
     note: str | None = None
 
 
-@record
+@dataclass
 class Knowledge:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 from gpudoctor.knowledge.conditions import Condition, ConditionError, FactPath, compile_condition, parse_path
 from gpudoctor.knowledge.schema import (
@@ -17,7 +18,6 @@ from gpudoctor.knowledge.schema import (
     string_list,
 )
 from gpudoctor.knowledge.template import check_template
-from gpudoctor.record import field, record
 
 TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ _FIELDS = {
 }
 
 
-@record
+@dataclass
 class Rule:
     id: str
     title: str

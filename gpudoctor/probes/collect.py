@@ -11,13 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from gpudoctor.facts import GpuFacts, GpuPairFacts, NodeFacts, ProbeError
 from gpudoctor.probes import sysfs as sysfs_probe
 from gpudoctor.probes.fsroot import FsRoot
 from gpudoctor.probes.nvml_api import NvmlError
 from gpudoctor.probes.nvml_probe import LIBRARY_NOT_FOUND, NvmlResult, probe_nvml
-from gpudoctor.record import record
 
 TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 _NO_DRIVER_PREFIX = "no NVIDIA driver: "
 
 
-@record
+@dataclass
 class Deadlines:
     nvml_s: float = 20.0
     files_s: float = 10.0

@@ -11,9 +11,9 @@ first 64 bytes, so without root the ACS state is unknown, not "off".
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass, field
 
 from gpudoctor.probes.fsroot import FsRoot
-from gpudoctor.record import field, record
 
 NVIDIA_VENDOR = "0x10de"
 GPU_CLASSES = ("0x0300", "0x0302")  # VGA-compatible / 3D controller
@@ -30,7 +30,7 @@ ACS_COMPLETION_REDIRECT = 1 << 3
 ACS_REDIRECTING = ACS_SOURCE_VALIDATION | ACS_REQUEST_REDIRECT | ACS_COMPLETION_REDIRECT
 
 
-@record
+@dataclass
 class PciDevice:
     address: str  # "0000:1b:00.0"
     vendor: str
@@ -41,7 +41,7 @@ class PciDevice:
     driver: str | None = None  # bound kernel driver: "nvidia", "vfio-pci", None when unbound
 
 
-@record
+@dataclass
 class AcsState:
     """ACS control of one bridge: True on, False off, None unknown (with reason)."""
 

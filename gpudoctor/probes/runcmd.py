@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-
-from gpudoctor.record import record
+from dataclasses import dataclass
 
 DEFAULT_TIMEOUT_S = 5.0
 
 
-@record
+@dataclass
 class Outcome:
     returncode: int | None  # None: not run (missing, timed out, not executable)
     stdout: str

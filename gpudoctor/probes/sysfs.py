@@ -7,24 +7,24 @@ stand in for it when NVML cannot start (library/kernel mismatch).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 from gpudoctor.facts import GpuFacts
 from gpudoctor.probes import pcie
 from gpudoctor.probes.fsroot import FsRoot
-from gpudoctor.record import field, record
 
 # "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build ..."
 # "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.54.03  Wed Jun 14 ..."
 _NVRM = re.compile(r"NVRM version:\s*(?P<what>.*?Kernel Module.*?)\s+(?P<version>\d+\.\d+(?:\.\d+)?)\s")
 
 
-@record
+@dataclass
 class KernelModule:
     flavour: str | None  # "open" | "proprietary"
     version: str | None
 
 
-@record
+@dataclass
 class SysfsResult:
     module: KernelModule | None = None
     module_reason: str | None = None
