@@ -13,13 +13,6 @@ FIXTURES = REPO / "fixtures"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The rule caches of this test session (and of the commands it starts) live in a temp
-    directory: tests never write to the user's ~/.cache, and start from a cold cache."""
-    os.environ["GPUDOCTOR_CACHE_DIR"] = str(tmp_path_factory.mktemp("gpudoctor-cache"))
-
-
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES

@@ -3,16 +3,13 @@ parsing, digest checks and size caps. Shared by the registry and archive sources
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from gpudoctor.errors import BadInput
 from gpudoctor.facts import Platform
-from gpudoctor.sha256 import hexdigest
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -55,19 +52,14 @@ class Index:
 
 
 def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hexdigest(data)
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def verify_digest(data: bytes, expected: str, what: str) -> None:
     algorithm, _, _ = expected.partition(":")
     if algorithm not in ("sha256", "sha512"):
         return  # an algorithm we cannot check: not a reason to refuse
-    if algorithm == "sha256":
-        actual = sha256_digest(data)
-    else:
-        import hashlib
-
-        actual = algorithm + ":" + hashlib.new(algorithm, data).hexdigest()
+    actual = algorithm + ":" + hashlib.new(algorithm, data).hexdigest()
     if actual != expected:
         raise BadInput(f"{what}: digest mismatch (expected {expected}, got {actual})")
 
