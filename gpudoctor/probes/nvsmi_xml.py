@@ -10,21 +10,20 @@ index, which is what users type in `nvidia-smi -i`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
+from xml.etree.ElementTree import Element, ParseError
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
 
 from gpudoctor.errors import BadInput
 from gpudoctor.facts import DriverFacts, GpuFacts, MigDeviceFacts, NodeFacts, ProbeError
 from gpudoctor.probes.gpumodel import fill_model_facts
 from gpudoctor.probes.values import branch_of, fabric_state_name, mib_from, yes_no
-from gpudoctor.probes.xmltree import ParseError, XmlElement, fromstring
 
 NOT_IN_XML = "not in nvidia-smi XML"
 NOT_IN_THIS_DRIVER = "not in nvidia-smi XML of this driver"
 
-# Entity declarations are the only way an XML document can expand itself
-# (billion laughs) or pull in outside files; nvidia-smi never writes them.
-_ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -51,7 +50,7 @@ def _is_placeholder(text: str) -> bool:
     ) or lowered.startswith("requested functionality has been deprecated")
 
 
-def lookup(element: XmlElement, path: str) -> Field:
+def lookup(element: Element, path: str) -> Field:
     node = element.find(path)
     if node is None:
         # "<remapped_rows>N/A</remapped_rows>": a parent that says why it has no children.
@@ -69,11 +68,13 @@ def lookup(element: XmlElement, path: str) -> Field:
     return Field(text, None)
 
 
-def parse_root(data: bytes, origin: str) -> XmlElement:
-    if _ENTITY_DECL.search(data):
-        raise BadInput(f"{origin}: refusing XML with entity declarations (not nvidia-smi output)")
+def parse_root(data: bytes, origin: str) -> Element:
     try:
         root = fromstring(data)
+    except DefusedXmlException:
+        # Entity declarations are the only way an XML document can expand itself (billion
+        # laughs) or pull in outside files; nvidia-smi never writes them. defusedxml refuses them.
+        raise BadInput(f"{origin}: refusing XML with entity declarations (not nvidia-smi output)") from None
     except ParseError as exc:
         raise BadInput(f"{origin}: malformed XML: {exc}") from None
     if root.tag != "nvidia_smi_log":
@@ -106,7 +107,7 @@ def parse_nvidia_smi_xml(data: bytes, origin: str) -> NodeFacts:
     return node
 
 
-def _driver(root: XmlElement) -> DriverFacts:
+def _driver(root: Element) -> DriverFacts:
     driver = DriverFacts(present=True)
     version = lookup(root, "driver_version")
     driver.version = version.text
@@ -148,7 +149,7 @@ def _int(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _gpu(index: int, element: XmlElement) -> GpuFacts:
+def _gpu(index: int, element: Element) -> GpuFacts:
     gpu = GpuFacts(index=index)
     _set(gpu, "uuid", lookup(element, "uuid"))
     _set(gpu, "name", lookup(element, "product_name"))
@@ -183,7 +184,7 @@ def _gpu(index: int, element: XmlElement) -> GpuFacts:
     return gpu
 
 
-def _mig_devices(element: XmlElement) -> list[MigDeviceFacts]:
+def _mig_devices(element: Element) -> list[MigDeviceFacts]:
     devices = []
     for mig in element.findall("mig_devices/mig_device"):
         devices.append(
@@ -208,7 +209,7 @@ _UNCORRECTABLE = (
 )
 
 
-def _uncorrectable(gpu: GpuFacts, element: XmlElement) -> None:
+def _uncorrectable(gpu: GpuFacts, element: Element) -> None:
     for period in ("volatile", "aggregate"):
         name = f"ecc_errors_uncorrectable_{period}"
         counts = [lookup(element, f"ecc_errors/{period}/{path}") for path in _UNCORRECTABLE]
