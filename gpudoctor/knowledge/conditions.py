@@ -14,8 +14,8 @@ import re
 from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
-from gpudoctor.knowledge.globs import glob_match
 from gpudoctor.versions import parse_version, spec_contains, valid_specifier
 
 TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
@@ -486,7 +486,7 @@ def _value_test(
         if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
             raise ConditionError(where, "glob takes a pattern or a list of patterns")
         lowered = [p.lower() for p in patterns]
-        return lambda v, _o: isinstance(v, str) and any(glob_match(v.lower(), p) for p in lowered)
+        return lambda v, _o: isinstance(v, str) and any(fnmatchcase(v.lower(), p) for p in lowered)
     if op == "matches":
         try:
             regex = re.compile(operand, re.IGNORECASE)

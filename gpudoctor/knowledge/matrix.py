@@ -12,9 +12,9 @@ shipped tables once per process:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from functools import lru_cache
 
-from gpudoctor.knowledge.globs import glob_match
 from gpudoctor.knowledge.schema import RuleFileError, check_keys
 from gpudoctor.versions import parse_version
 
@@ -217,7 +217,7 @@ def gpu_by_name(name: str | None) -> GpuModel | None:
         return None
     lowered = name.strip().lower()
     for model in _gpu_models():
-        if any(glob_match(lowered, pattern.lower()) for pattern in model.names):
+        if any(fnmatchcase(lowered, pattern.lower()) for pattern in model.names):
             return model
     return None
 
