@@ -12,16 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 from gpudoctor.exitcodes import SEVERITY_ORDER
 from gpudoctor.findings import Finding
 from gpudoctor.knowledge import Rule, RuleSet
 from gpudoctor.knowledge.conditions import EMPTY_SCOPE, Condition, Trace, compile_condition, make_getter
 from gpudoctor.knowledge.template import render
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 _SCOPES = {"node": ("node",), "node+image": ("node", "node+image", "image"), "image": ("image", "node+image")}
 _RANK = {s: i for i, s in enumerate(SEVERITY_ORDER)}

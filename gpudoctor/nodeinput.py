@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from gpudoctor.errors import BadInput, InputMissing
 from gpudoctor.facts import FactsFormatError, NodeFacts
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 # A real nvidia-smi XML of a 16-GPU node is well under 2 MiB; the cap keeps a
 # wrong file (a core dump, a tarball) from being read into memory whole.

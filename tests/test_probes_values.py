@@ -1,4 +1,4 @@
-"""String parsers that replaced regular expressions on the start-up path, checked against them."""
+"""The string parsers of probe values (sizes, PCI ids) decide as the regular expressions they stand for."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -67,7 +67,7 @@ def command(
     """
     from gpudoctor.fleet.build import build_fleet
 
-    missing = [path for path in paths if not os.path.exists(path)]
+    missing = [path for path in paths if not Path(path).exists()]
     if missing:
         raise InputMissing(f"no such file or directory: {missing[0]}")
     document = build_fleet(paths, images, insecure_registries, rule_dirs_from(rule_dirs))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -119,7 +119,7 @@ def command(
         # user's statement of it, and the platform rules should use it.
         node.host.cpu_arch = OCI_TO_CPU[wanted.architecture]
         node.host.unknown.pop("cpu_arch", None)
-    if ca_bundle is not None and not os.path.isfile(ca_bundle):
+    if ca_bundle is not None and not Path(ca_bundle).is_file():
         raise InputMissing(f"{ca_bundle}: no such file (--ca-bundle)")
     facts = fetch_image(
         image,

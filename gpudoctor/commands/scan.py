@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 import click
 
@@ -63,7 +63,7 @@ def command(
     else:
         from gpudoctor.probes.collect import collect_node
 
-        if sysfs_root is not None and not os.path.isdir(sysfs_root):
+        if sysfs_root is not None and not Path(sysfs_root).is_dir():
             raise InputMissing(f"{sysfs_root}: no such directory (--sysfs-root)")
         node = collect_node(sysfs_root=sysfs_root)
     report = diagnose(node, rule_dirs=rule_dirs_from(rule_dirs))

@@ -17,12 +17,9 @@ Each domain derives its own facts in its own module:
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from gpudoctor.facts import ImageFacts, NodeFacts
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 _DERIVERS = ("gpudoctor.derive.node", "gpudoctor.derive.image", "gpudoctor.derive.kernels")
 

@@ -14,15 +14,12 @@ None when a needed fact is unknown (reason in derived.unknown.cuda_runtime_path)
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from gpudoctor.derive.platform import node_architecture
 from gpudoctor.facts import ImageFacts, NodeFacts
 from gpudoctor.knowledge import matrix
 from gpudoctor.versions import parse_version
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 # "driver>=535,driver<536" in NVIDIA_REQUIRE_CUDA: a host branch allowed through forward compatibility
 _BRANCH_TERM = re.compile(r"driver>=(\d+)(?:\.[\d.]*)?,driver<(\d+)")

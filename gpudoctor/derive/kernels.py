@@ -18,11 +18,9 @@ Node-wide `derived.kernels_scanned`: true when image.kernels is present.
 
 from __future__ import annotations
 
-from gpudoctor.facts import ImageFacts, KernelScanFacts, NodeFacts
+from typing import Any
 
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
+from gpudoctor.facts import ImageFacts, KernelScanFacts, NodeFacts
 
 _FLASH_ATTN = ("flash-attn", "flash-attn-3", "flash-attn-4")
 _PER_GPU = (

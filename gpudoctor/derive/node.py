@@ -11,13 +11,10 @@ value that cannot be known is None, with its reason in the owning
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from gpudoctor.facts import ImageFacts, NodeFacts
 from gpudoctor.knowledge import matrix
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 _NO_DRIVER_PREFIX = "no NVIDIA driver: "
 _GEFORCE_BRANDS = ("geforce", "geforce rtx", "titan", "titan rtx")

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from gpudoctor.explain.signatures import CAPTURED, Signature
 from gpudoctor.knowledge.conditions import EMPTY_SCOPE, Trace
 from gpudoctor.knowledge.template import render
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 
 @dataclass

@@ -9,10 +9,7 @@ full regular expressions only on the few lines that contain one.
 from __future__ import annotations
 
 import re
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 # re._parser is the parser the re module itself uses (sre_parse before 3.11).
 try:

@@ -14,12 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
 from gpudoctor.explain.signatures import Signature
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any, BinaryIO
 
 CHUNK_BYTES = 8 * 1024 * 1024
 # A "line" longer than this (binary junk, a minified blob) is cut into pieces so

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 _WIDTH = 100
 

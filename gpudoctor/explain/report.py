@@ -9,6 +9,7 @@ findings (node-correlated), unchecked, node (a summary, when facts were given).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from gpudoctor import __version__
 from gpudoctor.exitcodes import SEVERITY_ORDER, worst
@@ -17,10 +18,6 @@ from gpudoctor.explain.matcher import ScanResult, SignatureHits
 from gpudoctor.facts import NodeFacts, to_dict
 from gpudoctor.knowledge.conditions import Trace
 from gpudoctor.knowledge.template import render
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 SCHEMA_VERSION = "1.0"
 NO_MATCH = "no known failure signature found"

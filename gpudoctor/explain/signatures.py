@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gpudoctor.explain.literals import necessary_literals
 from gpudoctor.knowledge.conditions import Condition, ConditionError, compile_condition
@@ -47,10 +48,6 @@ from gpudoctor.knowledge.schema import (
     required_str,
 )
 from gpudoctor.knowledge.template import check_template
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 SIGNATURE_ID = re.compile(r"^GD-[A-Z0-9]+-\d{3}$")
 SEVERITIES = ("fail", "warn", "info")

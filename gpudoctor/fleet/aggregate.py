@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from gpudoctor.exitcodes import SEVERITY_ORDER, worst
 from gpudoctor.fleet.classes import class_key
 from gpudoctor.fleet.load import NodeRecord
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 WORST_NODES_SHOWN = 5
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}

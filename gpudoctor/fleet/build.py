@@ -5,16 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from gpudoctor import __version__
 from gpudoctor.exitcodes import SEVERITY_ORDER, worst
 from gpudoctor.fleet import FLEET_SCHEMA_VERSION
 from gpudoctor.fleet.aggregate import NodeClass, aggregate, findings_by_rule
 from gpudoctor.fleet.load import InvalidReport, NodeRecord, iter_report_paths, read_record
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}
 

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 UNKNOWN = "unknown"
 

@@ -14,13 +14,10 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gpudoctor.exitcodes import SEVERITY_ORDER
 from gpudoctor.fleet.classes import class_facts, evaluation_signature
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 # In directories, these are the report files; a file named on the command line
 # is read whatever its name. Hidden files are skipped: write_atomic's temp files

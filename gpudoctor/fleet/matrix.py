@@ -13,6 +13,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from gpudoctor.errors import GpudoctorError
 from gpudoctor.exitcodes import worst
@@ -20,10 +21,6 @@ from gpudoctor.facts import ImageFacts, NodeFacts
 from gpudoctor.findings import Finding
 from gpudoctor.fleet.aggregate import NodeClass
 from gpudoctor.fleet.load import load_node_report
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 
 @dataclass

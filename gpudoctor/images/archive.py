@@ -15,19 +15,17 @@ import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
 from gpudoctor.errors import BadInput, InputMissing
 from gpudoctor.facts import ImageFacts, Platform
 from gpudoctor.images import manifest as mf
 from gpudoctor.images.registry import finish, resolve
 
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any, Protocol
 
-    class _Reader(Protocol):
-        def read(self, name: str, max_bytes: int) -> bytes | None: ...
-        def size(self, name: str) -> int | None: ...
+class _Reader(Protocol):
+    def read(self, name: str, max_bytes: int) -> bytes | None: ...
+    def size(self, name: str) -> int | None: ...
 
 
 _REF_NAME_ANNOTATIONS = ("io.containerd.image.name", "org.opencontainers.image.ref.name")

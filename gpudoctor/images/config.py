@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from gpudoctor.facts import ImageFacts, Platform
 from gpudoctor.requirements import (
@@ -12,10 +13,6 @@ from gpudoctor.requirements import (
     collect_requirements,
     disables_require,
 )
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 # The CUDA runtime in the image, most specific first.
 _CUDA_ENV = ("NV_CUDA_CUDART_VERSION", "CUDA_VERSION", "NVIDIA_CUDA_VERSION", "CUDA_DRIVER_VERSION")

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from gpudoctor.errors import ServiceUnavailable
 from gpudoctor.facts import ImageFacts
 from gpudoctor.images.registry import finish
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 ENGINE_TIMEOUT_S = 5
 DEFAULT_SOCKET = "/var/run/docker.sock"

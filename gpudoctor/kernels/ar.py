@@ -8,12 +8,9 @@ offset (System V / GNU ar, https://man7.org/linux/man-pages/man5/ar.5.html).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import BinaryIO
 
 from gpudoctor.kernels.elf import Reader
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import BinaryIO
 
 AR_MAGIC = b"!<arch>\n"
 _HEADER = 60

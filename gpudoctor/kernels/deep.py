@@ -15,14 +15,11 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import BinaryIO
 
 from gpudoctor.errors import BadInput, ServiceUnavailable
 from gpudoctor.facts import ImageFacts, KernelScanFacts
 from gpudoctor.kernels.sources import Scanner
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import BinaryIO
 
 BLOB_TIMEOUT_S = 120
 NOT_PULLED = "remote image: layers not downloaded (add --pull-layers to download and scan them)"

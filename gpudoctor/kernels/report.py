@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gpudoctor import __version__
 from gpudoctor.exitcodes import worst
 from gpudoctor.facts import KernelScanFacts, to_dict
 from gpudoctor.findings import Finding
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 _LETTER = {"native": "N", "jit": "J", "none": "-", "unknown": "?"}
 

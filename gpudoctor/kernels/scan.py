@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from typing import BinaryIO
 
 from gpudoctor.facts import BinaryFacts, FatbinEntry
 from gpudoctor.kernels.ar import AR_MAGIC, ArError
@@ -28,10 +29,6 @@ from gpudoctor.kernels.fatbin import (
 )
 from gpudoctor.kernels.ptx import toolkit_for_isa
 from gpudoctor.kernels.stream import StreamScan
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import BinaryIO
 
 FATBIN_SECTION = ".nv_fatbin"
 # Relocatable device code (-rdc) objects carry their fatbin here until device

@@ -19,16 +19,13 @@ import tarfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from gpudoctor.errors import BadInput, InputMissing, ServiceUnavailable
 from gpudoctor.facts import BinaryFacts, KernelScanFacts, ProbeError
 from gpudoctor.kernels.layers import LayerRecord
 from gpudoctor.kernels.packages import MAX_TEXT, PackageCollector, owner_of
 from gpudoctor.kernels.scan import scan_path, scan_stream
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import BinaryIO
 
 _SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
 _GZIP = b"\x1f\x8b"

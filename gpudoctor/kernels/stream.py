@@ -10,12 +10,10 @@ check which containers sit inside `.nv_fatbin`.
 
 from __future__ import annotations
 
+from typing import BinaryIO
+
 from gpudoctor.kernels.elf import ElfError
 from gpudoctor.kernels.fatbin import FATBIN_MAGIC_BYTES, FatbinError, RawEntry, container_body, walk_entries
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import BinaryIO
 
 CHUNK = 1 << 20
 # .shstrtab precedes the section table in GNU ld and lld output; a window of

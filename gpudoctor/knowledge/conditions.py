@@ -11,19 +11,15 @@ documented in docs/rules.md; keep the two in step.
 from __future__ import annotations
 
 import re
-from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import Any, NamedTuple
 
 from gpudoctor.versions import parse_version, spec_contains, valid_specifier
 
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any, NamedTuple
-
-Scope = Mapping[str, "tuple[Any, str]"]
-Condition = Callable[[Mapping[str, "Any"], Scope, "Trace | None"], "bool | None"]
+Scope = Mapping[str, tuple[Any, str]]
+Condition = Callable[[Mapping[str, Any], Scope, "Trace | None"], "bool | None"]
 
 EMPTY_SCOPE: Scope = {}
 
@@ -67,19 +63,12 @@ class Trace:
 _SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)")
 
 
-if TYPE_CHECKING:
+class FactPath(NamedTuple):
+    """A dotted path, optionally starting at a quantifier binding (`gpu.name`)."""
 
-    class FactPath(NamedTuple):
-        """A dotted path, optionally starting at a quantifier binding (`gpu.name`)."""
-
-        text: str
-        binding: str | None  # "gpu" when the path reads the bound item
-        keys: tuple[str | int, ...]
-
-else:
-    # A namedtuple, not a record: loading the rules builds ~450 paths per run, and a tuple
-    # is five times cheaper to make (typing.NamedTuple would import typing).
-    FactPath = namedtuple("FactPath", ("text", "binding", "keys"))
+    text: str
+    binding: str | None  # "gpu" when the path reads the bound item
+    keys: tuple[str | int, ...]
 
 
 def parse_path(text: str, bindings: frozenset[str], where: str) -> FactPath:

@@ -14,13 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from functools import lru_cache
+from typing import Any
 
 from gpudoctor.knowledge.schema import RuleFileError, check_keys
 from gpudoctor.versions import parse_version
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 # column -> (type, required); every table also has refs (required) and note (optional).
 _STR, _INT, _BOOL, _VERSION, _STRS, _INTS = "str", "int", "bool", "version", "list[str]", "list[int]"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from gpudoctor.knowledge.conditions import Condition, ConditionError, FactPath, compile_condition, parse_path
 from gpudoctor.knowledge.schema import (
@@ -18,10 +19,6 @@ from gpudoctor.knowledge.schema import (
     string_list,
 )
 from gpudoctor.knowledge.template import check_template
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 RULE_ID = re.compile(r"^GD-[A-Z0-9]+-\d{3}$")
 SEVERITIES = ("fail", "warn", "info", "unknown")

@@ -7,15 +7,14 @@ one `BadInput` line naming the file, the item id and the field.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any, Protocol, TypeVar
 
-    class _HasId(Protocol):
-        id: str
+class _HasId(Protocol):
+    id: str
 
-    ItemT = TypeVar("ItemT", bound=_HasId)
+
+ItemT = TypeVar("ItemT", bound=_HasId)
 
 
 class RuleFileError(ValueError):

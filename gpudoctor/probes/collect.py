@@ -12,20 +12,15 @@ import datetime as dt
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from gpudoctor.facts import GpuFacts, GpuPairFacts, NodeFacts, ProbeError
 from gpudoctor.probes import sysfs as sysfs_probe
 from gpudoctor.probes.fsroot import FsRoot
-from gpudoctor.probes.nvml_api import NvmlError
+from gpudoctor.probes.nvml_api import NvmlBackend, NvmlError
 from gpudoctor.probes.nvml_probe import LIBRARY_NOT_FOUND, NvmlResult, probe_nvml
 
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any, TypeVar
-
-    from gpudoctor.probes.nvml_api import NvmlBackend
-
-    T = TypeVar("T")
+T = TypeVar("T")
 
 _NO_DRIVER_PREFIX = "no NVIDIA driver: "
 

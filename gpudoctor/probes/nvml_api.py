@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any, Protocol
-
-    class NvmlBackend(Protocol):
-        def call(self, function: str, *args: Arg) -> Any: ...
-
+from typing import Any, Protocol
 
 Arg = int | str
+
+
+class NvmlBackend(Protocol):
+    def call(self, function: str, *args: Arg) -> Any: ...
 
 
 class NvmlError(Exception):

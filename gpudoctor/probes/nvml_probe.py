@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 from gpudoctor.facts import DriverFacts, GpuFacts, GpuPairFacts, MigDeviceFacts
 from gpudoctor.probes.gpumodel import fill_model_facts
-from gpudoctor.probes.nvml_api import Arg, NvmlError
+from gpudoctor.probes.nvml_api import Arg, NvmlBackend, NvmlError
 from gpudoctor.probes.values import branch_of, cuda_version_from_int
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
-
-    from gpudoctor.probes.nvml_api import NvmlBackend
 
 NO_DRIVER = "no NVIDIA driver"
 LIBRARY_NOT_FOUND = f"{NO_DRIVER}: libnvidia-ml.so.1 not found"

@@ -12,7 +12,7 @@ def branch_of(version: str | None) -> int | None:
 
 
 def mib_from(text: str) -> int | None:
-    """81920 from "81920 MiB" (no regular expression: this runs at start-up, see docs/startup.md)."""
+    """81920 from "81920 MiB"; None for anything else ("N/A", "81920 KiB")."""
     stripped = text.strip()
     if not stripped.endswith("MiB"):
         return None

@@ -6,14 +6,12 @@ probe_errors. The JSON Schema lives in gpudoctor/report/schema/report.schema.jso
 
 from __future__ import annotations
 
+from typing import Any
+
 from gpudoctor import __version__
 from gpudoctor.exitcodes import worst
 from gpudoctor.facts import ImageFacts, NodeFacts, to_dict
 from gpudoctor.findings import Finding
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 SCHEMA_VERSION = "1.0"
 

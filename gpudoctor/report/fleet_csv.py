@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 CLASS_COLUMNS = (
     "key",

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import io
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 _STYLE = {"ok": "green", "info": "green", "warn": "yellow", "unknown": "magenta", "fail": "bold red"}
 FINDINGS_SHOWN = 3

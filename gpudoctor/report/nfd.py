@@ -16,10 +16,7 @@ https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax
 from __future__ import annotations
 
 import re
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 PREFIX = "gpudoctor.feature.node.kubernetes.io/"
 MAX_LENGTH = 63

@@ -7,11 +7,9 @@ comes from the verdict, so `scontrol update ... reason="$(gpudoctor scan
 
 from __future__ import annotations
 
-from gpudoctor.exitcodes import SEVERITY_ORDER
+from typing import Any
 
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
+from gpudoctor.exitcodes import SEVERITY_ORDER
 
 MAX_LENGTH = 200  # Slurm keeps node reasons short; the JSON report has the rest.
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}

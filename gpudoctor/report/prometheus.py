@@ -13,12 +13,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from gpudoctor.exitcodes import SEVERITY_ORDER, for_verdict
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 Labels = dict[str, str]
 

@@ -9,10 +9,7 @@ import io
 import shutil
 import sys
 from collections import Counter
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 UNKNOWN = "?"
 _MIN_WIDTHS = {"name": 22, "bus id": 16, "memory": 9}

@@ -9,10 +9,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 _PACKAGE = Path(__file__).resolve().parent.parent.parent
 
