@@ -6,6 +6,11 @@ unknown`); `test` is the problem (true -> a finding of the rule's severity;
 unknown -> a finding of severity `unknown` naming the missing facts; false ->
 nothing). Both run first on the fast path without evidence; only a rule that
 produces a finding is evaluated again with a Trace to collect its evidence.
+
+Missing is never ok: when a probe failed to collect facts (the context's
+`derived.failed_facts`, from gpudoctor.facts.mark_failed), every rule is
+evaluated traced with them, and a rule whose guard or test depends on one is
+`unknown` with the failure as its reason, never skipped or passed.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ def evaluate(
     """Findings of every applicable rule, worst severity first, then by rule id."""
     wanted = _SCOPES[applies_to]
     findings = []
+    failed = failed_facts(context)
     for rule in ruleset:
         if rule.applies_to not in wanted:
             continue
-        finding = evaluate_rule(rule, context)
+        finding = evaluate_rule(rule, context) if not failed else _evaluate_traced(rule, context, failed)
         if finding is not None:
             findings.append(finding)
     findings.sort(key=lambda f: (-_RANK[f.severity], f.rule_id))
@@ -56,6 +62,32 @@ def evaluate_rule(rule: Rule, context: Mapping[str, Any]) -> Finding | None:
         return _finding(rule, context, trace, None)
     test_trace = Trace()
     result = rule.test(context, EMPTY_SCOPE, test_trace)
+    trace.merge(test_trace, with_missing=result is None)
+    return _finding(rule, context, trace, result)
+
+
+def failed_facts(context: Mapping[str, Any]) -> Mapping[str, str]:
+    """Fact path -> reason for the facts a probe failed to collect (set by derive)."""
+    derived = context.get("derived")
+    failed = derived.get("failed_facts") if isinstance(derived, dict) else None
+    return failed if isinstance(failed, dict) else {}
+
+
+def _evaluate_traced(rule: Rule, context: Mapping[str, Any], failed: Mapping[str, str]) -> Finding | None:
+    """evaluate_rule, with failed facts read as unknown everywhere (see Trace.failed)."""
+    trace = Trace(failed=failed)
+    if rule.when is not None:
+        applies = rule.when(context, EMPTY_SCOPE, trace)
+        if applies is False:
+            return None
+        if applies is None:
+            if rule.when_unknown == "skip" and not trace.touched_failed():
+                return None
+            return _finding(rule, context, trace, None)
+    test_trace = trace.child()
+    result = rule.test(context, EMPTY_SCOPE, test_trace)
+    if result is False:
+        return None
     trace.merge(test_trace, with_missing=result is None)
     return _finding(rule, context, trace, result)
 

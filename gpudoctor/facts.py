@@ -4,6 +4,15 @@ Every fact may be unknown. An unknown fact is `None` and its reason is kept in
 the owning object's `unknown` mapping (field name -> reason), e.g.
 `gpu.unknown["ecc_mode"] = "NVML: Not Supported"`. Nothing is ever guessed.
 
+Two kinds of unknown are kept apart: an *answer* (NVML says a GeForce board has no
+ECC; an nvidia-smi XML has no P2P matrix) and a *failure* (the query errored, timed
+out, the GPU was lost). A failed fact is also listed in the owning object's `failed`
+list (see `mark_failed`): the engine never lets a rule that reads one pass or skip
+silently, it makes that rule `unknown` with the failure as the reason. A name stays
+in `failed` when another source filled the value in afterwards (the GPU table, the
+kernel module): the value is then used, but the failure still keeps the node from
+passing (rule GD-NODE-003).
+
 The model round-trips through JSON: `to_dict()` produces the `node` / `image`
 objects of the report, `NodeFacts.from_dict()` loads them back, so a saved
 report reproduces every verdict offline.
@@ -29,6 +38,24 @@ def _unknown() -> Unknown:
     return {}
 
 
+def _failed() -> list[str]:
+    return []
+
+
+def mark_failed(facts: Any, name: str, reason: str) -> None:
+    """Fact `name` of `facts` could not be collected (a probe error, not an answer)."""
+    facts.unknown[name] = reason
+    if name not in facts.failed:
+        facts.failed.append(name)
+
+
+def mark_all_failed(facts: Any, reason: str) -> None:
+    """Every fact of `facts` (a record with `unknown` and `failed`): its probe failed."""
+    for name in (f.name for f in fields(facts)):
+        if name not in ("unknown", "failed"):
+            mark_failed(facts, name, reason)
+
+
 @dataclass
 class ProbeError:
     """A probe that failed or timed out; the scan goes on without its facts."""
@@ -44,6 +71,7 @@ class HostFacts:
     kernel: str | None = None  # uname -r
     cpu_arch: str | None = None  # x86_64 / aarch64 (uname -m)
     unknown: Unknown = field(default_factory=_unknown)
+    failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
 
 
 @dataclass
@@ -61,6 +89,7 @@ class DriverFacts:
     # ("Failed to initialize NVML: Driver/library version mismatch").
     library_mismatch: bool | None = None
     unknown: Unknown = field(default_factory=_unknown)
+    failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
 
 
 @dataclass
@@ -103,6 +132,7 @@ class GpuFacts:
     fabric_clique_id: int | None = None
     fabric_cluster_uuid: str | None = None
     unknown: Unknown = field(default_factory=_unknown)
+    failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
 
 
 @dataclass
@@ -126,6 +156,7 @@ class GpuPairFacts:
     # PCIe bridges between the two GPUs with ACS source validation on (sysfs).
     acs_bridges: list[str] = field(default_factory=list)
     unknown: Unknown = field(default_factory=_unknown)
+    failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
 
 
 @dataclass
@@ -136,6 +167,7 @@ class TopologyFacts:
     # Every PCIe bridge above a GPU that has ACS request redirection enabled.
     acs_enabled_bridges: list[str] = field(default_factory=list)
     unknown: Unknown = field(default_factory=_unknown)
+    failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
 
 
 @dataclass
@@ -144,6 +176,7 @@ class FabricFacts:
     fabric_manager_running: bool | None = None
     fabric_manager_version: str | None = None
     unknown: Unknown = field(default_factory=_unknown)
+    failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
 
 
 @dataclass
@@ -163,6 +196,7 @@ class CudaHostFacts:
     toolkits: list[CudaToolkitFacts] = field(default_factory=list)
     cudart: list[CudartFacts] = field(default_factory=list)
     unknown: Unknown = field(default_factory=_unknown)
+    failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
 
 
 @dataclass
@@ -172,6 +206,7 @@ class ContainerRuntimeFacts:
     docker_default_runtime: str | None = None
     cdi_specs: list[str] = field(default_factory=list)  # /etc/cdi, /var/run/cdi
     unknown: Unknown = field(default_factory=_unknown)
+    failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
 
 
 @dataclass
@@ -186,6 +221,9 @@ class NodeFacts:
     cuda_host: CudaHostFacts = field(default_factory=CudaHostFacts)
     container_runtime: ContainerRuntimeFacts = field(default_factory=ContainerRuntimeFacts)
     probe_errors: list[ProbeError] = field(default_factory=list)
+    # Node-wide facts, e.g. "gpus" when the GPU list itself could not be read.
+    unknown: Unknown = field(default_factory=_unknown)
+    failed: list[str] = field(default_factory=_failed)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

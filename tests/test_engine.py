@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from gpudoctor.derive import build_context
 from gpudoctor.engine import evaluate, evaluate_condition
-from gpudoctor.facts import DriverFacts, GpuFacts, GpuPairFacts, NodeFacts, TopologyFacts
+from gpudoctor.facts import DriverFacts, GpuFacts, GpuPairFacts, NodeFacts, TopologyFacts, mark_failed
 from gpudoctor.knowledge.conditions import ConditionError, compile_condition
 from gpudoctor.knowledge.rulefile import compile_rule
 
@@ -242,3 +242,75 @@ def test_one_node_evaluates_well_under_budget() -> None:
         evaluate(ruleset, context)
         timings.append(time.perf_counter() - started)
     assert statistics.median(timings) < 0.005  # the bench target: all rules on one node < 5 ms
+
+
+# --- missing is never ok: facts a probe failed to collect ---------------------------------
+
+_ECC_GUARDED = {
+    "any_gpu": {
+        "where": {"gpu.ecc_mode": "enabled", "gpu.ecc_errors_uncorrectable_volatile": {"is_null": False}},
+        "test": {"gpu.ecc_errors_uncorrectable_volatile": {"gt": 0}},
+    }
+}
+
+
+def _ecc_node(counter: int | None, failed: bool) -> NodeFacts:
+    node = _node()
+    for gpu in node.gpus:
+        gpu.ecc_mode, gpu.ecc_errors_uncorrectable_volatile = "enabled", 0
+    gpu = node.gpus[1]
+    gpu.ecc_errors_uncorrectable_volatile = counter
+    if failed:
+        mark_failed(gpu, "ecc_errors_uncorrectable_volatile", "NVML: GpuIsLost")
+    elif counter is None:
+        gpu.unknown["ecc_errors_uncorrectable_volatile"] = "NVML: NotSupported"
+    return node
+
+
+def test_a_guard_that_reads_a_failed_fact_makes_the_rule_unknown_not_skipped() -> None:
+    rule = _rule(test=_ECC_GUARDED, message="ECC errors")
+    assert evaluate([rule], build_context(_ecc_node(None, failed=False))) == []  # an answer: skipped
+    (finding,) = evaluate([rule], build_context(_ecc_node(None, failed=True)))
+    assert finding.severity == "unknown"
+    assert finding.missing_facts == ["gpus[1].ecc_errors_uncorrectable_volatile: NVML: GpuIsLost"]
+    (finding,) = evaluate([rule], build_context(_ecc_node(5, failed=False)))
+    assert finding.severity == "fail"
+
+
+@pytest.mark.parametrize(
+    ("when", "test"),
+    [
+        ({"gpus[1].ecc_errors_uncorrectable_volatile": {"is_null": False}}, {"driver.branch": {"lt": 500}}),
+        (None, {"gpus[1].ecc_errors_uncorrectable_volatile": {"is_null": True}}),
+        (None, {"any_gpu": {"gpu.ecc_errors_uncorrectable_volatile": {"gt": 0}}}),
+        (None, {"not": {"gpus[1].ecc_errors_uncorrectable_volatile": {"ge": 0}}}),
+    ],
+    ids=["when-is-null", "test-is-null", "quantified", "negated"],
+)
+def test_no_rule_passes_or_skips_over_a_failed_fact(when: Any, test: Any) -> None:
+    rule = _rule(test=test, **({"when": when} if when else {}))
+    (finding,) = evaluate([rule], build_context(_ecc_node(None, failed=True)))
+    assert finding.severity == "unknown"
+    assert "NVML: GpuIsLost" in finding.missing_facts[0]
+
+
+def test_a_failed_fact_another_rule_part_decides_does_not_matter() -> None:
+    # any: a true part settles it whatever the failed fact was; all: a false part does.
+    fired = _rule(
+        test={"any": [{"driver.branch": 535}, {"gpus[1].ecc_errors_uncorrectable_volatile": {"gt": 0}}]}
+    )
+    quiet = _rule(
+        test={"all": [{"driver.branch": 1}, {"gpus[1].ecc_errors_uncorrectable_volatile": {"gt": 0}}]}
+    )
+    context = build_context(_ecc_node(None, failed=True))
+    assert [f.severity for f in evaluate([fired], context)] == ["fail"]
+    assert evaluate([quiet], context) == []
+
+
+def test_a_failed_gpu_list_is_unknown_not_empty() -> None:
+    node = _node()
+    node.gpus = []
+    mark_failed(node, "gpus", "NVML: Unknown (device count)")
+    rule = _rule(test={"any_gpu": {"gpu.fallen_off_bus": True}})
+    (finding,) = evaluate([rule], build_context(node))
+    assert finding.severity == "unknown" and finding.missing_facts == ["gpus: NVML: Unknown (device count)"]

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from gpudoctor.pipeline import diagnose
 from gpudoctor.probes.collect import Deadlines, collect_node
 from gpudoctor.probes.nvml_api import LiveNvml, NvmlError, RecordingNvml, ReplayNvml, call_key
 from gpudoctor.probes.nvml_probe import probe_nvml
+from tests.support.nvml_faults import diagnose_with_fault, documented_answer, fault_cases, with_fault
 from tests.support.nvml_replay import HangingNvml, replay, snapshot
 
 SYSFS = Path(__file__).resolve().parent.parent / "fixtures" / "sysfs"
@@ -196,3 +198,56 @@ def test_kernel_module_without_user_space_library() -> None:
         "libnvidia-ml.so.1 not found, although NVIDIA kernel module 580.65.06 is loaded"
     )
     assert "present" not in driver.unknown
+
+
+# --- missing is never ok: every recorded NVML call failing (tools/nvml_fault_sweep.py runs all) ---
+
+SAMPLE_EVERY = 5  # a deterministic fifth of the (snapshot, call, error) product keeps this ~3 s
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "error"),
+    [pytest.param(*case, id="-".join(case)) for i, case in enumerate(fault_cases()) if i % SAMPLE_EVERY == 0],
+)
+def test_no_nvml_fault_ends_in_ok(name: str, key: str, error: str) -> None:
+    report = diagnose_with_fault(name, key, error)
+    if report["verdict"] in ("ok", "info"):
+        assert documented_answer(key, error), f"{key} failing with {error} gave {report['verdict']}"
+    else:
+        assert report["verdict"] in ("unknown", "fail", "warn")
+
+
+def test_every_ecc_counter_failing_is_not_ok() -> None:
+    """The reported case: all 16 ECC counter queries of the 8x V100S failing."""
+    data = copy.deepcopy(snapshot("8x-v100s-pcie"))
+    for key in data["calls"]:
+        if key.startswith("nvmlDeviceGetTotalEccErrors"):
+            data["calls"][key] = {"error": "Unknown"}
+    node = collect_node(sysfs_root=str(SYSFS / "no-driver"), nvml=ReplayNvml(data))
+    report = diagnose(node)
+    assert report["verdict"] == "unknown"
+    by_rule = {f["rule_id"]: f for f in report["findings"]}
+    assert by_rule["GD-HLT-001"]["severity"] == by_rule["GD-HLT-002"]["severity"] == "unknown"
+    assert (
+        "gpus[0].ecc_errors_uncorrectable_volatile: NVML: Unknown" in by_rule["GD-HLT-001"]["missing_facts"]
+    )
+
+
+def test_a_gpu_lost_in_any_call_is_fallen_off_the_bus() -> None:
+    node = collect_node(
+        sysfs_root=str(SYSFS / "no-driver"),
+        nvml=with_fault(
+            "8x-v100s-pcie",
+            call_key("nvmlDeviceGetTotalEccErrors", (3, "uncorrected", "volatile")),
+            "GpuIsLost",
+        ),
+    )
+    assert [g.index for g in node.gpus if g.fallen_off_bus] == [3]
+    assert diagnose(node)["verdict"] == "fail"
+
+
+def test_not_supported_from_an_optional_feature_is_an_answer_not_a_failure() -> None:
+    gpu = probe_nvml(replay("geforce-not-supported")).gpus[0]
+    assert gpu.unknown["ecc_mode"] == "NVML: NotSupported" and "ecc_mode" not in gpu.failed
+    gpu = probe_nvml(with_fault("8x-v100s-pcie", call_key("nvmlDeviceGetName", (0,)), "NotSupported")).gpus[0]
+    assert gpu.failed == ["name"]

@@ -74,10 +74,25 @@ def test_edited_bad_nodes_fail(tmp_path: Path, name: str, edits: dict[str, str],
     assert findings.get(rule) == "fail"
 
 
+# The telegraf capture kept one <gpu> of a 4-GPU node: the 3 GPUs it hides make it unknown.
+TRIMMED = "A100-SXM4-80GB_535.54.03"
+
+
 @pytest.mark.parametrize("path", sorted(XMLS.glob("*.xml")), ids=lambda p: p.stem)
 def test_real_nodes_are_not_failed(path: Path) -> None:
     verdict, findings = _verdict(path)
-    assert verdict in ("ok", "info", "warn"), findings
+    if path.stem == TRIMMED:
+        assert verdict == "unknown" and findings["GD-NODE-003"] == "unknown", findings
+        assert [rule for rule, severity in findings.items() if severity not in ("ok", "info", "warn")] == [
+            "GD-NODE-003"
+        ]
+    else:
+        assert verdict in ("ok", "info", "warn"), findings
+
+
+def _whole(tmp_path: Path, **tags: str) -> Path:
+    """The trimmed A100 capture as the 1-GPU node it describes (plus any edits)."""
+    return _edited(tmp_path, TRIMMED, attached_gpus="1", **tags)
 
 
 def _preflight(path: Path, image: str, **node_patch: str) -> tuple[str, dict[str, str]]:
@@ -100,14 +115,14 @@ def test_cuda13_image_on_geforce_525_fails(tmp_path: Path) -> None:
     assert findings["GD-CUDA-004"] == "fail"
 
 
-def test_cuda13_image_on_a100_r535_is_not_failed() -> None:
-    verdict, findings = _preflight(XMLS / "A100-SXM4-80GB_535.54.03.xml", CUDA13)
+def test_cuda13_image_on_a100_r535_is_not_failed(tmp_path: Path) -> None:
+    verdict, findings = _preflight(_whole(tmp_path), CUDA13)
     assert verdict == "warn"
     assert findings["GD-CUDA-003"] == "warn"
 
 
 def test_cuda124_image_on_550_is_ok(tmp_path: Path) -> None:
-    path = _edited(tmp_path, "A100-SXM4-80GB_535.54.03", driver_version="550.54.15", cuda_version="12.4")
+    path = _whole(tmp_path, driver_version="550.54.15", cuda_version="12.4")
     verdict, findings = _preflight(path, CUDA124)
     assert verdict in ("ok", "info"), findings
     assert not any(rule.startswith(("GD-CUDA", "GD-REQ")) for rule in findings)
@@ -131,12 +146,14 @@ def test_arm64_image_on_x86_64_fails() -> None:
                 "product_name": "NVIDIA A800-SXM4-80GB",
                 "pci_device_id": "20F310DE",
                 "driver_version": "650.12",
+                "attached_gpus": "1",
             },
             2,
         ),
-        ({}, 0),
+        ({"attached_gpus": "1"}, 0),
+        ({}, 3),
     ],
-    ids=["a800-on-650", "healthy-a100"],
+    ids=["a800-on-650", "healthy-a100", "a100-with-3-gpus-not-described"],
 )
 def test_scan_from_nvidia_smi_exit_codes(tmp_path: Path, edits: dict[str, str], exit_code: int) -> None:
     path = (
@@ -149,3 +166,5 @@ def test_scan_from_nvidia_smi_exit_codes(tmp_path: Path, edits: dict[str, str], 
     report = json.loads(result.stdout)
     fails = [f["rule_id"] for f in report["findings"] if f["severity"] == "fail"]
     assert fails == (["GD-DRV-006"] if exit_code == 2 else [])
+    unknowns = [f["rule_id"] for f in report["findings"] if f["severity"] == "unknown"]
+    assert unknowns == (["GD-NODE-003"] if exit_code == 3 else [])

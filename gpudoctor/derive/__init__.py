@@ -32,6 +32,48 @@ def build_context(node: NodeFacts, image: ImageFacts | None = None) -> dict[str,
         gpu["derived"] = {}
     for pair in context["topology"]["pairs"]:
         pair["derived"] = {}
+    failed = failed_facts(context)
+    context["derived"]["failed_facts"] = {path: reason for path, (reason, null) in failed.items() if null}
+    context["derived"]["probe_failures"] = _listed(
+        [f"{path} ({reason})" for path, (reason, _) in failed.items()]
+        + [f"{error['probe']}: {error['message']}" for error in context.get("probe_errors") or []]
+    )
     for module_name in _DERIVERS:
         importlib.import_module(module_name).derive(context, node, image)
     return context
+
+
+_NODE_PARTS = ("host", "driver", "topology", "fabric", "cuda_host", "container_runtime")
+_LISTED = 8  # entries shown in a finding's message; the rest are counted
+
+
+def failed_facts(context: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Concrete fact path -> (reason, still null) for every fact a probe failed to collect
+    (its owner's `failed` list, gpudoctor.facts.mark_failed); "still null" is false when
+    another source filled the value in."""
+    found: dict[str, tuple[str, bool]] = {}
+
+    def collect(obj: Any, prefix: str) -> None:
+        if not isinstance(obj, dict) or not obj.get("failed"):
+            return
+        reasons = obj.get("unknown") or {}
+        for name in obj["failed"]:
+            null = obj.get(name) in (None, [])
+            reason = reasons.get(name) if null else "query failed, value from another source"
+            found[f"{prefix}{name}"] = (str(reason or "probe failed"), null)
+
+    collect(context, "")
+    for part in _NODE_PARTS:
+        collect(context.get(part), f"{part}.")
+    for i, gpu in enumerate(context.get("gpus") or []):
+        collect(gpu, f"gpus[{i}].")
+    for i, pair in enumerate((context.get("topology") or {}).get("pairs") or []):
+        collect(pair, f"topology.pairs[{i}].")
+    return found
+
+
+def _listed(entries: list[str]) -> list[str]:
+    shown = list(entries)
+    if len(shown) > _LISTED:
+        shown[_LISTED:] = [f"and {len(shown) - _LISTED} more"]
+    return shown

@@ -36,12 +36,33 @@ class ConditionError(ValueError):
 @dataclass
 class Trace:
     """What a condition used: evidence (path -> value), missing facts (path -> reason),
-    subjects (GPU indexes / pair names) and the quantified items that matched."""
+    subjects (GPU indexes / pair names) and the quantified items that matched.
+
+    `failed` (concrete fact path -> reason) names the facts a probe failed to collect
+    (gpudoctor.facts.mark_failed). A condition traced with them reads each as unknown
+    everywhere, in `is_null`, in `empty` and in quantifier guards too, so a failed
+    fact can never make a rule pass or skip; the fast path (no trace) is only used
+    when nothing failed."""
 
     evidence: dict[str, Any] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
     subjects: list[str] = field(default_factory=list)
     items: dict[str, list[tuple[Any, str]]] = field(default_factory=dict)
+    failed: Mapping[str, str] = field(default_factory=dict)
+
+    def child(self) -> Trace:
+        return Trace(failed=self.failed)
+
+    def read_failed(self, name: str) -> bool:
+        """True (and the fact recorded as missing) when `name` is a failed fact."""
+        reason = self.failed.get(name) if self.failed else None
+        if reason is None:
+            return False
+        self.missing[name] = reason
+        return True
+
+    def touched_failed(self) -> bool:
+        return bool(self.failed) and any(name in self.failed for name in self.missing)
 
     def merge(self, other: Trace, *, with_subjects: bool = True, with_missing: bool = True) -> None:
         self.evidence.update(other.evidence)
@@ -254,7 +275,7 @@ def _kleene(parts: list[Condition], decisive: bool) -> Condition:
             return result
         subs = []
         for part in parts:
-            sub = Trace()
+            sub = trace.child()
             subs.append((part(root, scope, sub), sub))
         return _combine(subs, trace, decisive=decisive)
 
@@ -320,6 +341,8 @@ def _quantifier(
 
     def quantified(root: Mapping[str, Any], scope: Scope, trace: Trace | None) -> bool | None:
         items = get_items(root, scope)
+        if trace is not None and trace.read_failed(concrete(path, scope)):
+            return None  # the list itself was not collected (GPU count failed)
         if not isinstance(items, list):
             if trace is not None and items is None:
                 trace.missing[concrete(path, scope)] = unknown_reason(root, path, scope)
@@ -330,9 +353,17 @@ def _quantifier(
         others: list[tuple[bool | None, Trace]] = []
         for i, item in enumerate(items):
             inner_scope = {**scope, name: (item, f"{prefix}[{i}]")}
-            if guard is not None and guard(root, inner_scope, None) is not True:
-                continue
-            sub = Trace() if trace is not None else None
+            if guard is not None:
+                guard_trace = trace.child() if trace is not None and trace.failed else None
+                applies = guard(root, inner_scope, guard_trace)
+                if applies is None and guard_trace is not None and guard_trace.touched_failed():
+                    # Whether this item is in scope depends on a failed fact: unknown, not skipped.
+                    saw_null = True
+                    others.append((None, guard_trace))
+                    continue
+                if applies is not True:
+                    continue
+            sub = trace.child() if trace is not None else None
             result = test(root, inner_scope, sub)
             if result is is_any:
                 if trace is None:
@@ -425,7 +456,10 @@ def _operator(
         def is_null(root: Mapping[str, Any], scope: Scope, trace: Trace | None) -> bool | None:
             value = getter(root, scope)
             if trace is not None:
-                trace.evidence[concrete(path, scope)] = value
+                name = concrete(path, scope)
+                trace.evidence[name] = value
+                if trace.read_failed(name):
+                    return None  # null because its probe failed, not because it does not exist
             return (value is None) is operand
 
         return is_null
@@ -439,13 +473,13 @@ def _operator(
     def leaf(root: Mapping[str, Any], scope: Scope, trace: Trace | None) -> bool | None:
         value = getter(root, scope)
         _record(trace, path, scope, value, root)
-        if value is None:
+        if value is None or (trace is not None and trace.read_failed(concrete(path, scope))):
             return None
         if other_getter is not None:
             assert other_path is not None
             other = other_getter(root, scope)
             _record(trace, other_path, scope, other, root)
-            if other is None:
+            if other is None or (trace is not None and trace.read_failed(concrete(other_path, scope))):
                 return None
             return test(value, other)
         result = test(value, constant)

@@ -14,7 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from gpudoctor.facts import GpuFacts, GpuPairFacts, NodeFacts, ProbeError
+from gpudoctor.facts import (
+    ContainerRuntimeFacts,
+    CudaHostFacts,
+    GpuFacts,
+    GpuPairFacts,
+    HostFacts,
+    NodeFacts,
+    ProbeError,
+    mark_all_failed,
+    mark_failed,
+)
 from gpudoctor.probes import sysfs as sysfs_probe
 from gpudoctor.probes.fsroot import FsRoot
 from gpudoctor.probes.nvml_api import NvmlBackend, NvmlError
@@ -81,16 +91,23 @@ def collect_node(
     from gpudoctor.probes.cuda_host import probe_cuda_host
     from gpudoctor.probes.host import probe_host
 
-    host = attempt("host", lambda: probe_host(fs), limits.files_s)
-    if host is not None:
-        node.host = host
+    def attempt_facts(name: str, work: Callable[[], T], deadline_s: float, empty: T) -> T:
+        """The facts `work` returns; when it fails, `empty` with every fact marked failed."""
+        found = attempt(name, work, deadline_s)
+        if found is None:
+            mark_all_failed(empty, f"{name} probe failed: {node.probe_errors[-1].message}")
+            return empty
+        return found
+
+    node.host = attempt_facts("host", lambda: probe_host(fs), limits.files_s, HostFacts())
     sysfs = attempt("sysfs", lambda: sysfs_probe.probe_sysfs(fs), limits.files_s)
-    cuda_host = attempt("cuda_host", lambda: probe_cuda_host(fs), limits.files_s)
-    if cuda_host is not None:
-        node.cuda_host = cuda_host
-    runtime = attempt("container_runtime", lambda: probe_container_runtime(fs), limits.commands_s)
-    if runtime is not None:
-        node.container_runtime = runtime
+    node.cuda_host = attempt_facts("cuda_host", lambda: probe_cuda_host(fs), limits.files_s, CudaHostFacts())
+    node.container_runtime = attempt_facts(
+        "container_runtime",
+        lambda: probe_container_runtime(fs),
+        limits.commands_s,
+        ContainerRuntimeFacts(),
+    )
 
     backend = nvml if nvml is not None else (_live_nvml() if fs.is_host else None)
     nvml_result = None
@@ -102,6 +119,8 @@ def collect_node(
     if nvml_result is not None and not nvml_result.initialised:
         reason = nvml_result.driver.unknown.get("version", "NVML did not start")
         node.probe_errors.append(ProbeError(probe="nvml", message=reason))
+    if nvml_result is not None:
+        node.probe_errors.extend(ProbeError(probe="nvml", message=m) for m in nvml_result.errors)
     _merge_driver(node, nvml_result, sysfs, backend is None)
     _merge_gpus(node, nvml_result, sysfs, fs, attempt, limits)
     _merge_topology(node, nvml_result, sysfs)
@@ -156,6 +175,9 @@ def _merge_driver(
     else:
         reason = sysfs.module_reason if sysfs else "procfs probe failed"
         driver.unknown["kernel_module"] = driver.unknown["kernel_module_version"] = reason or "unknown"
+        if sysfs is None:
+            for name in ("kernel_module", "kernel_module_version"):
+                mark_failed(driver, name, "procfs probe failed")
         if nvml_skipped and sysfs is not None and driver.present is None:
             driver.present = False
             driver.unknown["present"] = f"no NVIDIA driver: {reason}"
@@ -171,6 +193,8 @@ def _merge_gpus(
 
     if nvml is not None and nvml.initialised:
         node.gpus = nvml.gpus
+        if nvml.gpus_failed:
+            mark_failed(node, "gpus", nvml.gpus_failed)
         return
     if fs.is_host and node.driver.present is not False:
         fallback = attempt("nvidia-smi", lambda: _nvidia_smi(limits.commands_s), limits.commands_s + 1)
@@ -185,6 +209,8 @@ def _merge_gpus(
         node.gpus = sysfs.proc_gpus
         for gpu in node.gpus:
             fill_model_facts(gpu, None, None)
+    elif nvml is not None and nvml.gpus_failed:
+        mark_failed(node, "gpus", nvml.gpus_failed)  # NVML failed and nothing else lists the GPUs
 
 
 def _nvidia_smi(timeout_s: float) -> NodeFacts | None:
@@ -207,7 +233,7 @@ def _merge_topology(node: NodeFacts, nvml: NvmlResult | None, sysfs: sysfs_probe
         topology.unknown["pairs"] = (nvml.pairs_unknown if nvml else None) or "NVML not available"
     if sysfs is None:
         for name in ("iommu_active", "iommu_mode", "acs_enabled_bridges"):
-            topology.unknown[name] = "sysfs probe failed"
+            mark_failed(topology, name, "sysfs probe failed")
         return
     topology.iommu_active, topology.iommu_mode = sysfs.iommu_active, sysfs.iommu_mode
     if sysfs.iommu_reason:
@@ -275,7 +301,8 @@ def _merge_fabric(node: NodeFacts, sysfs: Any, fs: FsRoot, attempt: Any, limits:
 
     found = attempt("fabric_manager", probe_fabric_manager, limits.commands_s)
     if found is None:
-        fabric.unknown["fabric_manager_running"] = "fabric manager probe failed"
+        for name in ("fabric_manager_running", "fabric_manager_version"):
+            mark_failed(fabric, name, "fabric manager probe failed")
         return
     fabric.fabric_manager_running, fabric.fabric_manager_version, unknown = found
     fabric.unknown.update(unknown)

@@ -8,7 +8,7 @@ PCI device id. A GPU the table does not know keeps both facts unknown.
 
 from __future__ import annotations
 
-from gpudoctor.facts import GpuFacts
+from gpudoctor.facts import GpuFacts, mark_failed
 
 NOT_IN_TABLE = "GPU not in gpudoctor's GPU table (rules/matrix/gpus.yaml) and not reported by the source"
 
@@ -38,7 +38,12 @@ def fill_model_facts(gpu: GpuFacts, reported_cc: str | None, reported_architectu
     gpu.compute_capability = cc
     gpu.architecture = architecture
     for name, value in (("compute_capability", cc), ("architecture", architecture)):
-        if value is None:
-            gpu.unknown[name] = NOT_IN_TABLE
-        else:
+        if value is not None:
+            # From the table; a failed query stays in `failed`: it still counts (facts.py).
             gpu.unknown.pop(name, None)
+        elif {"compute_capability", "name"} & set(gpu.failed):
+            # Not in the table because the query that would have told failed: a failure.
+            cause = "compute_capability" if "compute_capability" in gpu.failed else "name"
+            mark_failed(gpu, name, gpu.unknown[cause])
+        else:
+            gpu.unknown[name] = NOT_IN_TABLE

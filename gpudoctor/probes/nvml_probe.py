@@ -1,8 +1,11 @@
 """Driver, GPU and topology facts through the NVML boundary.
 
 Each NVML call that fails leaves its fact unknown with "NVML: <error>" as the
-reason; a GPU whose handle answers GpuIsLost is recorded as fallen off the
-bus. Nothing here raises: the collector runs this in a worker thread with a
+reason. NotSupported from a call for an optional feature (ECC, page retirement,
+row remapping, NVLink, fabric, MIG, persistence) is NVML's answer that the board
+lacks it; any other error is a failure and the fact is also marked failed
+(facts.mark_failed), so no rule can pass or skip over it. A GPU that answers
+GpuIsLost to any call is recorded as fallen off the bus. Nothing here raises: the collector runs this in a worker thread with a
 deadline, because a wedged driver can hang any NVML call.
 """
 
@@ -12,7 +15,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from gpudoctor.facts import DriverFacts, GpuFacts, GpuPairFacts, MigDeviceFacts
+from gpudoctor.facts import DriverFacts, GpuFacts, GpuPairFacts, MigDeviceFacts, mark_failed
 from gpudoctor.probes.gpumodel import fill_model_facts
 from gpudoctor.probes.nvml_api import Arg, NvmlBackend, NvmlError
 from gpudoctor.probes.values import branch_of, cuda_version_from_int
@@ -60,6 +63,29 @@ FABRIC_STATE = {0: "not_supported", 1: "not_started", 2: "in_progress", 3: "comp
 NVLINK_MAX_LINKS = 18  # NVLink 4/5 GPUs have 18 links; NVML answers InvalidArgument past the last.
 ENABLED = {0: "disabled", 1: "enabled"}
 
+# Calls for features some boards do not have: NotSupported from them is an answer
+# (nvml.h: "NVML_ERROR_NOT_SUPPORTED if the device does not support this feature").
+# Not listed: persistence mode ("All products. For Linux only."), NVLink remote PCI
+# info (only asked for links that answered), and every identity query.
+OPTIONAL_FEATURES = frozenset(
+    {
+        "nvmlDeviceGetEccMode",
+        "nvmlDeviceGetTotalEccErrors",
+        "nvmlDeviceGetRetiredPagesPendingStatus",
+        "nvmlDeviceGetRemappedRows",
+        "nvmlDeviceGetNvLinkState",  # at link 0 only: a GPU whose link 0 answered has NVLink
+        "nvmlDeviceGetGpuFabricInfo",
+        "nvmlDeviceGetMigMode",
+    }
+)
+
+_PAIR_CALLS = frozenset({"nvmlDeviceGetP2PStatus", "nvmlDeviceGetTopologyCommonAncestor"})
+
+
+def is_answer(function: str, error: NvmlError) -> bool:
+    """True when the error is NVML saying the feature does not exist, not a failure."""
+    return error.name == "NotSupported" and function in OPTIONAL_FEATURES
+
 
 class NvmlResult:
     """What the NVML probe found; merged into NodeFacts by the collector."""
@@ -69,6 +95,10 @@ class NvmlResult:
         self.gpus: list[GpuFacts] = []
         self.pairs: list[GpuPairFacts] = []
         self.pairs_unknown: str | None = None
+        # Why the GPU list itself is not what NVML would list (count failed), if so.
+        self.gpus_failed: str | None = None
+        # Failed calls that no fact field holds (the collector makes them probe errors).
+        self.errors: list[str] = []
         self.initialised = False
 
 
@@ -77,6 +107,27 @@ class _Asker:
 
     def __init__(self, nvml: NvmlBackend) -> None:
         self.nvml = nvml
+        self.lost: set[int] = set()  # GPU indexes that answered GpuIsLost to some call
+
+    def failed(
+        self,
+        target: Any,
+        names: tuple[str, ...] | str,
+        function: str,
+        exc: NvmlError,
+        *args: Arg,
+        can_answer: bool = True,
+    ) -> None:
+        """Record an NVML error on `names` of `target`: an answer (is_answer; never when
+        `can_answer` is false, an earlier answer having shown the feature is there) or a failure."""
+        if exc.name == "GpuIsLost" and function not in _PAIR_CALLS and args and isinstance(args[0], int):
+            self.lost.add(args[0])  # a pair call does not say which of its two GPUs is lost
+        for name in (names,) if isinstance(names, str) else names:
+            reason = f"NVML: {exc.name}"
+            if can_answer and is_answer(function, exc):
+                target.unknown[name] = reason
+            else:
+                mark_failed(target, name, reason)
 
     def fill(
         self,
@@ -89,11 +140,11 @@ class _Asker:
         try:
             raw = self.nvml.call(function, *args)
         except NvmlError as exc:
-            target.unknown[name] = f"NVML: {exc.name}"
+            self.failed(target, name, function, exc, *args)
             return None
         value = convert(raw)
         if value is None:
-            target.unknown[name] = f"NVML: unexpected answer {raw!r} from {function}"
+            mark_failed(target, name, f"NVML: unexpected answer {raw!r} from {function}")
         setattr(target, name, value)
         return raw
 
@@ -131,7 +182,11 @@ def _init_failed(result: NvmlResult, exc: NvmlError) -> None:
         driver.library_mismatch = True
         reason = "NVML: Driver/library version mismatch (LibRmVersionMismatch)"
     else:
-        driver.unknown["present"] = reason
+        # NVML is there but would not start (NoPermission, Unknown, ...): every fact it
+        # would have given, the GPU list included, is a failure, not an answer.
+        result.gpus_failed = reason
+        for name in ("present", "version", "branch", "cuda_version", "nvml_version", "library_mismatch"):
+            mark_failed(driver, name, reason)
     for name in ("version", "branch", "cuda_version", "nvml_version"):
         driver.unknown[name] = reason
     if driver.library_mismatch is None:
@@ -147,17 +202,20 @@ def _probe_initialised(nvml: NvmlBackend, result: NvmlResult) -> None:
     ask.fill(driver, "version", "nvmlSystemGetDriverVersion")
     driver.branch = branch_of(driver.version)
     if driver.branch is None:
-        driver.unknown["branch"] = driver.unknown.get("version", "driver version not understood")
+        mark_failed(driver, "branch", driver.unknown.get("version", "driver version not understood"))
     ask.fill(driver, "nvml_version", "nvmlSystemGetNVMLVersion")
     ask.fill(driver, "cuda_version", "nvmlSystemGetCudaDriverVersion_v2", convert=cuda_version_from_int)
     try:
         count = int(nvml.call("nvmlDeviceGetCount"))
     except NvmlError as exc:
-        result.pairs_unknown = f"NVML: {exc.name} (device count)"
+        result.pairs_unknown = result.gpus_failed = f"NVML: {exc.name} (device count)"
         return
     result.gpus = [_gpu(ask, index) for index in range(count)]
     result.pairs = _pairs(ask, result.gpus)
-    _nvlink_counts(ask, result.gpus, result.pairs)
+    result.errors.extend(_nvlink_counts(ask, result.gpus, result.pairs))
+    for gpu in result.gpus:
+        if gpu.index in ask.lost:
+            gpu.fallen_off_bus = True
 
 
 def _gpu(ask: _Asker, index: int) -> GpuFacts:
@@ -168,7 +226,7 @@ def _gpu(ask: _Asker, index: int) -> GpuFacts:
         gpu.fallen_off_bus = exc.name == "GpuIsLost"
         reason = "GPU has fallen off the bus (NVML: GpuIsLost)" if gpu.fallen_off_bus else f"NVML: {exc.name}"
         for name in ("uuid", "name", "pci_bus_id", "compute_capability", "architecture"):
-            gpu.unknown[name] = reason
+            mark_failed(gpu, name, reason)
         return gpu
     ask.fill(gpu, "uuid", "nvmlDeviceGetUUID", index)
     ask.fill(gpu, "name", "nvmlDeviceGetName", index)
@@ -181,9 +239,9 @@ def _gpu(ask: _Asker, index: int) -> GpuFacts:
     if mig is not None:
         gpu.mig_mode_pending = ENABLED.get(mig[1])
         if gpu.mig_mode == "enabled":
-            gpu.mig_devices = _mig_devices(ask, index)
+            gpu.mig_devices = _mig_devices(ask, gpu)
     else:
-        gpu.unknown["mig_mode_pending"] = gpu.unknown["mig_mode"]
+        _same_as(gpu, "mig_mode_pending", "mig_mode")
     ask.fill(gpu, "ecc_mode", "nvmlDeviceGetEccMode", index, convert=lambda m: ENABLED.get(m[0]))
     for counter in ("volatile", "aggregate"):
         name = f"ecc_errors_uncorrectable_{counter}"
@@ -195,11 +253,19 @@ def _gpu(ask: _Asker, index: int) -> GpuFacts:
     if rows is not None:
         gpu.remapped_rows_failure = bool(rows[3])
     else:
-        gpu.unknown["remapped_rows_failure"] = gpu.unknown["remapped_rows_pending"]
+        _same_as(gpu, "remapped_rows_failure", "remapped_rows_pending")
     ask.fill(gpu, "persistence_mode", "nvmlDeviceGetPersistenceMode", index, convert=ENABLED.get)
     _nvlinks(ask, gpu)
     _fabric(ask, gpu)
     return gpu
+
+
+def _same_as(gpu: GpuFacts, name: str, source: str) -> None:
+    """`name` comes from the same NVML answer as `source`, which did not come."""
+    if source in gpu.failed:
+        mark_failed(gpu, name, gpu.unknown[source])
+    else:
+        gpu.unknown[name] = gpu.unknown[source]
 
 
 def _cc(value: Any) -> str | None:
@@ -210,8 +276,9 @@ def _pci(ask: _Asker, gpu: GpuFacts) -> None:
     try:
         info = ask.nvml.call("nvmlDeviceGetPciInfo", gpu.index)
     except NvmlError as exc:
-        for name in ("pci_bus_id", "pci_device_id", "pci_subsystem_id"):
-            gpu.unknown[name] = f"NVML: {exc.name}"
+        ask.failed(
+            gpu, ("pci_bus_id", "pci_device_id", "pci_subsystem_id"), "nvmlDeviceGetPciInfo", exc, gpu.index
+        )
         return
     gpu.pci_bus_id = info["busId"]
     # pciDeviceId packs the device id in the upper 16 bits over vendor 10DE.
@@ -219,26 +286,34 @@ def _pci(ask: _Asker, gpu: GpuFacts) -> None:
     gpu.pci_subsystem_id = f"{info['pciSubSystemId']:08X}"
 
 
-def _mig_devices(ask: _Asker, index: int) -> list[MigDeviceFacts]:
+def _mig_devices(ask: _Asker, gpu: GpuFacts) -> list[MigDeviceFacts]:
+    index = gpu.index
     try:
         slots = int(ask.nvml.call("nvmlDeviceGetMaxMigDeviceCount", index))
-    except NvmlError:
+    except NvmlError as exc:
+        # Only asked when MIG mode is enabled: the GPU has MIG, so no error is an answer.
+        ask.failed(gpu, "mig_devices", "nvmlDeviceGetMaxMigDeviceCount", exc, index, can_answer=False)
         return []
     devices = []
     for slot in range(slots):
         try:
             ask.nvml.call("nvmlDeviceGetMigDeviceHandleByIndex", index, slot)
-        except NvmlError:
-            continue  # an empty slot answers NotFound
+        except NvmlError as exc:
+            if exc.name != "NotFound":  # an empty slot answers NotFound
+                ask.failed(gpu, "mig_devices", "nvmlDeviceGetMigDeviceHandleByIndex", exc, index)
+            continue
         mig = f"{index}/{slot}"
         device = MigDeviceFacts(index=slot)
         for name, function, convert in (
             ("uuid", "nvmlDeviceGetUUID", str),
             ("memory_total_mib", "nvmlDeviceGetMemoryInfo", lambda m: m["total"] // 2**20),
         ):
-            # MigDeviceFacts has no reasons map; a field NVML does not answer stays null.
-            with contextlib.suppress(NvmlError):
+            # MigDeviceFacts has no reasons map: a field NVML does not answer stays null,
+            # and the GPU's mig_devices is marked failed.
+            try:
                 setattr(device, name, convert(ask.nvml.call(function, mig)))
+            except NvmlError as exc:
+                ask.failed(gpu, "mig_devices", function, exc, index)
         devices.append(device)
     return devices
 
@@ -246,17 +321,25 @@ def _mig_devices(ask: _Asker, index: int) -> list[MigDeviceFacts]:
 def _nvlinks(ask: _Asker, gpu: GpuFacts) -> None:
     up = total = 0
     first_error: str | None = None
+    failure: NvmlError | None = None
     for link in range(NVLINK_MAX_LINKS):
         try:
             state = ask.nvml.call("nvmlDeviceGetNvLinkState", gpu.index, link)
         except NvmlError as exc:
             first_error = first_error or exc.name
+            if exc.name == "NotSupported" and link > 0:
+                failure = exc  # links 0..link-1 answered: NVLink is there, this link failed
+                break
             if exc.name in ("InvalidArgument", "NotSupported", "NotRecorded"):
                 break  # past the GPU's last link, or no NVLink at all
+            failure = failure or exc  # a link that would not answer: the counts are not known
             continue
         total += 1
         up += 1 if state else 0
-    if total:
+    if failure is not None:
+        names = ("nvlink_links_up", "nvlink_links_total")
+        ask.failed(gpu, names, "nvmlDeviceGetNvLinkState", failure, gpu.index, can_answer=False)
+    elif total:
         gpu.nvlink_links_up, gpu.nvlink_links_total = up, total
     else:
         for name in ("nvlink_links_up", "nvlink_links_total"):
@@ -267,8 +350,8 @@ def _fabric(ask: _Asker, gpu: GpuFacts) -> None:
     try:
         info = ask.nvml.call("nvmlDeviceGetGpuFabricInfo", gpu.index)
     except NvmlError as exc:
-        for name in ("fabric_state", "fabric_status", "fabric_clique_id", "fabric_cluster_uuid"):
-            gpu.unknown[name] = f"NVML: {exc.name}"
+        names = ("fabric_state", "fabric_status", "fabric_clique_id", "fabric_cluster_uuid")
+        ask.failed(gpu, names, "nvmlDeviceGetGpuFabricInfo", exc, gpu.index)
         return
     gpu.fabric_state = FABRIC_STATE.get(info["state"])
     if gpu.fabric_state == "completed":
@@ -300,16 +383,19 @@ def _pairs(ask: _Asker, gpus: list[GpuFacts]) -> list[GpuPairFacts]:
     return pairs
 
 
-def _nvlink_counts(ask: _Asker, gpus: list[GpuFacts], pairs: list[GpuPairFacts]) -> None:
-    """Direct NVLinks between each pair, from each link's remote PCI address."""
+def _nvlink_counts(ask: _Asker, gpus: list[GpuFacts], pairs: list[GpuPairFacts]) -> list[str]:
+    """Direct NVLinks between each pair, from each link's remote PCI address; returns the
+    failed calls (a link that answered its state but not its remote end)."""
     by_bus = {g.pci_bus_id.upper(): g.index for g in gpus if g.pci_bus_id}
     links: dict[tuple[int, int], int] = {}
     through_switch: set[int] = set()
+    unanswered: dict[int, NvmlError] = {}
     for gpu in gpus:
         for link in range(gpu.nvlink_links_total or 0):
             try:
                 remote = str(ask.nvml.call("nvmlDeviceGetNvLinkRemotePciInfo", gpu.index, link)).upper()
-            except NvmlError:
+            except NvmlError as exc:
+                unanswered.setdefault(gpu.index, exc)
                 continue
             peer = by_bus.get(remote)
             if peer is None:
@@ -318,8 +404,15 @@ def _nvlink_counts(ask: _Asker, gpus: list[GpuFacts], pairs: list[GpuPairFacts])
                 key = (min(gpu.index, peer), max(gpu.index, peer))
                 links[key] = links.get(key, 0) + 1
     for pair in pairs:
+        failure = unanswered.get(pair.gpu_a) or unanswered.get(pair.gpu_b)
+        if failure is not None:
+            ask.failed(pair, "nvlink_count", "nvmlDeviceGetNvLinkRemotePciInfo", failure)
+            continue
         if pair.gpu_a in through_switch or pair.gpu_b in through_switch:
             pair.unknown["nvlink_count"] = "NVLinks end at an NVSwitch, not at the peer GPU"
             continue
         # Both ends count the same link once each.
         pair.nvlink_count = links.get((pair.gpu_a, pair.gpu_b), 0) // 2
+    return [
+        f"nvmlDeviceGetNvLinkRemotePciInfo (GPU {index}): {exc.name}" for index, exc in unanswered.items()
+    ]
