@@ -23,6 +23,15 @@ def parse_version(text: str) -> Version | None:
         return None
 
 
+def major_minor(version: str | None) -> tuple[int, int] | None:
+    """(13, 0) for "13.0.2" or "13"; None when not a version."""
+    parsed = parse_version(version) if version else None
+    if parsed is None:
+        return None
+    release = (*parsed.release, 0)
+    return release[0], release[1]
+
+
 @lru_cache(maxsize=4096)
 def _specifier_set(spec: str) -> SpecifierSet | None:
     try:

@@ -17,7 +17,7 @@ from gpudoctor.commands.common import (
     rules_option,
     write_text,
 )
-from gpudoctor.errors import BadInput, InputMissing
+from gpudoctor.errors import BadInput, InputMissing, UsageError
 
 # --format NAME -> gpudoctor.report.<module>.render(fleet_document) -> str
 FLEET_RENDERERS = {"table": "fleet_table", "json": "fleet_json", "csv": "fleet_csv"}
@@ -31,6 +31,8 @@ Examples:
   gpudoctor fleet reports/
   gpudoctor fleet reports/ --image nvcr.io/nvidia/pytorch:25.01-py3 --image vllm/vllm-openai:latest
   gpudoctor fleet node-*.xml --format csv -o fleet.csv
+  gpudoctor fleet reports/ --image REF --what-if driver=650.12 --what-if 'driver=580.95.05@class~A800'
+  gpudoctor fleet reports/ --image REF --plan
 """,
 )
 @click.argument("paths", nargs=-1, required=True)
@@ -48,6 +50,21 @@ Examples:
     metavar="HOST:PORT",
     help="Registry to reach over plain HTTP (repeatable).",
 )
+@click.option(
+    "--what-if",
+    "what_if",
+    multiple=True,
+    metavar="CHANGE",
+    help="Re-evaluate every class with a hypothetical change and show the difference (repeatable): "
+    "driver=VERSION, cuda-compat=VERSION, toolkit=VERSION; append @class~TEXT to limit it to "
+    "classes whose key contains TEXT (e.g. driver=650.12@class~A800).",
+)
+@click.option(
+    "--plan",
+    is_flag=True,
+    help="With --image: per class where an image does not run cleanly, propose the smallest "
+    "change (driver branch, forward compatibility, another --image) that makes it run.",
+)
 @format_option(*FLEET_RENDERERS)
 @output_option
 @rules_option
@@ -55,6 +72,8 @@ def command(
     paths: tuple[str, ...],
     images: tuple[str, ...],
     insecure_registries: tuple[str, ...],
+    what_if: tuple[str, ...],
+    plan: bool,
     fmt: str,
     output: str | None,
     rule_dirs: tuple[str, ...],
@@ -70,7 +89,11 @@ def command(
     missing = [path for path in paths if not Path(path).exists()]
     if missing:
         raise InputMissing(f"no such file or directory: {missing[0]}")
-    document = build_fleet(paths, images, insecure_registries, rule_dirs_from(rule_dirs))
+    if plan and not images:
+        raise UsageError("--plan needs at least one --image")
+    document = build_fleet(
+        paths, images, insecure_registries, rule_dirs_from(rule_dirs), what_if=what_if, plan=plan
+    )
     if document["nodes_total"] == 0:
         if document["invalid_total"]:
             first = document["invalid_reports"][0]

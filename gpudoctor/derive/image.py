@@ -19,19 +19,12 @@ from typing import Any
 from gpudoctor.derive.platform import node_architecture
 from gpudoctor.facts import ImageFacts, NodeFacts
 from gpudoctor.knowledge import matrix
+from gpudoctor.versions import major_minor as _major_minor
 from gpudoctor.versions import parse_version
 
 # "driver>=535,driver<536" in NVIDIA_REQUIRE_CUDA: a host branch allowed through forward compatibility
 _BRANCH_TERM = re.compile(r"driver>=(\d+)(?:\.[\d.]*)?,driver<(\d+)")
 _COMPAT_ENV = ("NV_CUDA_COMPAT_PACKAGE",)
-
-
-def _major_minor(version: str | None) -> tuple[int, int] | None:
-    parsed = parse_version(version) if version else None
-    if parsed is None:
-        return None
-    release = (*parsed.release, 0)
-    return release[0], release[1]
 
 
 def _require_cuda(image: dict[str, Any]) -> str:

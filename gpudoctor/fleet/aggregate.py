@@ -22,7 +22,8 @@ class NodeClass:
     verdicts: Counter[str] = field(default_factory=Counter)
     # (rule_id, severity) -> node count
     findings: Counter[tuple[str, str]] = field(default_factory=Counter)
-    # evaluation signature -> (node count, path of the first node: the representative)
+    # evaluation signature -> [node count, path of the first node (the representative),
+    # Counter of (rule_id, severity) -> nodes of this group]
     groups: dict[str, list[Any]] = field(default_factory=dict)
     worst_nodes: list[NodeRecord] = field(default_factory=list)
 
@@ -62,12 +63,14 @@ def aggregate(records: list[NodeRecord]) -> list[NodeClass]:
         node_class.nodes += 1
         node_class.verdicts[record.verdict] += 1
         # A rule counts once per node even if it fired for several GPUs.
-        node_class.findings.update(set(record.findings))
+        rules = set(record.findings)
+        node_class.findings.update(rules)
         group = node_class.groups.get(record.evaluation_signature)
         if group is None:
-            node_class.groups[record.evaluation_signature] = [1, record.path]
+            node_class.groups[record.evaluation_signature] = [1, record.path, Counter(rules)]
         else:
             group[0] += 1
+            group[2].update(rules)
         _keep_worst(node_class.worst_nodes, record)
     return sorted(classes.values(), key=lambda c: (-_RANK[c.verdict], -c.nodes, c.key))
 

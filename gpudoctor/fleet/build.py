@@ -92,7 +92,12 @@ def build_fleet(
     images: Sequence[str] = (),
     insecure_registries: Sequence[str] = (),
     rule_dirs: Sequence[str] = (),
+    what_if: Sequence[str] = (),
+    plan: bool = False,
 ) -> dict[str, Any]:
+    """The fleet document; `what_if`: change texts (see fleet/whatif.py), `plan`: per image and
+    class the smallest change that makes the image run (see fleet/plan.py)."""
+    changes = _parse_changes(what_if)
     records, invalid, titles = load_fleet(paths, rule_dirs)
     classes = aggregate(records)
     del records  # the classes keep what the output needs; free the rest before the matrix
@@ -105,11 +110,14 @@ def build_fleet(
         "verdict": worst(c.verdict for c in classes) if classes else "unknown",
         "classes": [_class_row(c, titles) for c in classes],
     }
-    if images:
+    evaluator = None
+    fleet_image_list: list[Any] = []
+    if images or changes:
         from gpudoctor.fleet.matrix import MatrixEvaluator, fleet_images
 
         fleet_image_list = fleet_images(images, insecure_registries)
         evaluator = MatrixEvaluator(rule_dirs)
+    if images:
         document["matrix"] = [evaluator.row(image, c) for image in fleet_image_list for c in classes]
         document["images"] = [image.summary() for image in fleet_image_list]
         for row in document["matrix"]:
@@ -119,4 +127,20 @@ def build_fleet(
             document["verdict"] = worst(
                 [document["verdict"], *(row["verdict"] for row in document["matrix"])]
             )
+    if changes and evaluator is not None:
+        from gpudoctor.fleet.whatif import what_if as evaluate_what_if
+
+        document["what_if"] = evaluate_what_if(classes, fleet_image_list, changes, evaluator)
+    if plan and evaluator is not None:
+        from gpudoctor.fleet.plan import plan as make_plan
+
+        document["plan"] = make_plan(classes, fleet_image_list, evaluator)
     return document
+
+
+def _parse_changes(texts: Sequence[str]) -> list[Any]:
+    if not texts:
+        return []
+    from gpudoctor.fleet.whatif import parse_change
+
+    return [parse_change(text) for text in texts]

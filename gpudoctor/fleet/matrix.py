@@ -79,16 +79,20 @@ def fleet_images(references: Sequence[str], insecure_registries: Sequence[str] =
     return [FleetImage(ref, tuple(insecure_registries)) for ref in dict.fromkeys(references)]
 
 
-def _finding_row(finding: Finding, nodes: int) -> dict[str, Any]:
+def finding_brief(finding: Finding) -> dict[str, Any]:
+    """A finding as the fleet document shows it (no evidence: that is in the node reports)."""
     return {
         "rule_id": finding.rule_id,
         "severity": finding.severity,
         "title": finding.title,
         "message": finding.message,
         "fix": finding.fix,
-        "refs": finding.refs,
-        "nodes": nodes,
+        "refs": list(finding.refs),
     }
+
+
+def _finding_row(finding: Finding, nodes: int) -> dict[str, Any]:
+    return {**finding_brief(finding), "nodes": nodes}
 
 
 class MatrixEvaluator:
@@ -100,28 +104,32 @@ class MatrixEvaluator:
         # (id of the ImageFacts, evaluation signature) -> findings; the images outlive the evaluator's use.
         self._results: dict[tuple[int, str], list[Finding]] = {}
 
-    def _node(self, path: str) -> NodeFacts:
+    def node(self, path: str) -> NodeFacts:
         node = self._nodes.get(path)
         if node is None:
             node = self._nodes[path] = NodeFacts.from_dict(load_node_report(path))
         return node
 
+    def evaluate(self, node: NodeFacts, image: ImageFacts | None) -> list[Finding]:
+        """Node rules (image None) or image rules (node + image) on these facts."""
+        from gpudoctor.derive import build_context
+        from gpudoctor.engine import evaluate
+
+        context = build_context(node, image)
+        return evaluate(self._ruleset, context, applies_to="node" if image is None else "image")
+
     def findings(self, image: ImageFacts, signature: str, representative: str) -> list[Finding]:
         cache_key = (id(image), signature)
         cached = self._results.get(cache_key)
         if cached is None:
-            from gpudoctor.derive import build_context
-            from gpudoctor.engine import evaluate
-
-            context = build_context(self._node(representative), image)
-            cached = self._results[cache_key] = evaluate(self._ruleset, context, applies_to="image")
+            cached = self._results[cache_key] = self.evaluate(self.node(representative), image)
         return cached
 
     def row(self, image: FleetImage, node_class: NodeClass) -> dict[str, Any]:
         verdicts: Counter[str] = Counter()
         rows: dict[tuple[str, str], dict[str, Any]] = {}
         errors: list[str] = []
-        for signature, (count, representative) in node_class.groups.items():
+        for signature, (count, representative, _findings) in node_class.groups.items():
             fetched = image.for_cpu(json.loads(signature)["cpu_arch"])
             if fetched.facts is None:
                 verdicts["unknown"] += count

@@ -68,6 +68,16 @@ def render(document: dict[str, Any]) -> str:
                 escape(detail),
             )
         console.print(matrix)
+    if document.get("what_if") or "plan" in document:
+        from gpudoctor.report.fleet_changes import render_plan, render_what_if
+        from gpudoctor.report.fleet_labels import class_labels, image_labels
+
+        classes_by = class_labels(document["classes"])
+        images_by = image_labels([image["reference"] for image in document.get("images", [])])
+        if document.get("what_if"):
+            render_what_if(console, document["what_if"], classes_by, images_by)
+        if "plan" in document:
+            render_plan(console, document["plan"], classes_by, images_by)
     if document["invalid_reports"]:
         console.print(f"{document['invalid_total']} invalid report file(s):")
         for item in document["invalid_reports"]:

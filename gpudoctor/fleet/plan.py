@@ -1,0 +1,215 @@
+"""`fleet --image REF --plan`: per class where an image does not run cleanly, the smallest change
+the matrix knows that makes it run, with no new fail; or why there is none.
+
+Candidates, smallest first:
+  1. cuda-compat=<the image's CUDA>         forward compatibility, no driver change
+  2. another --image (a variant)            e.g. the same software built for an older CUDA
+  3. driver=<version>                       per driver branch the matrix lists as supported
+                                            with an end of life still ahead (LTSB / PB), the
+                                            newest version of it the toolkit table names (else
+                                            the branch); nearest to today's branch first
+  4. driver=<version> + cuda-compat          the same with forward compatibility
+Each candidate is evaluated by the what-if scenario (the same rules on rewritten facts). The
+first one giving a clean verdict (ok/info) wins; failing that, the first one that runs (warn)
+where today's does not. A candidate is refused when it brings a new fail on the class's nodes
+(node rules, e.g. GD-DRV-006 for A800 on R650+) or leaves the image failing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from gpudoctor.fleet.aggregate import NodeClass
+from gpudoctor.fleet.matrix import FleetImage, MatrixEvaluator, finding_brief
+from gpudoctor.fleet.whatif import CLEAN, RUNS, Change, Scenario
+from gpudoctor.knowledge import matrix
+
+_CAUSES_SHOWN = 4
+
+
+def _this_month() -> str:
+    now = time.gmtime()
+    return f"{now.tm_year:04d}-{now.tm_mon:02d}"
+
+
+def supported_branches(month: str | None = None) -> list[tuple[int, str, str]]:
+    """(branch, designation, end of life) of branches whose end of life is still ahead."""
+    month = month or _this_month()
+    rows = [
+        (row["branch"], row["designation"], row["eol"])
+        for row in matrix.table("driver_branches")
+        if row.get("eol") and row["eol"] >= month
+    ]
+    return sorted(rows)
+
+
+def newest_known_version(branch: int) -> str:
+    """The newest driver of the branch the toolkit table names ('580.95.05'), else the branch."""
+    from gpudoctor.versions import parse_version
+
+    versions = [
+        row["min_driver"]
+        for row in matrix.table("cuda_toolkit_driver")
+        if str(row["min_driver"]).split(".", 1)[0] == str(branch)
+    ]
+    if not versions:
+        return str(branch)
+    return max(versions, key=lambda v: parse_version(v) or parse_version("0"))
+
+
+def _class_branch(node_class: NodeClass) -> int | None:
+    branch = node_class.facts.get("driver_branch", "")
+    return int(branch) if branch.isdigit() else None
+
+
+def _candidates(
+    node_class: NodeClass, image: FleetImage, variants: Sequence[FleetImage], image_cuda: str | None
+) -> list[tuple[tuple[Change, ...], FleetImage, str]]:
+    """(changes, image to run, label) smallest first."""
+    compat = (Change("cuda-compat", image_cuda),) if image_cuda else ()
+    out: list[tuple[tuple[Change, ...], FleetImage, str]] = []
+    if compat:
+        out.append((compat, image, "forward compatibility (cuda-compat) on today's driver"))
+    today = _class_branch(node_class)
+    branches = supported_branches()
+    branches.sort(key=lambda b: (abs(b[0] - today) if today is not None else 0, -b[0]))
+    for branch, designation, eol in branches:
+        version = newest_known_version(branch)
+        label = f"driver {version} (R{branch} {designation.upper()}, end of life {eol})"
+        driver = Change("driver", version)
+        out.append(((driver,), image, label))
+        if compat:
+            out.append(((driver, *compat), image, label + " with forward compatibility"))
+    # Another image changes the workload itself: after every driver option.
+    for variant in variants:
+        out.append(((), variant, f"the image variant {variant.reference}"))
+    return out
+
+
+def _outcome(
+    scenario: Scenario,
+    node_class: NodeClass,
+    changes: tuple[Change, ...],
+    candidate: FleetImage,
+    label: str,
+) -> dict[str, Any]:
+    side = scenario.node_side(node_class, changes)
+    after = scenario.image_side(candidate, node_class, changes)
+    new_fails = [f["rule_id"] for f in side["new_findings"] if f["severity"] == "fail"]
+    remaining = [f.rule_id for f in after["details"] if f.severity not in CLEAN]
+    if new_fails:
+        cause = f"{label}: new fail on the nodes {', '.join(new_fails)}"
+    else:
+        cause = f"{label}: {after['verdict']} ({', '.join(remaining) or 'no finding'})"
+    return {
+        "changes": changes,
+        "image": candidate,
+        "label": label,
+        "verdict": after["verdict"],
+        "after": after,
+        "node_side": side,
+        "ok": not new_fails and after["verdict"] in RUNS,
+        "cause": cause,
+    }
+
+
+def _proposal(
+    node_class: NodeClass,
+    image: FleetImage,
+    today: dict[str, Any],
+    best: dict[str, Any],
+    outcomes: list[dict[str, Any]],
+    alternatives: list[dict[str, Any]],
+) -> dict[str, Any]:
+    after, side = best["after"], best["node_side"]
+    cleared = [finding_brief(f) for f in today["details"] if f.rule_id not in after["findings"]]
+    still = [finding_brief(f) for f in after["details"] if f.severity not in CLEAN]
+    why = f"{best['label']}: {best['image'].reference} {after['verdict']} on this class"
+    if cleared:
+        why += "; clears " + ", ".join(f"{f['rule_id']} ({f['title']})" for f in cleared)
+    if still:
+        why += "; remains " + ", ".join(f"{f['rule_id']} ({f['title']})" for f in still)
+    new_ids = [f["rule_id"] for f in side["new_findings"]]
+    why += "; new on the nodes: " + (", ".join(new_ids) if new_ids else "none")
+    smaller = [o["cause"] for o in outcomes[: outcomes.index(best)]]
+    if smaller:
+        why += "; smaller changes fall short: " + "; ".join(smaller[:_CAUSES_SHOWN])
+    row = _row(node_class, image, best["changes"], after, cleared + still + side["new_findings"], why)
+    if best["image"] is not image:
+        row["change"] = f"image={best['image'].reference}"
+    row["findings_cleared"] = [f["rule_id"] for f in cleared]
+    row["alternatives"] = [o["label"] for o in alternatives]
+    return row
+
+
+def _refs(findings: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(ref for f in findings for ref in f.get("refs", [])))
+
+
+def plan(
+    classes: list[NodeClass],
+    images: Sequence[FleetImage],
+    evaluator: MatrixEvaluator,
+) -> list[dict[str, Any]]:
+    """The `plan` list of the fleet document."""
+    scenario = Scenario(evaluator, ())
+    rows = []
+    for image in images:
+        variants = [other for other in images if other is not image]
+        for node_class in classes:
+            today = scenario.image_side(image, node_class, ())
+            if today["verdict"] in CLEAN:
+                continue
+            if today.get("error"):
+                rows.append(_row(node_class, image, None, today, [], f"image not fetched: {today['error']}"))
+                continue
+            outcomes = [
+                _outcome(scenario, node_class, changes, candidate, label)
+                for changes, candidate, label in _candidates(node_class, image, variants, _image_cuda(image))
+            ]
+            wanted = CLEAN if any(o["verdict"] in CLEAN for o in outcomes if o["ok"]) else RUNS
+            passing = [o for o in outcomes if o["ok"] and o["verdict"] in wanted]
+            if today["verdict"] in RUNS and wanted is RUNS:
+                passing = []  # it runs already; only a clean result would be an improvement
+            if not passing:
+                why = "no change the matrix knows runs it " + (
+                    "cleanly" if today["verdict"] in RUNS else "without a fail"
+                )
+                why += "; " + "; ".join(o["cause"] for o in outcomes[:_CAUSES_SHOWN])
+                rows.append(_row(node_class, image, None, today, [], why))
+                continue
+            best = passing[0]
+            rows.append(_proposal(node_class, image, today, best, outcomes, passing[1:]))
+    return rows
+
+
+def _image_cuda(image: FleetImage) -> str | None:
+    for fetched in image.fetches.values():
+        if fetched.facts is not None and fetched.facts.cuda_version:
+            parts = fetched.facts.cuda_version.split(".")
+            return ".".join(parts[:2])
+    return None
+
+
+def _row(
+    node_class: NodeClass,
+    image: FleetImage,
+    changes: tuple[Change, ...] | None,
+    after: dict[str, Any],
+    findings: list[dict[str, Any]],
+    why: str,
+) -> dict[str, Any]:
+    change = " ".join(c.unscoped() for c in changes) if changes else None
+    return {
+        "class": node_class.key,
+        "image": image.reference,
+        "change": change,
+        # Paste-ready: the same change(s) for --what-if, scoped to this class.
+        "what_if": [f"{c.unscoped()}@class~{node_class.key}" for c in changes] if changes else [],
+        "verdict_after": after["verdict"],
+        "findings_after": after["findings"],
+        "why": why,
+        "refs": _refs(findings),
+    }
