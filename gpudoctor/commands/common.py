@@ -25,6 +25,7 @@ RENDERERS = {
     "prometheus": "prometheus",
     "nfd": "nfd",
     "oneline": "oneline",
+    "html": "html",
 }
 
 RULES_ENV = "GPUDOCTOR_RULES"

@@ -20,7 +20,12 @@ from gpudoctor.commands.common import (
 from gpudoctor.errors import BadInput, InputMissing, UsageError
 
 # --format NAME -> gpudoctor.report.<module>.render(fleet_document) -> str
-FLEET_RENDERERS = {"table": "fleet_table", "json": "fleet_json", "csv": "fleet_csv"}
+FLEET_RENDERERS = {
+    "table": "fleet_table",
+    "json": "fleet_json",
+    "csv": "fleet_csv",
+    "html": "fleet_html",
+}
 
 
 @click.command(

@@ -72,7 +72,7 @@ Examples:
     help="With --deep on a remote image: DOWNLOAD every layer of the chosen platform to scan it.",
 )
 # --- end kernels scan ---
-@format_option("table", "json", "oneline")
+@format_option("table", "json", "oneline", "html")
 @output_option
 @rules_option
 def command(

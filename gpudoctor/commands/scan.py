@@ -29,7 +29,7 @@ Examples:
   gpudoctor scan --sysfs-root /host --format nfd
 """,
 )
-@format_option("table", "json", "prometheus", "nfd", "oneline")
+@format_option("table", "json", "prometheus", "nfd", "oneline", "html")
 @output_option
 @click.option(
     "--from-nvidia-smi",
