@@ -8,12 +8,10 @@ templates/fleet.html.j2; this module only shapes the document for it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from gpudoctor.report.fleet_labels import class_labels, image_labels
 from gpudoctor.report.html_page import render_page
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 
 def _cells(document: dict[str, Any], images: list[str]) -> dict[tuple[int, int], dict[str, Any]]:

@@ -6,11 +6,9 @@ print as their reason ("not in nvidia-smi XML"), never as blanks.
 
 from __future__ import annotations
 
-from gpudoctor.report.html_page import render_page
+from typing import Any
 
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
+from gpudoctor.report.html_page import render_page
 
 UNKNOWN = "unknown"
 

@@ -9,13 +9,11 @@ they are http(s) URLs. Templates ship in gpudoctor/report/templates/.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from gpudoctor.report.style import SEVERITY_SYMBOL
 
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
-    from typing import Any
-
     import jinja2
 
 
