@@ -42,7 +42,7 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
         ),
         (
             ["preflight", "ubuntu", "--format", "prometheus"],
-            "Invalid value for '--format': 'prometheus' is not one of 'table', 'json', 'oneline'.",
+            "Invalid value for '--format': 'prometheus' is not one of 'table', 'json', 'oneline', 'html'.",
         ),
         (["preflight"], "gpudoctor preflight: error: Missing argument 'IMAGE'."),
         (["preflight", "ubuntu", "--source", "ftp"], "Invalid value for '--source': 'ftp' is not one of"),
@@ -113,11 +113,18 @@ def test_help_lists_every_command_with_its_help_and_the_exit_codes(
     [
         (
             ["scan"],
-            ["--format [table|json|prometheus|nfd|oneline]", "-o, --output FILE", "--sysfs-root DIRECTORY"],
+            [
+                "--format [table|json|prometheus|nfd|oneline|html]",
+                "-o, --output FILE",
+                "--sysfs-root DIRECTORY",
+            ],
         ),
-        (["preflight"], ["--format [table|json|oneline]", "--platform OS/ARCH[/VARIANT]", "--pull-layers"]),
+        (
+            ["preflight"],
+            ["--format [table|json|oneline|html]", "--platform OS/ARCH[/VARIANT]", "--pull-layers"],
+        ),
         (["kernels"], ["--format [table|json]", "--gpu TEXT", "--node FILE"]),
-        (["fleet"], ["--format [table|json|csv]", "--image REF", "--insecure-registry HOST:PORT"]),
+        (["fleet"], ["--format [table|json|csv|html]", "--image REF", "--insecure-registry HOST:PORT"]),
         (
             ["explain"],
             ["--format [table|json]", "--scan", "Examples:", "kubectl logs POD | gpudoctor explain -"],
