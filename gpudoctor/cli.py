@@ -120,13 +120,13 @@ def run(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """The console script: run the command, exit with its code (0-3, or a sysexits code)."""
-    from gpudoctor.errors import GpudoctorError
+    from gpudoctor.errors import GpudoctorError, one_line
 
     if COMPLETE_VAR in os.environ:
         cli.main(argv, prog_name="gpudoctor", complete_var=COMPLETE_VAR)  # prints completions, exits
     try:
         code = run(sys.argv[1:] if argv is None else list(argv))
-        sys.stdout.flush()  # a reader that went away (`| head`) is seen here, not at interpreter exit
+        _flush_stdout()  # a reader that went away (`| head`) or a full disk is seen here, not at exit
     except click.exceptions.Exit as exc:  # --help, --version
         sys.exit(exc.exit_code)
     except click.UsageError as exc:
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"gpudoctor: {exc.format_message()}", err=True)
         sys.exit(exitcodes.USAGE)
     except GpudoctorError as exc:
-        print(f"gpudoctor: {exc}", file=sys.stderr)
+        print(f"gpudoctor: {one_line(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         # Not an error. Point stdout at /dev/null so the flush at exit does not fail again.
@@ -147,10 +147,18 @@ def main(argv: list[str] | None = None) -> None:
         print("gpudoctor: interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, exit 70
-        print(f"gpudoctor: internal error: {type(exc).__name__}: {exc} (please report this)", file=sys.stderr)
+        text = one_line(f"{type(exc).__name__}: {exc}")
+        print(f"gpudoctor: internal error: {text} (please report this)", file=sys.stderr)
         sys.exit(exitcodes.SOFTWARE)
     # Commands return their exit code (0-3) instead of calling sys.exit themselves.
     sys.exit(code)
+
+
+def _flush_stdout() -> None:
+    from gpudoctor.fileio import stdout_errors
+
+    with stdout_errors():
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,16 @@ from __future__ import annotations
 
 from gpudoctor import exitcodes
 
+# An error message is one line of at most this many characters: a hostile input
+# (a 10 MB line quoted back, a path of control characters) cannot flood a log.
+MESSAGE_LIMIT = 1000
+
+
+def one_line(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """`message` with line breaks and other control characters shown escaped, cut to `limit`."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message[: limit * 4])
+    return text if len(text) <= limit else text[: limit - 15] + f"... ({len(message)} chars)"
+
 
 class GpudoctorError(Exception):
     exit_code: int = exitcodes.SOFTWARE

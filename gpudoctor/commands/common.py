@@ -59,12 +59,13 @@ def render(report: dict[str, object], fmt: str) -> str:
 
 def write_text(text: str, output: str | None) -> None:
     """To --output atomically, else to stdout (ending in a newline)."""
-    if output:
-        from gpudoctor.fileio import write_atomic
+    from gpudoctor.fileio import stdout_errors, write_atomic
 
+    if output:
         write_atomic(output, text)
     else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        with stdout_errors():
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 def emit(report: dict[str, object], fmt: str, output: str | None) -> int:
