@@ -61,19 +61,57 @@ def _first_branch_for(cc_row: matrix.ComputeCapability | None) -> int | None:
     return int(head) if head.isdigit() else None
 
 
+# NVIDIA's forward-compatibility page names no RTX SKU among its "select NGC Server Ready SKUs".
+_SELECT_RTX = (
+    "NVIDIA's forward-compatibility page admits only 'select NGC Server Ready SKUs of RTX cards' "
+    "and lists none, so whether {name} is one is unknown"
+)
+
+
+def _forward_compat(
+    derived: dict[str, Any], model: matrix.GpuModel | None, name: str, unknown: dict[str, str]
+) -> None:
+    """Eligibility for forward compatibility (cuda-compat) in NVIDIA's terms: data center GPUs,
+    select RTX boards, Jetson boards; never GeForce."""
+    kind = None
+    if model is not None:
+        kind = model.forward_compat or ("datacenter" if model.datacenter else None)
+    elif derived["geforce"]:
+        kind = "no"
+    elif derived["datacenter"]:
+        kind = "datacenter"
+    derived["forward_compat_kind"] = kind
+    derived["jetson"] = kind == "jetson"
+    derived["forward_compat_eligible"] = {"datacenter": True, "jetson": True, "no": False}.get(kind or "")
+    if kind == "select_rtx":
+        unknown["forward_compat_eligible"] = _SELECT_RTX.format(name=name)
+    elif kind is None:
+        unknown["forward_compat_eligible"] = f"GPU {name} has no product row in gpudoctor's GPU table"
+
+
 def _gpu(gpu: dict[str, Any]) -> dict[str, Any]:
+    from gpudoctor.knowledge.gpu_identity import identify
+
     derived: dict[str, Any] = gpu["derived"]
     unknown: dict[str, str] = derived.setdefault("unknown", {})
-    model = matrix.gpu_by_name(gpu.get("name")) or matrix.gpu_by_pci_id(gpu.get("pci_device_id"))
-    cc = gpu.get("compute_capability") or (model.compute_capability if model else None)
+    identity = identify(gpu.get("pci_device_id"), gpu.get("name"))
+    model = identity.model
+    cc = gpu.get("compute_capability") or identity.compute_capability
     cc_row = matrix.compute_capability(cc)
-    arch_name = gpu.get("architecture") or (model.architecture if model else None)
+    arch_name = gpu.get("architecture") or identity.architecture
     arch_name = arch_name or (cc_row.architecture if cc_row else None)
     arch = matrix.architecture(arch_name)
     brand = str(gpu.get("brand") or "").lower()
     name = str(gpu.get("name") or "").lower()
+    label = f"{gpu.get('name') or 'GPU ' + str(gpu.get('index'))!r}"
 
     derived["known_model"] = model is not None
+    derived["identified"] = cc is not None
+    derived["identified_by"] = "source" if gpu.get("compute_capability") else identity.by
+    derived["identity_conflict"] = identity.conflict
+    derived["chip"] = identity.chip
+    if cc is None:
+        unknown["compute_capability"] = identity.unknown_reason or "not reported and not identified"
     derived["compute_capability"] = cc
     derived["architecture"] = arch_name
     derived["min_driver_branch"] = (
@@ -97,12 +135,13 @@ def _gpu(gpu: dict[str, Any]) -> dict[str, Any]:
         derived["datacenter"] = False
     else:
         derived["datacenter"] = None
-        unknown["datacenter"] = f"GPU {gpu.get('name')!r} is not in gpudoctor's GPU table"
+        unknown["datacenter"] = f"GPU {label} has no product row in gpudoctor's GPU table"
+    _forward_compat(derived, model, label, unknown)
     derived["nvswitch_baseboard"] = bool(model and model.nvswitch_baseboard)
     derived["grace"] = bool(model and model.grace)
     derived["form_factor"] = model.form_factor if model else None
     if arch_name is None:
-        unknown["architecture"] = f"GPU {gpu.get('name')!r}: no compute capability and not in the GPU table"
+        unknown["architecture"] = identity.unknown_reason or f"GPU {label}: no compute capability"
     return derived
 
 

@@ -32,9 +32,9 @@ def node_architecture(
         return CPU_TO_OCI.get(cpu_arch), None
     if not gpus:
         return None, None
-    from gpudoctor.knowledge import matrix
+    from gpudoctor.knowledge.gpu_identity import identify
 
-    models = [matrix.gpu_by_name(name) or matrix.gpu_by_pci_id(pci_id) for name, pci_id in gpus]
+    models = [identify(pci_id, name).model for name, pci_id in gpus]
     arm = [
         name
         for (name, _), model in zip(gpus, models, strict=True)

@@ -57,10 +57,21 @@ TABLES: dict[str, dict[str, tuple[str, bool]]] = {
         "grace": (_BOOL, False),
         "min_driver_branch": (_INT, False),
         "open_module_required": (_BOOL, False),
+        "forward_compat": (_STR, False),
+    },
+    "gpu_chips": {
+        "chips": (_STRS, True),
+        "architecture": (_STR, True),
+        "compute_capability": (_VERSION, True),
+        "evidence": (_STR, True),
     },
 }
 _DESIGNATIONS = ("ltsb", "pb", "nfb")
 _OPEN_MODULE = ("required", "supported", "unsupported")
+# NVIDIA's forward-compatibility page: "applicable only for systems with NVIDIA Data Center
+# GPUs; Select NGC Server Ready SKUs of RTX cards; Jetson boards". It names no RTX SKU, so
+# an RTX professional board is `select_rtx`: eligibility unknown.
+FORWARD_COMPAT = ("datacenter", "jetson", "select_rtx", "no")
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,10 @@ def validate_matrix_document(doc: dict[str, Any], path: str) -> list[MatrixTable
             )
         if name == "driver_branches" and row["designation"] not in _DESIGNATIONS:
             raise RuleFileError(row_id, f"{where}.designation", f"must be one of {', '.join(_DESIGNATIONS)}")
+        if name == "gpus" and row.get("forward_compat", "datacenter") not in FORWARD_COMPAT:
+            raise RuleFileError(
+                row_id, f"{where}.forward_compat", f"must be one of {', '.join(FORWARD_COMPAT)}"
+            )
         if name == "architectures" and row["open_module"] not in _OPEN_MODULE:
             raise RuleFileError(row_id, f"{where}.open_module", f"must be one of {', '.join(_OPEN_MODULE)}")
     return [MatrixTable(name, rows, str(path))]
@@ -140,6 +155,7 @@ class GpuModel:
     grace: bool = False
     min_driver_branch: int | None = None
     open_module_required: bool = False
+    forward_compat: str | None = None  # FORWARD_COMPAT; None: "datacenter" if datacenter else "no"
     refs: tuple[str, ...] = ()
     note: str | None = None
 

@@ -1,16 +1,15 @@
 """Compute capability and architecture of a GPU from the knowledge base.
 
 Neither NVML on old drivers nor nvidia-smi XML (any version) always states the
-compute capability, so it is looked up in the sourced GPU table
-(rules/matrix/gpus.yaml, owned by the knowledge base) by product name, then by
-PCI device id. A GPU the table does not know keeps both facts unknown.
+compute capability, so it is looked up by PCI device id in the generated device
+table (rules/matrix/gpu_devices.tsv, from pci.ids), by product name only where
+no device id is known (gpudoctor.knowledge.gpu_identity). A GPU neither
+identifies keeps both facts unknown, with the reason.
 """
 
 from __future__ import annotations
 
 from gpudoctor.facts import GpuFacts, mark_failed
-
-NOT_IN_TABLE = "GPU not in gpudoctor's GPU table (rules/matrix/gpus.yaml) and not reported by the source"
 
 # nvidia-smi's <product_architecture> words -> the fact model's names.
 _ARCHITECTURE_WORDS = {"ada lovelace": "ada"}
@@ -24,26 +23,27 @@ def architecture_name(text: str | None) -> str | None:
 
 
 def fill_model_facts(gpu: GpuFacts, reported_cc: str | None, reported_architecture: str | None) -> None:
-    """Set compute_capability and architecture: what the source reported wins over the table."""
+    """Set compute_capability and architecture: what the source reported wins over the tables."""
     from gpudoctor.knowledge import matrix
+    from gpudoctor.knowledge.gpu_identity import identify
 
-    model = matrix.gpu_by_name(gpu.name) or matrix.gpu_by_pci_id(gpu.pci_device_id)
-    cc = reported_cc or (model.compute_capability if model else None)
+    identity = identify(gpu.pci_device_id, gpu.name)
+    cc = reported_cc or identity.compute_capability
     architecture = architecture_name(reported_architecture)
-    if architecture is None and model is not None:
-        architecture = model.architecture
+    if architecture is None and not reported_cc:
+        architecture = identity.architecture
     if architecture is None and cc is not None:
         row = matrix.compute_capability(cc)
         architecture = row.architecture if row else None
     gpu.compute_capability = cc
     gpu.architecture = architecture
+    reason = identity.unknown_reason or "GPU not identified and not reported by the source"
     for name, value in (("compute_capability", cc), ("architecture", architecture)):
         if value is not None:
             # From the table; a failed query stays in `failed`: it still counts (facts.py).
             gpu.unknown.pop(name, None)
-        elif {"compute_capability", "name"} & set(gpu.failed):
-            # Not in the table because the query that would have told failed: a failure.
-            cause = "compute_capability" if "compute_capability" in gpu.failed else "name"
-            mark_failed(gpu, name, gpu.unknown[cause])
+        elif failed := [f for f in ("compute_capability", "pci_device_id", "name") if f in gpu.failed]:
+            # Not identified because a query that would have told failed: a failure.
+            mark_failed(gpu, name, gpu.unknown[failed[0]])
         else:
-            gpu.unknown[name] = NOT_IN_TABLE
+            gpu.unknown[name] = reason

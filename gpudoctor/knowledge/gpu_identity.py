@@ -1,0 +1,120 @@
+"""Which GPU is this: compute capability, architecture and product row from device id and name.
+
+The PCI device id decides. It names one die in the generated device table
+(rules/matrix/gpu_devices.tsv, from pci.ids), and the die's compute capability
+comes from NVIDIA's pages (rules/matrix/gpu_chips.yaml). Product facts pci.ids
+does not carry (data center, form factor, NVSwitch baseboard, forward
+compatibility) come from a curated row of rules/matrix/gpus.yaml: the row keyed
+by that device id, else a row whose name glob matches and agrees with the die's
+compute capability. A name glob never overrides the device id: a glob row that
+disagrees with the die is reported as a conflict (`GpuIdentity.conflict`) and
+not used.
+
+The product name decides only where no device id is known (a saved report
+without one): the curated name globs, then an exact product name of the device
+table when every device of that name has the same compute capability.
+
+An id that neither table knows leaves the GPU unidentified, with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from gpudoctor.knowledge import gpu_table, matrix
+from gpudoctor.versions import parse_version
+
+BY_DEVICE_ID = "device id"
+BY_NAME = "product name"
+
+
+@dataclass(frozen=True)
+class GpuIdentity:
+    compute_capability: str | None
+    architecture: str | None
+    model: matrix.GpuModel | None  # the curated product row, if one applies
+    chip: str | None = None
+    by: str | None = None  # BY_DEVICE_ID | BY_NAME | None (unidentified)
+    conflict: str | None = None  # a name glob row that contradicts the device id
+    unknown_reason: str | None = None
+
+
+def normal_device_id(device_id: str | None) -> str | None:
+    """ "2330", "0x2330" or NVML's combined "233010DE" -> "2330"; None if it is none of those."""
+    if not device_id:
+        return None
+    text = device_id.strip().upper().removeprefix("0X")
+    if len(text) == 8 and text.endswith("10DE"):
+        text = text[:4]
+    return text if len(text) == 4 and all(c in "0123456789ABCDEF" for c in text) else None
+
+
+def _same_cc(left: str, right: str) -> bool:
+    parsed = parse_version(left)
+    return parsed is not None and parsed == parse_version(right)
+
+
+@lru_cache(maxsize=1)
+def _names_to_cc() -> dict[str, frozenset[str]]:
+    """Lower-case product name -> compute capabilities of the devices pci.ids gives that name."""
+    names: dict[str, set[str]] = {}
+    for row in gpu_table.shipped_table().rows.values():
+        for name in (row.name or "").split(" / "):
+            if name.strip():
+                names.setdefault(name.strip().lower(), set()).add(row.compute_capability)
+    return {name: frozenset(ccs) for name, ccs in names.items()}
+
+
+def _by_name(name: str | None) -> GpuIdentity:
+    model = matrix.gpu_by_name(name)
+    if model is not None:
+        return GpuIdentity(model.compute_capability, model.architecture, model, by=BY_NAME)
+    lowered = (name or "").strip().lower()
+    ccs = _names_to_cc().get(lowered) or _names_to_cc().get(lowered.removeprefix("nvidia "))
+    if ccs and len(ccs) == 1:
+        (cc,) = ccs
+        row = matrix.compute_capability(cc)
+        return GpuIdentity(cc, row.architecture if row else None, None, by=BY_NAME)
+    why = (
+        f"the product name {name!r} is used by GPUs of different compute capabilities ({', '.join(sorted(ccs))})"
+        if ccs
+        else f"no PCI device id, and the product name {name!r} is not in gpudoctor's GPU tables"
+    )
+    return GpuIdentity(None, None, None, unknown_reason=why)
+
+
+@lru_cache(maxsize=4096)
+def identify(device_id: str | None, name: str | None) -> GpuIdentity:
+    wanted = normal_device_id(device_id)
+    if wanted is None:
+        return _by_name(name)
+    by_id = matrix.gpu_by_pci_id(wanted)
+    table = gpu_table.shipped_table()
+    device = table.rows.get(wanted)
+    if device is None:
+        if by_id is not None:  # a curated product newer than the pci.ids the table came from
+            return GpuIdentity(by_id.compute_capability, by_id.architecture, by_id, by=BY_DEVICE_ID)
+        return GpuIdentity(
+            None,
+            None,
+            None,
+            unknown_reason=(
+                f"PCI device id {wanted} is not in gpudoctor's device table ({table.source}, "
+                "GPUs whose chip has a documented compute capability)"
+            ),
+        )
+    model, conflict = by_id, None
+    by_glob = matrix.gpu_by_name(name)
+    if by_glob is not None and by_glob is not by_id:
+        if _same_cc(by_glob.compute_capability, device.compute_capability):
+            model = model or by_glob
+        else:
+            conflict = (
+                f"the product name {name!r} matches gpudoctor's row for {by_glob.names[0]} (compute "
+                f"capability {by_glob.compute_capability}), but device id {wanted} is a {device.chip} "
+                f"({device.name or 'no product name in pci.ids'}, compute capability {device.compute_capability})"
+            )
+    return GpuIdentity(
+        device.compute_capability, device.architecture, model, device.chip, BY_DEVICE_ID, conflict
+    )
