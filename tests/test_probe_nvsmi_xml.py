@@ -28,7 +28,8 @@ EXPECTED = {
     "A100-SXM4-80GB_535.54.03.xml": ("535.54.03", "12.2", 1, "NVIDIA A100-SXM4-80GB", "8.0", "ampere"),
     "A10G_515.105.01.xml": ("515.105.01", "11.7", 1, "NVIDIA A10G", "8.6", "ampere"),
     "GRID-P4-1Q-vGPU_513.46.xml": ("513.46", "11.6", 1, "GRID P4-1Q", "6.1", "pascal"),
-    "GTX-1660-Ti_418.43.xml": ("418.43", "10.1", 1, "Graphics Device", None, None),
+    # "Graphics Device" on a driver older than the GPU: identified by its device id 2184 (TU116)
+    "GTX-1660-Ti_418.43.xml": ("418.43", "10.1", 1, "Graphics Device", "7.5", "turing"),
     "Quadro-P2000_525.125.06.xml": ("525.125.06", "12.0", 1, "Quadro P2000", "6.1", "pascal"),
     "RTX-2080-Windows_516.59.xml": ("516.59", "11.7", 1, "NVIDIA GeForce RTX 2080", "7.5", "turing"),
     "RTX-3060_570.124.04.xml": ("570.124.04", "12.8", 1, "NVIDIA GeForce RTX 3060", "8.6", "ampere"),

@@ -4,8 +4,9 @@
 driver, in NVIDIA's terms:
   driver                  the driver supports the image's CUDA (backward compatibility)
   minor_version_compat    same CUDA major, driver >= the major's MVC floor (limited: no newer PTX JIT)
-  forward_compat          a newer major through cuda-compat: data center GPU, supported host branch
-  fc_unsupported_gpu      would need forward compatibility, but a GPU is not a data center GPU
+  forward_compat          a newer major through cuda-compat: a GPU NVIDIA admits (data center GPU on a
+                          supported host branch, or a Jetson board)
+  fc_unsupported_gpu      would need forward compatibility, but a GPU is not eligible (GeForce)
   fc_unsupported_branch   would need forward compatibility, but the host branch is not supported
   insufficient            none of the above: "CUDA driver version is insufficient for CUDA runtime version"
 None when a needed fact is unknown (reason in derived.unknown.cuda_runtime_path).
@@ -77,17 +78,24 @@ def _runtime_path(context: dict[str, Any], derived: dict[str, Any]) -> tuple[str
     if driver_mm is not None and driver_mm[0] >= image_mm[0]:
         # same major but below the MVC floor: nothing helps but a newer driver
         return "insufficient", None
-    datacenter = [g["derived"].get("datacenter") for g in context["gpus"]]
-    if any(d is False for d in datacenter):
+    gpus = context["gpus"]
+    eligible = [g["derived"].get("forward_compat_eligible") for g in gpus]
+    if any(e is False for e in eligible):
         return "fc_unsupported_gpu", None
+    # Jetson boards take the compat package of their JetPack release (compat-orin on Orin);
+    # the host-branch lists of the data center packages do not apply to them.
+    jetson = bool(gpus) and all(g["derived"].get("jetson") for g in gpus)
     branches = derived["image_fc_branches"]
     branch = derived.get("driver_branch")
-    if branches is not None and branch is not None and branch not in branches:
+    if not jetson and branches is not None and branch is not None and branch not in branches:
         return "fc_unsupported_branch", None
     if derived["image_has_cuda_compat"] is False:
         return "insufficient", None
-    if not datacenter or any(d is None for d in datacenter):
-        return None, "whether every GPU is a data center GPU (forward compatibility) is unknown"
+    if not eligible or any(e is None for e in eligible):
+        reasons = [g["derived"].get("unknown", {}).get("forward_compat_eligible") for g in gpus]
+        return None, next((r for r in reasons if r), "no GPU to check for forward-compatibility eligibility")
+    if jetson:
+        return "forward_compat", None
     if branches is None:
         return None, "no forward-compatibility branch list for this CUDA version"
     return "forward_compat", None

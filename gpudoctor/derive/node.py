@@ -135,7 +135,7 @@ def _gpu(gpu: dict[str, Any]) -> dict[str, Any]:
         derived["datacenter"] = False
     else:
         derived["datacenter"] = None
-        unknown["datacenter"] = f"GPU {label} has no product row in gpudoctor's GPU table"
+        unknown["datacenter"] = f"GPU {label} is not in gpudoctor's GPU table (no product row)"
     _forward_compat(derived, model, label, unknown)
     derived["nvswitch_baseboard"] = bool(model and model.nvswitch_baseboard)
     derived["grace"] = bool(model and model.grace)

@@ -6,9 +6,9 @@ comes from NVIDIA's pages (rules/matrix/gpu_chips.yaml). Product facts pci.ids
 does not carry (data center, form factor, NVSwitch baseboard, forward
 compatibility) come from a curated row of rules/matrix/gpus.yaml: the row keyed
 by that device id, else a row whose name glob matches and agrees with the die's
-compute capability. A name glob never overrides the device id: a glob row that
-disagrees with the die is reported as a conflict (`GpuIdentity.conflict`) and
-not used.
+compute capability. A name never overrides the device id: a name that belongs to
+another compute capability is reported as a conflict (`GpuIdentity.conflict`)
+and its row is not used.
 
 The product name decides only where no device id is known (a saved report
 without one): the curated name globs, then an exact product name of the device
@@ -47,7 +47,8 @@ def normal_device_id(device_id: str | None) -> str | None:
     text = device_id.strip().upper().removeprefix("0X")
     if len(text) == 8 and text.endswith("10DE"):
         text = text[:4]
-    return text if len(text) == 4 and all(c in "0123456789ABCDEF" for c in text) else None
+    valid = len(text) == 4 and text != "0000" and all(c in "0123456789ABCDEF" for c in text)
+    return text if valid else None
 
 
 def _same_cc(left: str, right: str) -> bool:
@@ -105,16 +106,17 @@ def identify(device_id: str | None, name: str | None) -> GpuIdentity:
             ),
         )
     model, conflict = by_id, None
-    by_glob = matrix.gpu_by_name(name)
-    if by_glob is not None and by_glob is not by_id:
-        if _same_cc(by_glob.compute_capability, device.compute_capability):
-            model = model or by_glob
-        else:
+    named = _by_name(name) if name else None
+    if named is not None and named.compute_capability is not None:
+        if not _same_cc(named.compute_capability, device.compute_capability):
+            row = f"gpudoctor's GPU table row {named.model.names[0]!r}" if named.model else "pci.ids"
             conflict = (
-                f"the product name {name!r} matches gpudoctor's row for {by_glob.names[0]} (compute "
-                f"capability {by_glob.compute_capability}), but device id {wanted} is a {device.chip} "
-                f"({device.name or 'no product name in pci.ids'}, compute capability {device.compute_capability})"
+                f"the product name {name!r} is a compute capability {named.compute_capability} GPU ({row}), "
+                f"but device id {wanted} is a {device.chip} ({device.name or 'no product name in pci.ids'}, "
+                f"compute capability {device.compute_capability})"
             )
+        elif model is None and named.model is not None:
+            model = named.model
     return GpuIdentity(
         device.compute_capability, device.architecture, model, device.chip, BY_DEVICE_ID, conflict
     )
