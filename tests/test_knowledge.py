@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gpudoctor.errors import BadInput
+from gpudoctor.exitcodes import worst
 from gpudoctor.knowledge import load_rules, matrix
 from gpudoctor.knowledge.loader import load_kind, shipped_root
 from gpudoctor.pipeline import diagnose
@@ -218,11 +219,18 @@ def test_lookups() -> None:
     assert branch is not None and branch.designation == "ltsb"
 
 
+# The one unknown a real node may get: no end-of-life date for its (older) driver branch.
+LIFECYCLE_UNKNOWN = "GD-DRV-010"
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in (FACTS / "nodes").glob("*.json")))
 def test_real_nodes_get_no_fail_and_no_unknown(name: str) -> None:
     report = diagnose(node_facts(name))
-    assert report["verdict"] in ("ok", "info", "warn")
-    assert all(f["severity"] != "fail" for f in report["findings"])
+    others = [f for f in report["findings"] if f["rule_id"] != LIFECYCLE_UNKNOWN]
+    assert worst(f["severity"] for f in others) in ("ok", "info", "warn")
+    assert report["verdict"] in ("ok", "info", "warn") or any(
+        f["rule_id"] == LIFECYCLE_UNKNOWN for f in report["findings"]
+    )
 
 
 def test_no_driver_node_is_unknown_with_reason() -> None:

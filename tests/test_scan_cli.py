@@ -139,11 +139,11 @@ def test_version_does_not_import_heavy_modules() -> None:
 SITE_RULE = """kind: rules
 rules:
   - id: GD-SITE-901
-    title: T4 nodes are being retired here
+    title: V100S nodes are being retired here
     severity: warn
     applies_to: node
-    test: {any_gpu: {gpu.name: {eq: "Tesla T4"}}}
-    message: "This node has Tesla T4 GPUs."
+    test: {any_gpu: {gpu.name: {eq: "Tesla V100S-PCIE-32GB"}}}
+    message: "This node has Tesla V100S GPUs."
     fix: "Drain it."
     source: field report
 """
@@ -153,7 +153,7 @@ def test_site_rules_change_the_verdict(tmp_path: Path) -> None:
     (tmp_path / "site.yaml").write_text(SITE_RULE, encoding="utf-8")
     done = scan(
         "--from-nvidia-smi",
-        str(XML / "Tesla-T4_515.105.01.xml"),
+        str(XML / "8x-Tesla-V100S-PCIE-32GB_460.73.01.xml"),
         "--format",
         "json",
         "--rules",

@@ -188,13 +188,24 @@ def _branch_lifecycle(derived: dict[str, Any], branch: int | None, this_month: t
     derived["driver_branch_designation"] = row.designation if row else None
     derived["driver_branch_eol"] = row.eol if row else None
     eol_passed = None
-    if row and row.eol:
+    if row and row.eol != "unknown":
         year, month = (int(x) for x in row.eol.split("-"))
         eol_passed = this_month > (year, month)
     derived["driver_branch_eol_passed"] = eol_passed
+    derived["driver_branch_eol_known"] = None if branch is None else eol_passed is not None
     if row is None:
         derived["unknown"]["driver_branch_designation"] = (
             f"branch {branch} is not in gpudoctor's branch table"
+        )
+    if branch is None:
+        derived["driver_branch_lifecycle_note"] = None
+    elif row is None:
+        derived["driver_branch_lifecycle_note"] = "the branch is not in gpudoctor's branch table"
+    else:
+        derived["driver_branch_lifecycle_note"] = row.note or (
+            f"NVIDIA publishes no end-of-life date for it ({row.designation})"
+            if row.designation == "nfb"
+            else f"no NVIDIA page found gives its end-of-life date ({row.designation})"
         )
 
 

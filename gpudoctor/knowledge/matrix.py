@@ -28,7 +28,7 @@ TABLES: dict[str, dict[str, tuple[str, bool]]] = {
     "driver_branches": {
         "branch": (_INT, True),
         "designation": (_STR, True),
-        "eol": (_STR, False),
+        "eol": (_STR, True),
         "max_cuda_major": (_INT, False),
     },
     "architectures": {
@@ -97,6 +97,13 @@ def _check_value(value: Any, kind: str) -> bool:
     return False
 
 
+def _is_eol(text: str) -> bool:
+    year, _, month = text.partition("-")
+    return text == "unknown" or (
+        len(year) == 4 and year.isdigit() and month.isdigit() and 1 <= int(month) <= 12
+    )
+
+
 def validate_matrix_document(doc: dict[str, Any], path: str) -> list[MatrixTable]:
     check_keys(doc, {"kind", "table", "rows"}, None, "")
     name = doc.get("table")
@@ -129,6 +136,8 @@ def validate_matrix_document(doc: dict[str, Any], path: str) -> list[MatrixTable
             raise RuleFileError(
                 row_id, f"{where}.refs", "every row needs a list of URLs (or source: field report)"
             )
+        if name == "driver_branches" and not _is_eol(row["eol"]):
+            raise RuleFileError(row_id, f"{where}.eol", 'must be "YYYY-MM" or "unknown"')
         if name == "driver_branches" and row["designation"] not in _DESIGNATIONS:
             raise RuleFileError(row_id, f"{where}.designation", f"must be one of {', '.join(_DESIGNATIONS)}")
         if name == "gpus" and row.get("forward_compat", "datacenter") not in FORWARD_COMPAT:
@@ -187,7 +196,7 @@ class ComputeCapability:
 class DriverBranch:
     branch: int
     designation: str
-    eol: str | None = None
+    eol: str = "unknown"  # "YYYY-MM" or "unknown"
     max_cuda_major: int | None = None
     refs: tuple[str, ...] = ()
     note: str | None = None
