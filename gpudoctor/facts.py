@@ -88,6 +88,9 @@ class DriverFacts:
     # True when the user-space library and the loaded kernel module disagree
     # ("Failed to initialize NVML: Driver/library version mismatch").
     library_mismatch: bool | None = None
+    # GPUs the driver says are attached (nvidia-smi <attached_gpus>, nvmlDeviceGetCount); more
+    # than the GPUs described means some fell off the bus or are hidden.
+    attached_gpus: int | None = None
     unknown: Unknown = field(default_factory=_unknown)
     failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
 

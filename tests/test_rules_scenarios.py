@@ -164,11 +164,7 @@ def test_arm64_image_on_x86_64_fails() -> None:
     ids=["a800-on-650", "healthy-a100", "a100-with-3-gpus-not-described"],
 )
 def test_scan_from_nvidia_smi_exit_codes(tmp_path: Path, edits: dict[str, str], exit_code: int) -> None:
-    path = (
-        _edited(tmp_path, "A100-SXM4-80GB_535.54.03", **edits)
-        if edits
-        else XMLS / "A100-SXM4-80GB_535.54.03.xml"
-    )
+    path = _edited(tmp_path, "A100-SXM4-80GB_535.54.03", **edits)
     result = run_gpudoctor("scan", "--from-nvidia-smi", str(path), "--format", "json", timeout=60)
     assert result.returncode == exit_code, result.stderr
     report = json.loads(result.stdout)

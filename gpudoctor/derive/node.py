@@ -145,6 +145,24 @@ def _gpu(gpu: dict[str, Any]) -> dict[str, Any]:
     return derived
 
 
+def _missing_gpus(derived: dict[str, Any], driver: dict[str, Any], gpus: list[dict[str, Any]]) -> None:
+    """GPUs the driver counts as attached but the input does not describe (no uuid, name or bus id)."""
+    described = sum(
+        1
+        for g in gpus
+        if not g.get("fallen_off_bus") and (g.get("uuid") or g.get("name") or g.get("pci_bus_id"))
+    )
+    derived["gpus_described"] = described
+    attached = driver.get("attached_gpus")
+    if isinstance(attached, int):
+        derived["gpus_missing"] = max(attached - described, 0)
+    else:
+        derived["gpus_missing"] = None
+        derived["unknown"]["gpus_missing"] = (driver.get("unknown") or {}).get(
+            "attached_gpus", "the input does not say how many GPUs are attached"
+        )
+
+
 def _nvswitch_system(context: dict[str, Any]) -> bool | None:
     fabric = context["fabric"]
     gpus = context["gpus"]
@@ -236,6 +254,7 @@ def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -
             driver.get("unknown", {}).get("version") or "driver version unknown"
         )
     derived["gpu_count"] = len(gpus)
+    _missing_gpus(derived, driver, gpus)
 
     per_gpu = [_gpu(gpu) for gpu in gpus]
     architectures = sorted({d["architecture"] for d in per_gpu if d["architecture"]})

@@ -185,9 +185,17 @@ def _init_failed(result: NvmlResult, exc: NvmlError) -> None:
         # NVML is there but would not start (NoPermission, Unknown, ...): every fact it
         # would have given, the GPU list included, is a failure, not an answer.
         result.gpus_failed = reason
-        for name in ("present", "version", "branch", "cuda_version", "nvml_version", "library_mismatch"):
+        for name in (
+            "present",
+            "version",
+            "branch",
+            "cuda_version",
+            "nvml_version",
+            "library_mismatch",
+            "attached_gpus",
+        ):
             mark_failed(driver, name, reason)
-    for name in ("version", "branch", "cuda_version", "nvml_version"):
+    for name in ("version", "branch", "cuda_version", "nvml_version", "attached_gpus"):
         driver.unknown[name] = reason
     if driver.library_mismatch is None:
         driver.unknown["library_mismatch"] = reason
@@ -209,7 +217,9 @@ def _probe_initialised(nvml: NvmlBackend, result: NvmlResult) -> None:
         count = int(nvml.call("nvmlDeviceGetCount"))
     except NvmlError as exc:
         result.pairs_unknown = result.gpus_failed = f"NVML: {exc.name} (device count)"
+        mark_failed(driver, "attached_gpus", result.gpus_failed)
         return
+    driver.attached_gpus = count
     result.gpus = [_gpu(ask, index) for index in range(count)]
     result.pairs = _pairs(ask, result.gpus)
     result.errors.extend(_nvlink_counts(ask, result.gpus, result.pairs))

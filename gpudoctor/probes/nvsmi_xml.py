@@ -90,10 +90,14 @@ def parse_nvidia_smi_xml(data: bytes, origin: str) -> NodeFacts:
         node.host.unknown[name] = NOT_IN_XML
     node.driver = _driver(root)
     node.gpus = [_gpu(index, element) for index, element in enumerate(root.findall("gpu"))]
-    attached = lookup(root, "attached_gpus").text
-    if attached and attached.isdigit() and int(attached) != len(node.gpus):
+    attached = lookup(root, "attached_gpus")
+    if attached.text and attached.text.isdigit():
+        node.driver.attached_gpus = int(attached.text)
+    else:
+        node.driver.unknown["attached_gpus"] = attached.reason or f"nvidia-smi XML: {attached.text!r}"
+    if node.driver.attached_gpus is not None and node.driver.attached_gpus != len(node.gpus):
         # nvidia-smi leaves out GPUs it cannot get a handle for (fallen off the bus).
-        message = f"nvidia-smi reports {attached} attached GPUs but describes {len(node.gpus)}"
+        message = f"nvidia-smi reports {attached.text} attached GPUs but describes {len(node.gpus)}"
         node.probe_errors.append(ProbeError(probe="nvidia-smi-xml", message=message))
     node.topology.unknown["pairs"] = NOT_IN_XML
     for name in ("iommu_active", "iommu_mode", "acs_enabled_bridges"):
