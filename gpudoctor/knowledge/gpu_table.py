@@ -17,10 +17,9 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
     from gpudoctor.knowledge.pciids import PciIds
 
 FILE_NAME = "gpu_devices.tsv"
