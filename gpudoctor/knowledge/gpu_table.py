@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import lru_cache
-
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
