@@ -122,8 +122,14 @@ def test_every_fixture_binary(binary: Path, option: str) -> None:
             assert sorted(row["per_gpu"]) == sorted(report["compute_capabilities"])
 
 
-def test_unknown_findings_name_their_missing_facts(sources: dict[str, Path]) -> None:
-    report = kernels_json(str(sources["fatbins"]), *OPTIONS["node-json-unknown-facts"])
+def test_unknown_findings_name_their_missing_facts(sources: dict[str, Path], tmp_path: Path) -> None:
+    # "Graphics Device" (a driver older than the GPU) is identified by its device id 2184 (TU116);
+    # without the id nothing says which GPU it is.
+    node = json.loads((NODES / "GTX-1660-Ti_418.43.json").read_text(encoding="utf-8"))
+    node["gpus"][0]["pci_device_id"] = None
+    path = tmp_path / "graphics-device-no-id.json"
+    path.write_text(json.dumps(node), encoding="utf-8")
+    report = kernels_json(str(sources["fatbins"]), "--node", str(path))
     assert report["verdict"] == "unknown"
     assert all(f["missing_facts"] for f in report["findings"] if f["severity"] == "unknown")
 

@@ -17,9 +17,10 @@ def test_worst_finding_is_named_with_its_rule_id() -> None:
     line = oneline.render(report)
     assert line.endswith("\n") and line.count("\n") == 1
     assert LINE.match(line.rstrip("\n")), line
-    worst = [f for f in report["findings"] if f["severity"] == "warn"][0]
-    assert line.startswith(f"WARN: {worst['title']} ({worst['rule_id']})")
-    assert "+1 more" in line
+    order = ("unknown", "fail", "warn", "info")
+    worst = min(report["findings"], key=lambda f: order.index(f["severity"]))
+    assert line.startswith(f"{worst['severity'].upper()}: {worst['title']} ({worst['rule_id']})")
+    assert f"+{len(report['findings']) - 1} more" in line
 
 
 def test_fail_beats_warn_and_newlines_never_leak() -> None:

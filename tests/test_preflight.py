@@ -76,10 +76,11 @@ def node_report(tmp_path: Path, name: str, **driver: Any) -> Path:
     return path
 
 
-def a100_on_driver_550(tmp_path: Path) -> Path:
-    """The A100 report with driver 550.54.15 (CUDA 12.4) in place of its 535."""
+def a100_on_driver_595(tmp_path: Path) -> Path:
+    """The A100 report with driver 595.45.04 (CUDA 13.2) in place of its 535 (a branch with a
+    sourced end of life: R550, used before, has none, which is an `unknown` lifecycle finding)."""
     return node_report(
-        tmp_path, "A100-SXM4-80GB_535.54.03", version="550.54.15", branch=550, cuda_version="12.4"
+        tmp_path, "A100-SXM4-80GB_535.54.03", version="595.45.04", branch=595, cuda_version="13.2"
     )
 
 
@@ -136,8 +137,8 @@ def test_verdicts_on_real_nodes(
     assert len(fetched) == 1 and fetched.isdisjoint(images["layer_digests"])  # the config blob only
 
 
-def test_cuda124_on_a_550_node_is_ok(registry: Registry, images: dict[str, Any], tmp_path: Path) -> None:
-    node = a100_on_driver_550(tmp_path)
+def test_cuda124_on_a_595_node_is_ok(registry: Registry, images: dict[str, Any], tmp_path: Path) -> None:
+    node = a100_on_driver_595(tmp_path)
     code, report, _ = preflight(registry, "pf/cuda:12.4", node)
     assert code == 0 and report["verdict"] in ("ok", "info")
     assert not rule_ids(report, "fail", "warn", "unknown")
@@ -146,7 +147,7 @@ def test_cuda124_on_a_550_node_is_ok(registry: Registry, images: dict[str, Any],
 def test_arm64_only_image_on_x86_node_fails(
     registry: Registry, images: dict[str, Any], tmp_path: Path
 ) -> None:
-    node = a100_on_driver_550(tmp_path)
+    node = a100_on_driver_595(tmp_path)
     code, report, _ = preflight(registry, "pf/armonly:12.1", node)
     assert code == 2 and "GD-PLAT-001" in rule_ids(report, "fail")
 
@@ -173,7 +174,7 @@ def test_platform_flag_states_the_cpu_of_an_xml_node(registry: Registry, images:
 def test_multi_platform_image_picks_the_node_platform(
     registry: Registry, images: dict[str, Any], tmp_path: Path
 ) -> None:
-    node = a100_on_driver_550(tmp_path)
+    node = a100_on_driver_595(tmp_path)
     code, report, _ = preflight(registry, "pf/multi:1", node)
     image = report["image"]
     assert image["platform"]["architecture"] == "amd64"
