@@ -171,4 +171,8 @@ def test_scan_from_nvidia_smi_exit_codes(tmp_path: Path, edits: dict[str, str], 
     fails = [f["rule_id"] for f in report["findings"] if f["severity"] == "fail"]
     assert fails == (["GD-DRV-006"] if exit_code == 2 else [])
     unknowns = [f["rule_id"] for f in report["findings"] if f["severity"] == "unknown"]
-    assert unknowns == (["GD-NODE-003"] if exit_code == 3 else [])
+    # R650 is in no NVIDIA lifecycle table gpudoctor has: its end of life is unknown (GD-DRV-010)
+    expected = {0: [], 2: [LIFECYCLE_UNKNOWN], 3: ["GD-NODE-003"]}[exit_code]
+    assert unknowns == expected
+    if exit_code == 3:
+        assert any(f["rule_id"] == "GD-NODE-004" for f in report["findings"])  # 3 GPUs not described
