@@ -11,7 +11,8 @@ import pytest
 from gpudoctor.errors import BadInput
 from gpudoctor.explain import load_signatures
 from gpudoctor.explain.literals import necessary_literals
-from gpudoctor.explain.matcher import MAX_HITS_KEPT, Matcher
+from gpudoctor.explain.incidents import MAX_EVIDENCE
+from gpudoctor.explain.matcher import Matcher
 from gpudoctor.explain.report import build_explain_report
 from gpudoctor.explain.signatures import CONVERTERS
 from gpudoctor.knowledge.loader import load_file
@@ -74,7 +75,8 @@ def test_repeated_failures_are_counted_but_kept_bounded() -> None:
     report = build_explain_report(MATCHER.scan_bytes(data), "test")
     (match,) = report["matches"]
     assert match["count"] == 5000
-    assert len(match["line_numbers"]) <= MAX_HITS_KEPT
+    assert (match["first_line"], match["last_line"]) == (1, 5000)
+    assert len(match["line_numbers"]) <= MAX_EVIDENCE
     assert match["line_numbers"][:3] == [1, 2, 3]
 
 
@@ -92,16 +94,22 @@ def test_exclusion_keeps_a_line_out_of_the_evidence() -> None:
     assert set(ids_and_lines(line)) == {"GD-LOG-021"}
 
 
-def test_captured_values_are_converted_and_all_distinct_values_kept() -> None:
+def test_two_gpus_are_two_incidents_each_with_its_own_converted_value() -> None:
     data = (
         b"NVRM: Xid (PCI:0000:3b:00): 79, pid=1, GPU has fallen off the bus.\n"
         b"NVRM: Xid (PCI:0000:5e:00): 79, pid=2, GPU has fallen off the bus.\n"
+        b"NVRM: Xid (PCI:0000:3b:00): 79, pid=3, GPU has fallen off the bus.\n"
     )
     report = build_explain_report(MATCHER.scan_bytes(data), "test")
-    (match,) = report["matches"]
-    assert match["captured"] == {"pci": "0000:3B:00"}
-    assert match["captured_values"] == {"pci": ["0000:3B:00", "0000:5E:00"]}
-    assert "0000:3B:00" in match["cause"]
+    first, second = report["matches"]
+    assert (first["captured"], first["count"], first["first_line"], first["last_line"]) == (
+        {"pci": "0000:3B:00"},
+        2,
+        1,
+        3,
+    )
+    assert (second["captured"], second["count"], second["line_numbers"]) == ({"pci": "0000:5E:00"}, 1, [2])
+    assert "0000:3B:00" in first["cause"] and "0000:5E:00" in second["cause"]
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gpudoctor.errors import BadInput
+from gpudoctor.explain.catalog import CatalogEntry
 from gpudoctor.explain.signatures import Signature
 from gpudoctor.knowledge.loader import load_kind, shipped_root
 
@@ -37,6 +38,26 @@ class SignatureSet:
             self.signatures.append(signature)
         self.by_id[signature.id] = signature
 
+    def link_catalogs(self) -> None:
+        """A hand-written signature with a catalog entry's id replaces that entry."""
+        for signature in self.signatures:
+            if signature.catalog is None:
+                continue
+            for entry in signature.catalog.entries:
+                owner = self.by_id.get(entry.id)
+                entry.overridden_by = owner.id if owner is not None and owner.catalog is None else None
+
+    def find(self, item_id: str) -> tuple[Signature, CatalogEntry | None] | None:
+        """The signature, or the catalog family and entry, with this id."""
+        wanted = item_id.upper()
+        signature = self.by_id.get(wanted)
+        if signature is not None:
+            return signature, None
+        for family in self.signatures:
+            if family.catalog is not None and wanted in family.catalog.by_id:
+                return family, family.catalog.by_id[wanted]
+        return None
+
 
 def load_signatures(extra: Sequence[str | os.PathLike[str]] = ()) -> SignatureSet:
     """Shipped signatures + site-local files/dirs; bad files raise BadInput (exit 65)."""
@@ -54,4 +75,5 @@ def load_signatures(extra: Sequence[str | os.PathLike[str]] = ()) -> SignatureSe
     for _path, items in site:
         for signature in items:
             result.add(signature, site=True)
+    result.link_catalogs()
     return result

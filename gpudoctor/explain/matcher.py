@@ -13,9 +13,11 @@ a carried partial line, and the first few hits of each pattern.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from gpudoctor.explain.catalog import CatalogEntry
+from gpudoctor.explain.incidents import Evidence, Incident, IncidentTracker, origin_of, tracker_for
 from gpudoctor.explain.signatures import Signature
 
 CHUNK_BYTES = 8 * 1024 * 1024
@@ -24,50 +26,19 @@ CHUNK_BYTES = 8 * 1024 * 1024
 MAX_LINE_BYTES = 1024 * 1024
 # The regexes see at most this much of a line, centred on the prefilter hit.
 REGEX_WINDOW = 8 * 1024
-MAX_HITS_KEPT = 20
 # Logs repeat lines (a warning per step, an Xid per process); each distinct
 # candidate line is matched once. Bounded: the cache is dropped when full.
 LINE_CACHE_ENTRIES = 4096
 
 
 @dataclass
-class Hit:
-    line_number: int
-    text: str
-    groups: dict[str, str]
-
-
-@dataclass
-class PatternHits:
-    count: int = 0
-    hits: list[Hit] = field(default_factory=list)
-
-    def add(self, hit: Hit) -> None:
-        self.count += 1
-        if len(self.hits) < MAX_HITS_KEPT:
-            self.hits.append(hit)
-
-
-@dataclass
-class SignatureHits:
-    signature: Signature
-    patterns: list[PatternHits]
-
-    @property
-    def matched(self) -> bool:
-        return all(
-            p.count for p, spec in zip(self.patterns, self.signature.patterns, strict=True) if spec.required
-        )
-
-
-@dataclass
 class ScanResult:
     lines: int
     bytes_read: int
-    results: list[SignatureHits]
+    incidents: list[Incident]
 
-    def matched(self) -> list[SignatureHits]:
-        return [r for r in self.results if r.matched]
+    def matched_ids(self) -> set[str]:
+        return {incident.id for incident in self.incidents}
 
 
 Target = tuple[int, int]  # (signature index, pattern index)
@@ -98,9 +69,7 @@ class Matcher:
         self._line_cache: dict[bytes, tuple[str, list[tuple[int, int, dict[str, str]]]]] = {}
 
     def scan(self, stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> ScanResult:
-        state = [
-            SignatureHits(signature=s, patterns=[PatternHits() for _ in s.patterns]) for s in self.signatures
-        ]
+        state = [tracker_for(s) for s in self.signatures]
         carry = b""
         lines = 0
         total = 0
@@ -122,7 +91,8 @@ class Matcher:
         if carry:
             self._scan_block(carry, lines, state)
             lines += 1
-        return ScanResult(lines=lines, bytes_read=total, results=state)
+        incidents = [incident for tracker in state for incident in tracker.finish()]
+        return ScanResult(lines=lines, bytes_read=total, incidents=incidents)
 
     def scan_bytes(self, data: bytes) -> ScanResult:
         import io
@@ -174,7 +144,7 @@ class Matcher:
             targets.update(self.literals[index][1])
         return targets
 
-    def _scan_block(self, block: bytes, first_line: int, state: list[SignatureHits]) -> None:
+    def _scan_block(self, block: bytes, first_line: int, state: list[IncidentTracker]) -> None:
         candidates = self._candidates(block.lower())
         if not candidates:
             return
@@ -194,26 +164,49 @@ class Matcher:
                 if targets is None:
                     targets = self._line_targets(raw.lower())
                 text = raw.decode("utf-8", "replace").rstrip("\r")
-                known = (text, self._match_line(text, targets))
+                known = (text, origin_of(text), self._match_line(text, targets))
                 if len(cache) >= LINE_CACHE_ENTRIES:
                     cache.clear()
                 cache[raw] = known
-            text, results = known
-            for s_index, p_index, groups in results:
-                state[s_index].patterns[p_index].add(Hit(line_number, text, groups))
+            text, origin, results = known
+            for s_index, p_index, groups, entry in results:
+                state[s_index].add(Evidence(line_number, text, p_index, groups, origin, entry))
 
-    def _match_line(self, text: str, targets: Iterable[Target]) -> list[tuple[int, int, dict[str, str]]]:
-        """(signature, pattern, named groups) for each target pattern that matches `text`."""
-        results: list[tuple[int, int, dict[str, str]]] = []
+    def _match_line(
+        self, text: str, targets: Iterable[Target]
+    ) -> list[tuple[int, int, dict[str, str], CatalogEntry | None]]:
+        """(signature, pattern, named groups, catalog entry) for each target pattern that matches `text`.
+
+        A catalog match resolves to its entry (no entry: no match). A line a hand-written
+        signature with one required pattern explains is not reported again by a catalog.
+        """
+        results: list[tuple[int, int, dict[str, str], CatalogEntry | None]] = []
+        catalog_hits: list[tuple[int, int, dict[str, str], CatalogEntry | None]] = []
+        explained = False
         excluded: dict[int, bool] = {}
         for s_index, p_index in sorted(targets):
             signature = self.signatures[s_index]
             match = signature.patterns[p_index].regex.search(text)
             if match is None:
                 continue
+            groups = {k: v for k, v in match.groupdict().items() if v is not None}
+            if signature.catalog is not None:
+                entry = signature.catalog.resolve(p_index, groups)
+                if entry is not None:
+                    catalog_hits.append((s_index, p_index, groups, entry))
+                continue
             if s_index not in excluded:
                 excluded[s_index] = any(x.search(text) for x in signature.exclude)
             if excluded[s_index]:
                 continue
-            results.append((s_index, p_index, {k: v for k, v in match.groupdict().items() if v is not None}))
+            if signature.patterns[p_index].required and signature.required_count == 1:
+                explained = True
+            results.append((s_index, p_index, groups, None))
+        if not explained:
+            seen: set[tuple[int, str]] = set()
+            for hit in catalog_hits:  # one incident per entry and line, whichever recognizer found it
+                key = (hit[0], hit[3].id if hit[3] is not None else "")
+                if key not in seen:
+                    seen.add(key)
+                    results.append(hit)
         return results

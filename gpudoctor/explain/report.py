@@ -14,7 +14,8 @@ from typing import Any
 from gpudoctor import __version__
 from gpudoctor.exitcodes import SEVERITY_ORDER, worst
 from gpudoctor.explain.correlate import correlate
-from gpudoctor.explain.matcher import ScanResult, SignatureHits
+from gpudoctor.explain.incidents import Incident
+from gpudoctor.explain.matcher import ScanResult
 from gpudoctor.facts import NodeFacts, to_dict
 from gpudoctor.knowledge.conditions import Trace
 from gpudoctor.knowledge.template import render
@@ -24,63 +25,55 @@ NO_MATCH = "no known failure signature found"
 MAX_LINE_NUMBERS = 20
 MAX_EXCERPT_LINES = 6
 MAX_EXCERPT_CHARS = 400
-MAX_VALUES = 10
 
 _RANK = {s: i for i, s in enumerate(SEVERITY_ORDER)}
 
 
-def captured_values(hits: SignatureHits) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """First value of each named group (required patterns first, in log order) and all distinct ones."""
-    convert = hits.signature.convert
-    first: dict[str, str] = {}
-    every: dict[str, list[str]] = {}
-    for pattern_hits in hits.patterns:
-        for hit in sorted(pattern_hits.hits, key=lambda h: h.line_number):
-            for name, raw in hit.groups.items():
-                value = convert[name](raw) if name in convert else raw.strip()
-                first.setdefault(name, value)
-                values = every.setdefault(name, [])
-                if value not in values and len(values) < MAX_VALUES:
-                    values.append(value)
-    return first, {k: v for k, v in every.items() if len(v) > 1}
-
-
-def _excerpt(hits: SignatureHits) -> tuple[list[int], str]:
-    by_line: dict[int, str] = {}
-    for pattern_hits in hits.patterns:
-        for hit in pattern_hits.hits:
-            by_line.setdefault(hit.line_number, hit.text)
-    numbers = sorted(by_line)
+def _excerpt(incident: Incident) -> str:
     lines = []
-    for number in numbers[:MAX_EXCERPT_LINES]:
-        text = by_line[number].strip()
+    seen: set[int] = set()
+    for evidence in incident.evidence:
+        if evidence.line in seen or len(lines) >= MAX_EXCERPT_LINES:
+            continue
+        seen.add(evidence.line)
+        text = evidence.text.strip()
         lines.append(text if len(text) <= MAX_EXCERPT_CHARS else text[: MAX_EXCERPT_CHARS - 3] + "...")
-    return numbers[:MAX_LINE_NUMBERS], "\n".join(lines)
+    return "\n".join(lines)
 
 
-def _match(hits: SignatureHits) -> dict[str, Any]:
-    signature = hits.signature
-    captured, values = captured_values(hits)
-    root = {"captured": captured}
-    line_numbers, excerpt = _excerpt(hits)
+def _match(incident: Incident) -> dict[str, Any]:
+    signature = incident.signature
+    entry = incident.entry
+    root: dict[str, Any] = {"captured": incident.captured}
+    if entry is not None:
+        root["entry"] = entry.fields()
+    catalog = signature.catalog
+    title = f"{signature.title} {entry.name} ({entry.code})" if entry is not None else signature.title
     match: dict[str, Any] = {
-        "signature_id": signature.id,
-        "title": signature.title,
-        "severity": signature.severity,
-        "line_numbers": line_numbers,
-        "count": sum(
-            p.count for p, spec in zip(hits.patterns, signature.patterns, strict=True) if spec.required
-        ),
-        "excerpt": excerpt,
-        "captured": captured,
+        "signature_id": incident.id,
+        "title": title,
+        "severity": entry.severity if entry is not None else signature.severity,
+        "kind": "catalog" if catalog is not None else "generic" if signature.generic else "signature",
+        "line_numbers": incident.line_numbers[:MAX_LINE_NUMBERS],
+        "first_line": incident.first_line,
+        "last_line": incident.last_line,
+        "count": incident.count,
+        "excerpt": _excerpt(incident),
+        "captured": dict(incident.captured),
         "cause": render(signature.cause, root, Trace()),
         "fix": render(signature.fix, root, Trace()),
         "refs": list(signature.refs),
         "source": signature.source,
     }
-    if values:
-        match["captured_values"] = values
+    if catalog is not None:
+        match["family"] = catalog.family
+    if incident.values:
+        match["captured_values"] = incident.values
     return match
+
+
+def _severity(incident: Incident) -> str:
+    return incident.entry.severity if incident.entry is not None else incident.signature.severity
 
 
 def node_summary(node: NodeFacts, context: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -114,16 +107,17 @@ def build_explain_report(
     node: NodeFacts | None = None,
     context: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    matched = scan.matched()
-    matches = [_match(hits) for hits in matched]
+    incidents = sorted(
+        scan.incidents, key=lambda i: (i.signature.tier, -_RANK[_severity(i)], i.first_line, i.id)
+    )
+    matches = [_match(incident) for incident in incidents]
     findings: list[dict[str, Any]] = []
     unchecked: list[dict[str, Any]] = []
     if context is not None:
-        for hits, match in zip(matched, matches, strict=True):
-            found, missing = correlate(hits.signature, match["captured"], context)
-            findings.extend(to_dict(f) for f in found)
-            unchecked.extend(to_dict(u) for u in missing)
-    matches.sort(key=lambda m: (-_RANK[m["severity"]], m["line_numbers"][0] if m["line_numbers"] else 0))
+        for incident in incidents:
+            found, missing = correlate(incident.signature, incident.captured, context)
+            findings.extend(to_dict(f) for f in found if to_dict(f) not in findings)
+            unchecked.extend(to_dict(u) for u in missing if to_dict(u) not in unchecked)
     findings.sort(key=lambda f: -_RANK[f["severity"]])
     verdict = worst([m["severity"] for m in matches] + [f["severity"] for f in findings])
     report: dict[str, Any] = {

@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpudoctor.explain.literals import necessary_literals
 from gpudoctor.knowledge.conditions import Condition, ConditionError, compile_condition
@@ -49,7 +49,10 @@ from gpudoctor.knowledge.schema import (
 )
 from gpudoctor.knowledge.template import check_template
 
-SIGNATURE_ID = re.compile(r"^GD-[A-Z0-9]+-\d{3}$")
+if TYPE_CHECKING:
+    from gpudoctor.explain.catalog import Catalog
+
+SIGNATURE_ID = re.compile(r"^GD-[A-Z0-9]+-\d{3,5}$")
 SEVERITIES = ("fail", "warn", "info")
 REGEX_FLAGS = re.IGNORECASE
 CAPTURED = "captured"
@@ -70,6 +73,7 @@ _FIELDS = {
     "override",
     "correlate",
     "examples",
+    "generic",
 }
 _PATTERN_FIELDS = {"regex", "literal"}
 _CORRELATE_FIELDS = {"when", "severity", "message", "fix", "refs"}
@@ -149,10 +153,19 @@ class Signature:
     override: bool = False
     correlate: list[Correlation] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
+    # A generic cause (a kernel fault, any library status): reported after the specific ones.
+    generic: bool = False
+    # A vendor code family (gpudoctor.explain.catalog): each match resolves to one entry.
+    catalog: Catalog | None = None
 
     @property
     def required_count(self) -> int:
         return sum(1 for p in self.patterns if p.required)
+
+    @property
+    def tier(self) -> int:
+        """Report order: specific hand-written causes (0), generic ones (1), catalog entries (2)."""
+        return 2 if self.catalog is not None else 1 if self.generic else 0
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -166,6 +179,11 @@ class Signature:
 
 
 def validate_signatures_document(doc: dict[str, Any], path: str) -> list[Signature]:
+    if "catalog" in doc:
+        from gpudoctor.explain.catalog import compile_catalog
+
+        check_keys(doc, {"kind", "catalog"}, None, "")
+        return [compile_catalog(doc["catalog"], path)]
     return compile_items(doc, path, "signatures", "signature", compile_signature)
 
 
@@ -178,7 +196,7 @@ def _compile_regex(text: Any, where: str, item_id: str) -> re.Pattern[str]:
         raise RuleFileError(item_id, where, f"invalid regular expression: {exc}") from None
 
 
-def _compile_pattern(spec: Any, where: str, item_id: str, required: bool) -> Pattern:
+def compile_pattern(spec: Any, where: str, item_id: str, required: bool) -> Pattern:
     literal: str | None = None
     if isinstance(spec, dict):
         check_keys(spec, _PATTERN_FIELDS, item_id, f"{where}.")
@@ -207,11 +225,14 @@ def _pattern_list(item: dict[str, Any], key: str, item_id: str, required: bool) 
         specs = [specs]
     if not isinstance(specs, list):
         raise RuleFileError(item_id, key, "expected a list of regular expressions")
-    return [_compile_pattern(spec, f"{key}[{i}]", item_id, required) for i, spec in enumerate(specs)]
+    return [compile_pattern(spec, f"{key}[{i}]", item_id, required) for i, spec in enumerate(specs)]
 
 
-def _check_placeholders(text: str, where: str, groups: set[str], item_id: str, facts: bool) -> None:
-    """Templates may name captured groups; correlation templates may also name facts."""
+def placeholders_known(
+    text: str, where: str, groups: set[str], item_id: str, facts: bool = False, extra_heads: tuple[str, ...] = ()
+) -> None:
+    """Templates may name captured groups (and `extra_heads`, e.g. a catalog's `entry`);
+    correlation templates may also name facts."""
     for match in _PLACEHOLDER.finditer(text):
         inner = match.group(1)
         if inner is None:
@@ -224,6 +245,8 @@ def _check_placeholders(text: str, where: str, groups: set[str], item_id: str, f
                     raise RuleFileError(
                         item_id, where, f"{{{alternative}}} is not a captured group (groups: {known})"
                     )
+            elif head in extra_heads:
+                continue
             elif not facts and not (alternative[:1] in "'\"" and len(alternative) > 1):
                 raise RuleFileError(
                     item_id, where, f"{{{alternative}}}: only {{captured.NAME}} is known here"
@@ -243,9 +266,9 @@ def _compile_correlation(spec: Any, where: str, item_id: str, groups: set[str]) 
         fix = check_template(spec["fix"], f"{where}.fix") if "fix" in spec else None
     except ConditionError as exc:
         raise RuleFileError(item_id, exc.where, exc.message) from None
-    _check_placeholders(message, f"{where}.message", groups, item_id, facts=True)
+    placeholders_known(message, f"{where}.message", groups, item_id, facts=True)
     if fix is not None:
-        _check_placeholders(fix, f"{where}.fix", groups, item_id, facts=True)
+        placeholders_known(fix, f"{where}.fix", groups, item_id, facts=True)
     refs = refs_list(spec, item_id, None)
     return Correlation(condition=condition, severity=severity, message=message, fix=fix, refs=refs, raw=spec)
 
@@ -288,8 +311,8 @@ def compile_signature(item: Any, path: str, index: int) -> Signature:
         fix = check_template(item.get("fix"), "fix")
     except ConditionError as exc:
         raise RuleFileError(item_id, exc.where, exc.message) from None
-    _check_placeholders(cause, "cause", groups, item_id, facts=False)
-    _check_placeholders(fix, "fix", groups, item_id, facts=False)
+    placeholders_known(cause, "cause", groups, item_id, facts=False)
+    placeholders_known(fix, "fix", groups, item_id, facts=False)
     correlate_spec = item.get("correlate", [])
     if not isinstance(correlate_spec, list):
         raise RuleFileError(item_id, "correlate", "expected a list of correlations")
@@ -313,4 +336,5 @@ def compile_signature(item: Any, path: str, index: int) -> Signature:
         override=override,
         correlate=correlate,
         raw=item,
+        generic=optional_bool(item, "generic", item_id),
     )
