@@ -10,8 +10,8 @@ import pytest
 
 from gpudoctor.errors import BadInput
 from gpudoctor.explain import load_signatures
-from gpudoctor.explain.literals import necessary_literals
 from gpudoctor.explain.incidents import MAX_EVIDENCE
+from gpudoctor.explain.literals import necessary_literals
 from gpudoctor.explain.matcher import Matcher
 from gpudoctor.explain.report import build_explain_report
 from gpudoctor.explain.signatures import CONVERTERS
@@ -77,7 +77,7 @@ def test_repeated_failures_are_counted_but_kept_bounded() -> None:
     assert match["count"] == 5000
     assert (match["first_line"], match["last_line"]) == (1, 5000)
     assert len(match["line_numbers"]) <= MAX_EVIDENCE
-    assert match["line_numbers"][:3] == [1, 2, 3]
+    assert match["line_numbers"] == [1]  # the first occurrence; the rest are counted
 
 
 def test_required_patterns_must_all_be_present() -> None:

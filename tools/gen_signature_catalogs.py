@@ -123,7 +123,7 @@ def parse_enum(text: str, enum_name: str) -> list[Enumerator]:
     known: dict[str, int] = {}
     result: list[Enumerator] = []
     next_value = 0
-    for position, name, expr in items:
+    for _position, name, expr in items:
         alias = expr.strip() if expr and expr.strip() in known else None
         value = next_value if expr is None else _evaluate(expr, known)
         if value is None:
@@ -228,9 +228,7 @@ def _cuda_entries(text: str, enum_name: str, skip: str) -> list[Entry]:
     for item in parse_enum(text, enum_name):
         if item.name == skip or item.value == 0:
             continue
-        entries.append(
-            Entry(item.value, item.name, item.doc, "info" if _not_an_error(item.doc) else "fail")
-        )
+        entries.append(Entry(item.value, item.name, item.doc, "info" if _not_an_error(item.doc) else "fail"))
     return entries
 
 
@@ -296,7 +294,7 @@ def cuda_runtime() -> Catalog:
             {"regex": r"\bcudaError(?:_t)?\s*[:=]?\s*(?P<code>\d{1,5})\b", "key": "code"},
             {"regex": r"\bCUDA error: (?P<message>[^\n]+)", "key": "message"},
         ],
-        cause="The CUDA runtime returned {entry.name} ({entry.code}, \"{entry.message}\"): {entry.description}",
+        cause='The CUDA runtime returned {entry.name} ({entry.code}, "{entry.message}"): {entry.description}',
         fix=(
             "Act on the first CUDA error in the log: CUDA errors are sticky, later ones are often consequences. "
             "Kernel errors are reported asynchronously at a later API call, so rerun with CUDA_LAUNCH_BLOCKING=1 "
@@ -450,7 +448,7 @@ def ibverbs() -> Catalog:
                 "key": "code",
             },
         ],
-        cause="An RDMA work request completed with status {entry.code} ({entry.name}, \"{entry.description}\").",
+        cause='An RDMA work request completed with status {entry.code} ({entry.name}, "{entry.description}").',
         fix=(
             "Check the fabric path between the two ranks named on the line (ibv_devinfo, port state, link "
             "errors with perfquery/ethtool -S); on RoCE check the GID index and traffic class NCCL uses."
@@ -497,7 +495,9 @@ LIBRARIES = [
         ("CUDNN_MAJOR", "CUDNN_MINOR", "CUDNN_PATCHLEVEL"),
         "nvidia-cudnn-cu12",
         "cudnn_graph.h",
-        ["https://docs.nvidia.com/deeplearning/cudnn/backend/latest/api/cudnn-graph-library.html#cudnnstatus-t"],
+        [
+            "https://docs.nvidia.com/deeplearning/cudnn/backend/latest/api/cudnn-graph-library.html#cudnnstatus-t"
+        ],
         "Check that the cuDNN the program loads is the version the framework was built against and supports "
         "this GPU and CUDA version; rerun with CUDNN_LOGERR_DBG=1 CUDNN_LOGDEST_DBG=stderr for the failing call.",
     ),
@@ -541,7 +541,11 @@ def library(spec: LibrarySpec) -> Catalog:
         description = item.doc
         if item.alias_of is not None or (item.name != names.get(item.value) and item.value in names):
             canonical = item.alias_of or names[item.value]
-            description = f"{description} (older name of {canonical})".strip() if description else f"Older name of {canonical}."
+            description = (
+                f"{description} (older name of {canonical})".strip()
+                if description
+                else f"Older name of {canonical}."
+            )
         entries.append(Entry(item.value, item.name, description))
     return Catalog(
         family=spec.family,
@@ -647,7 +651,9 @@ def write_excerpts(cuda: Path, wheels: Path, verbs_include: Path, verbs_version:
     )
     cudart_version = defines((include / "cuda_runtime_api.h").read_text())["CUDART_VERSION"]
     runtime = runtime.replace(
-        " verbatim. */\n", f" verbatim. */\n#define CUDART_VERSION {cudart_version}  /* cuda_runtime_api.h */\n", 1
+        " verbatim. */\n",
+        f" verbatim. */\n#define CUDART_VERSION {cudart_version}  /* cuda_runtime_api.h */\n",
+        1,
     )
     (EXCERPTS / "driver_types.h.excerpt").write_text(runtime)
     with tempfile.TemporaryDirectory() as scratch:
@@ -655,7 +661,12 @@ def write_excerpts(cuda: Path, wheels: Path, verbs_include: Path, verbs_version:
         (EXCERPTS / "cudart_error_strings.txt").write_text(_cudart_strings_table(cuda, tmp))
         header, wheel = _wheel_header(wheels, "nvidia-nccl-cu13", "nccl.h", tmp)
         (EXCERPTS / "nccl.h.excerpt").write_text(
-            _excerpt(header, f"nvidia/nccl/include/nccl.h of {wheel}", ["ncclResult_t"], ["NCCL_MAJOR", "NCCL_MINOR", "NCCL_PATCH"])
+            _excerpt(
+                header,
+                f"nvidia/nccl/include/nccl.h of {wheel}",
+                ["ncclResult_t"],
+                ["NCCL_MAJOR", "NCCL_MINOR", "NCCL_PATCH"],
+            )
         )
         (EXCERPTS / "nccl_error_strings.txt").write_text(_nccl_strings_table(wheels, tmp))
         for spec in LIBRARIES:
@@ -679,7 +690,9 @@ def write_excerpts(cuda: Path, wheels: Path, verbs_include: Path, verbs_version:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    step1 = commands.add_parser("excerpts", help="cut fixtures/catalogs/ excerpts out of the installed sources")
+    step1 = commands.add_parser(
+        "excerpts", help="cut fixtures/catalogs/ excerpts out of the installed sources"
+    )
     step1.add_argument("--cuda", type=Path, default=Path("/usr/local/cuda"))
     step1.add_argument("--wheels", type=Path, required=True)
     step1.add_argument("--verbs-include", type=Path, required=True)

@@ -55,7 +55,15 @@ _CATALOG_FIELDS = {
     "fix",
     "entries",
 }
-_ENTRY_FIELDS = {"code", "name", "description", "severity", "messages", "immediate_action", "investigatory_action"}
+_ENTRY_FIELDS = {
+    "code",
+    "name",
+    "description",
+    "severity",
+    "messages",
+    "immediate_action",
+    "investigatory_action",
+}
 _PREFIX = re.compile(r"^GD-[A-Z0-9]+$")
 # The message stem a log prints may stop before a parenthesised hint ("... (run with NCCL_DEBUG=INFO ...)").
 _HINT = re.compile(r"\s*\(run with [^)]*\)\s*$")
@@ -154,7 +162,11 @@ def _entry(spec: Any, index: int, prefix: str, item_id: str) -> CatalogEntry:
     messages = spec.get("messages", [])
     if not isinstance(messages, list) or not all(isinstance(m, str) for m in messages):
         raise RuleFileError(item_id, f"{where}.messages", "expected a list of strings")
-    severity = one_of(spec, "severity", ("fail", "warn", "info"), item_id, f"{where}.severity") if "severity" in spec else "fail"
+    severity = (
+        one_of(spec, "severity", ("fail", "warn", "info"), item_id, f"{where}.severity")
+        if "severity" in spec
+        else "fail"
+    )
     extra = {k: str(spec[k]) for k in ("immediate_action", "investigatory_action") if k in spec}
     return CatalogEntry(
         id=f"{prefix}-{code:03d}",

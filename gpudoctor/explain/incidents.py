@@ -4,7 +4,8 @@ An incident is one occurrence of a failure: the lines of its required patterns, 
 context lines that belong to it, and the values captured from those lines only.
 Lines belong together when they are at most `WINDOW` lines apart and come from the
 same origin (the same rank / process / NCCL host:pid prefix, when the lines carry one),
-so a signature's values never come from an unrelated log pasted 50 lines further on.
+so a signature's values never come from an unrelated log pasted 50 lines further on; a log
+boundary in a concatenation (gpudoctor.explain.matcher.BOUNDARY) ends every open incident.
 Identical repeats (same signature or catalog entry, same captured values, same text
 with its numbers masked) collapse into one incident with a count and first/last line;
 different ones stay separate entries.
@@ -97,9 +98,9 @@ class _Cluster:
     required_lines: int = 0
     last: int = 0
 
-    def differs(self, evidence: Evidence) -> bool:
-        """A second line of the same required pattern with other values: another incident."""
-        return any(e.pattern == evidence.pattern and e.groups != evidence.groups for e in self.evidence)
+    def repeats(self, evidence: Evidence) -> bool:
+        """A second line of a required pattern starts the next incident (identical ones merge later)."""
+        return evidence.pattern in self.patterns
 
     def add(self, evidence: Evidence, required: bool) -> None:
         self.last = max(self.last, evidence.line)
@@ -121,6 +122,7 @@ class IncidentTracker:
         self.open: _Cluster | None = None
         self.incidents: dict[tuple[object, ...], Incident] = {}
         self.more = 0  # incidents beyond MAX_INCIDENTS, counted only
+        self.claimed = 0  # last line of the previous incident: context up to here is its own
 
     def add(self, evidence: Evidence) -> None:
         required = evidence.pattern in self.required
@@ -130,14 +132,18 @@ class IncidentTracker:
             cluster = None
         if required:
             if cluster is not None and (
-                not _same_origin(cluster.origin, evidence.origin) or cluster.differs(evidence)
+                not _same_origin(cluster.origin, evidence.origin) or cluster.repeats(evidence)
             ):
                 self._close()
                 cluster = None
             if cluster is None:
                 cluster = self.open = _Cluster(evidence.origin, evidence.line)
                 for before in self.recent:
-                    if evidence.line - before.line <= WINDOW and _same_origin(before.origin, evidence.origin):
+                    if (
+                        before.line > self.claimed
+                        and evidence.line - before.line <= WINDOW
+                        and _same_origin(before.origin, evidence.origin)
+                    ):
                         cluster.add(before, required=False)
             elif cluster.origin is None:
                 cluster.origin = evidence.origin
@@ -147,6 +153,11 @@ class IncidentTracker:
                 cluster.add(evidence, required=False)
             self.recent.append(evidence)
 
+    def boundary(self) -> None:
+        """The log ends here (a concatenation's next file begins): nothing carries over."""
+        self._close()
+        self.recent.clear()
+
     def finish(self) -> list[Incident]:
         self._close()
         return list(self.incidents.values())
@@ -155,6 +166,7 @@ class IncidentTracker:
         cluster, self.open = self.open, None
         if cluster is None or not self.required <= cluster.patterns:
             return
+        self.claimed = cluster.last
         self._record(cluster.evidence, cluster.required_lines, None, cluster.last)
 
     def _captured(self, evidence: list[Evidence]) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -219,7 +231,9 @@ class CatalogTracker(IncidentTracker):
         assert catalog is not None
         keys = set(catalog.keys)
         first, values = super()._captured(evidence)
-        return {k: v for k, v in first.items() if k not in keys}, {k: v for k, v in values.items() if k not in keys}
+        return {k: v for k, v in first.items() if k not in keys}, {
+            k: v for k, v in values.items() if k not in keys
+        }
 
     def _shape(self, anchor: Evidence) -> str:
         return ""  # one entry with the same values is one incident, whatever else its lines say

@@ -12,6 +12,7 @@ a carried partial line, and the first few hits of each pattern.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -42,6 +43,12 @@ class ScanResult:
 
 
 Target = tuple[int, int]  # (signature index, pattern index)
+# Where one log ends and the next begins in a concatenation: this project's fixture header
+# (`# SOURCE: URL`) and the header `tail`/`head` print between files (`==> name <==`).
+# An incident never takes lines or values across such a line.
+_BOUNDARY = re.compile(r"^(?:# SOURCE: |==> .* <==\s*$)")
+BOUNDARY_LITERALS = (b"# source: ", b"==> ")
+BOUNDARY: Target = (-1, -1)
 
 
 def _automaton(literals: list[bytes]) -> Any:
@@ -62,6 +69,8 @@ class Matcher:
             for p_index, pattern in enumerate(signature.patterns):
                 for literal in pattern.literals:
                     by_literal.setdefault(literal.encode("utf-8").lower(), []).append((s_index, p_index))
+        for literal in BOUNDARY_LITERALS:
+            by_literal.setdefault(literal, []).append(BOUNDARY)
         self.literals: list[tuple[bytes, tuple[Target, ...]]] = [
             (literal, tuple(targets)) for literal, targets in sorted(by_literal.items())
         ]
@@ -170,6 +179,10 @@ class Matcher:
                 cache[raw] = known
             text, origin, results = known
             for s_index, p_index, groups, entry in results:
+                if s_index < 0:
+                    for tracker in state:
+                        tracker.boundary()
+                    continue
                 state[s_index].add(Evidence(line_number, text, p_index, groups, origin, entry))
 
     def _match_line(
@@ -185,6 +198,10 @@ class Matcher:
         explained = False
         excluded: dict[int, bool] = {}
         for s_index, p_index in sorted(targets):
+            if s_index < 0:
+                if _BOUNDARY.match(text):
+                    results.append((s_index, p_index, {}, None))
+                continue
             signature = self.signatures[s_index]
             match = signature.patterns[p_index].regex.search(text)
             if match is None:

@@ -229,7 +229,12 @@ def _pattern_list(item: dict[str, Any], key: str, item_id: str, required: bool) 
 
 
 def placeholders_known(
-    text: str, where: str, groups: set[str], item_id: str, facts: bool = False, extra_heads: tuple[str, ...] = ()
+    text: str,
+    where: str,
+    groups: set[str],
+    item_id: str,
+    facts: bool = False,
+    extra_heads: tuple[str, ...] = (),
 ) -> None:
     """Templates may name captured groups (and `extra_heads`, e.g. a catalog's `entry`);
     correlation templates may also name facts."""
