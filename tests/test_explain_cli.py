@@ -350,3 +350,26 @@ def test_dash_on_a_terminal_is_a_usage_error_not_a_hang() -> None:
         os.close(follower)
     assert done.returncode == 64
     assert "stdin is a terminal" in one_line_error(done)
+
+
+def test_table_shows_unchecked_correlations_too() -> None:
+    # Same case as above, table form: what could not be checked is shown, not only in JSON.
+    done = explain(
+        str(CORPUS / "09_err802-system-not-yet-initialized_bandwidthTest.txt"),
+        "--node",
+        str(XML / "H800_580.65.06.xml"),
+    )
+    text = done.stdout.decode()
+    assert "not checked on this node (facts unknown):" in text
+    section = text.split("not checked on this node (facts unknown):", 1)[1]
+    assert "GD-LOG-004" in section and "fabric" in section
+
+
+def test_table_puts_node_correlated_cause_first() -> None:
+    done = explain(
+        str(LOGS / "corpus" / "25_sm120-not-compatible_then-no-kernel-image_sd-forge.txt"),
+        "--node",
+        str(LOGS / "nodes" / "rtx5090_570.133.07_derived.json"),
+    )
+    text = done.stdout.decode()
+    assert text.index("on this node (log correlated with the node facts):") < text.index("GD-LOG-020  ")

@@ -14,6 +14,16 @@ def _block(label: str, text: str) -> list[str]:
     return [f"  {label:<6} {wrapped[0]}"] + [f"         {line}" for line in wrapped[1:]]
 
 
+def _where(match: dict[str, Any]) -> str:
+    """`line 12, 14` or, for an incident seen again, `line 12; 5x, last line 900`."""
+    where = "line " + ", ".join(str(n) for n in match["line_numbers"])
+    if match["last_line"] > match["line_numbers"][-1]:
+        where += f"; {match['count']}x, last line {match['last_line']}"
+    elif match["count"] > len(match["line_numbers"]):
+        where += f"; {match['count']}x"
+    return where
+
+
 def render_table(report: dict[str, Any]) -> str:
     log = report["log"]
     out = [f"log: {log['source']} ({log['lines']} lines, {log['bytes']} bytes)"]
@@ -28,12 +38,19 @@ def render_table(report: dict[str, Any]) -> str:
             f" (CUDA {node['driver_cuda_version'] or 'unknown'}), {node['cpu_arch'] or 'unknown arch'}; GPUs: {gpus or 'none'}"
         )
     out.append("")
+    # Node-correlated causes are the most specific ones: they come first.
+    if report["findings"]:
+        out.append("on this node (log correlated with the node facts):")
+        for finding in report["findings"]:
+            out.append(f"{finding['severity'].upper():<5} {finding['signature_id']}")
+            out.extend(_block("why", finding["message"]))
+            out.extend(_block("fix", finding["fix"]))
+        out.append("")
     if not report["matches"]:
         out.append(report["summary"])
     for match in report["matches"]:
-        lines = ", ".join(str(n) for n in match["line_numbers"])
         out.append(
-            f"{match['severity'].upper():<5} {match['signature_id']}  {match['title']}  (line {lines})"
+            f"{match['severity'].upper():<5} {match['signature_id']}  {match['title']}  ({_where(match)})"
         )
         for excerpt in match["excerpt"].splitlines():
             out.append(f"  > {excerpt[: _WIDTH - 4]}")
@@ -42,12 +59,12 @@ def render_table(report: dict[str, Any]) -> str:
         for ref in match["refs"]:
             out.append(f"  ref    {ref}")
         out.append("")
-    if report["findings"]:
-        out.append("on this node:")
-        for finding in report["findings"]:
-            out.append(f"{finding['severity'].upper():<5} {finding['signature_id']}")
-            out.extend(_block("why", finding["message"]))
-            out.extend(_block("fix", finding["fix"]))
+    if report.get("unchecked"):
+        # A correlation whose node facts are unknown is neither confirmed nor ruled out: say so.
+        out.append("not checked on this node (facts unknown):")
+        for item in report["unchecked"]:
+            out.append(f"?     {item['signature_id']}")
+            out.extend(_block("needs", "; ".join(item["missing_facts"])))
         out.append("")
     out.append(f"verdict: {report['verdict']}")
     return "\n".join(out) + "\n"
