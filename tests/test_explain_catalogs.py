@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -97,7 +99,7 @@ def test_every_form_of_a_runtime_code_names_the_same_entry(line: bytes) -> None:
 
 def test_driver_api_name_names_the_driver_entry() -> None:
     (match,) = explain(b"cuMemCreate returned CUDA_ERROR_NOT_SUPPORTED\n")
-    assert match["signature_id"] == "GD-CUDA-801"
+    assert match["signature_id"] == "GD-CUDRV-801"
     assert "CUDA_ERROR_NOT_SUPPORTED" in match["title"]
 
 
@@ -202,3 +204,22 @@ def test_parse_enum_handles_implicit_values_hex_aliases_and_doc_comments() -> No
         ("DEMO_E", 32),
     ]
     assert items[0].doc == "First doc." and items[1].doc == "trailing doc" and items[3].alias_of == "DEMO_C"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gpudoctor", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_rules_show_and_list_cover_signatures_and_catalog_entries() -> None:
+    shown = _cli("rules", "show", "GD-LOG-020")
+    assert shown.returncode == 0 and "kernels.yaml" in shown.stdout and "no kernel image" in shown.stdout
+    entry = _cli("rules", "show", "gd-cudart-801")
+    assert entry.returncode == 0 and "catalog-cuda-runtime.yaml" in entry.stdout
+    assert "cudaErrorNotSupported" in entry.stdout and "operation not supported" in entry.stdout
+    listed = _cli("rules", "list", "--format", "json")
+    ids = {row["id"]: row for row in json.loads(listed.stdout)}
+    assert ids["GD-LOG-020"]["applies_to"] == "log" and ids["GD-XID-109"]["applies_to"] == "log"
+    assert "RESET_GPU" in ids["GD-XID-109"]["fix"]
+    assert "GD-DRV-006" in ids  # the node rules are still there

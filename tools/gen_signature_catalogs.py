@@ -238,7 +238,7 @@ def cuda_driver() -> Catalog:
     entries = _cuda_entries(text, "CUresult", "CUDA_SUCCESS")
     return Catalog(
         family="cuda-driver",
-        id_prefix="GD-CUDA",
+        id_prefix="GD-CUDRV",
         title="CUDA driver API error",
         source=f"cuda.h of the CUDA toolkit (CUDA_VERSION {version}), enum cudaError_enum (CUresult) and its doc comments",
         version=version,

@@ -24,7 +24,7 @@ Examples:
 """,
 )
 def command() -> None:
-    """List, show and lint the rules."""
+    """List, show and lint the rules and log signatures."""
 
 
 @command.command(
@@ -38,18 +38,22 @@ Examples:
 @format_option("table", "json")
 @rules_option
 def list_rules(fmt: str, rule_dirs: tuple[str, ...]) -> int:
-    """List every rule (shipped and site-local)."""
+    """List every rule and log signature (shipped and site-local)."""
+    from gpudoctor.explain import load_signatures
+    from gpudoctor.explain import summaries as signature_summaries
     from gpudoctor.knowledge import load_rules
 
-    ruleset = load_rules(rule_dirs_from(rule_dirs))
-    summaries = [rule.summary() for rule in ruleset]
+    dirs = rule_dirs_from(rule_dirs)
+    ruleset = load_rules(dirs)
+    # One knowledge base: node/image rules, then the log signatures and catalog entries `explain` prints.
+    summaries = [rule.summary() for rule in ruleset] + signature_summaries(load_signatures(dirs))
     if fmt == "json":
         print(json.dumps(summaries, indent=2))
         return exitcodes.OK
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{len(summaries)} rules", show_lines=False)
+    table = Table(title=f"{len(summaries)} rules and signatures", show_lines=False)
     for column in ("id", "severity", "applies to", "title"):
         table.add_column(column, overflow="fold")
     for s in summaries:
@@ -69,17 +73,25 @@ Examples:
 @click.argument("rule_id")
 @rules_option
 def show_rule(rule_id: str, rule_dirs: tuple[str, ...]) -> int:
-    """Show one rule as written, with the file it comes from."""
+    """Show one rule or log signature as written, with the file it comes from."""
     import yaml
 
     from gpudoctor.knowledge import load_rules
 
-    ruleset = load_rules(rule_dirs_from(rule_dirs))
+    dirs = rule_dirs_from(rule_dirs)
+    ruleset = load_rules(dirs)
     rule = ruleset.by_id.get(rule_id) or ruleset.by_id.get(rule_id.upper())
-    if rule is None:
-        raise UsageError(f"no rule with id {rule_id!r} (see `gpudoctor rules list`)")
-    print(f"# {rule.file}")
-    print(yaml.safe_dump(rule.raw, sort_keys=False, allow_unicode=True, width=100).rstrip())
+    if rule is not None:
+        file, document = rule.file, rule.raw
+    else:
+        from gpudoctor.explain import load_signatures, show_document
+
+        found = show_document(load_signatures(dirs), rule_id)
+        if found is None:
+            raise UsageError(f"no rule or signature with id {rule_id!r} (see `gpudoctor rules list`)")
+        file, document = found
+    print(f"# {file}")
+    print(yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100).rstrip())
     return exitcodes.OK
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from gpudoctor.errors import BadInput
 from gpudoctor.explain.catalog import CatalogEntry
@@ -77,3 +78,76 @@ def load_signatures(extra: Sequence[str | os.PathLike[str]] = ()) -> SignatureSe
             result.add(signature, site=True)
     result.link_catalogs()
     return result
+
+
+def _entry_root(entry: CatalogEntry) -> dict[str, Any]:
+    return {"entry": entry.fields(), "captured": {}}
+
+
+def summaries(signatures: SignatureSet) -> list[dict[str, Any]]:
+    """`rules list` rows for every signature and catalog entry (applies to: log)."""
+    from gpudoctor.knowledge.conditions import Trace
+    from gpudoctor.knowledge.template import render
+
+    rows: list[dict[str, Any]] = []
+    for signature in signatures.signatures:
+        base = {"applies_to": "log", "refs": list(signature.refs), "source": signature.source}
+        if signature.catalog is None:
+            rows.append(
+                {
+                    "id": signature.id,
+                    "title": signature.title,
+                    "severity": signature.severity,
+                    "fix": signature.fix,
+                    **base,
+                }
+            )
+            continue
+        for entry in signature.catalog.entries:
+            if entry.overridden_by is not None:
+                continue  # the hand-written signature with this id is listed instead
+            rows.append(
+                {
+                    "id": entry.id,
+                    "title": f"{signature.title} {entry.name} ({entry.code})",
+                    "severity": entry.severity,
+                    "fix": render(signature.fix, _entry_root(entry), Trace()),
+                    **base,
+                }
+            )
+    return [
+        {k: row[k] for k in ("id", "title", "severity", "applies_to", "fix", "refs", "source")}
+        for row in rows
+    ]
+
+
+def show_document(signatures: SignatureSet, item_id: str) -> tuple[str, dict[str, Any]] | None:
+    """(file, document) that `rules show ID` prints for a signature or a catalog entry, or None."""
+    from gpudoctor.knowledge.conditions import Trace
+    from gpudoctor.knowledge.template import render
+
+    found = signatures.find(item_id)
+    if found is None:
+        return None
+    signature, entry = found
+    if entry is None:
+        return signature.file, signature.raw
+    assert signature.catalog is not None
+    root = _entry_root(entry)
+    document = {
+        **entry.document(),
+        "family": signature.catalog.family,
+        "title": f"{signature.title} {entry.name} ({entry.code})",
+        "cause": render(signature.cause, root, Trace()),
+        "fix": render(signature.fix, root, Trace()),
+        "refs": list(signature.refs),
+        "source": signature.source,
+        # A name recognizer is the alternation of every entry name: shown by what it matches.
+        "recognizers": [
+            r
+            if r.get("key") != "name"
+            else {"regex": "\\b(?P<name>any entry name or alias)\\b", "key": "name"}
+            for r in signature.raw.get("recognizers", [])
+        ],
+    }
+    return signature.file, document
