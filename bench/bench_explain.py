@@ -3,7 +3,7 @@
 The log is mostly healthy lines (the real healthy fixtures: vLLM, NCCL INFO,
 trainer, driver-load output) with a few failure lines from the failure
 fixtures spread through it. grep gets every required pattern of every shipped
-signature, translated to POSIX ERE (named and non-capturing groups become
+signature and every recognizer of every catalog family, translated to POSIX ERE (named and non-capturing groups become
 plain groups, \\d becomes [0-9], lazy quantifiers greedy, lookaheads are
 dropped, character classes become POSIX brackets, so grep's set is a superset;
 grep has no per-line exclusions, so it also counts lines explain deliberately
@@ -49,7 +49,7 @@ def make_log(target: Path, megabytes: int, seed: int = 7) -> int:
     """Write the log; return the number of failure lines planted."""
     rng = random.Random(seed)
     healthy = _lines(sorted((LOGS / "healthy").glob("*.log")))
-    required = [p.regex for s in load_signatures().signatures for p in s.patterns if p.required]
+    required = [p.regex for p in searched_patterns()]
     # Only lines that are failures on their own (not commands or context lines around them).
     failures = [
         line
@@ -140,9 +140,14 @@ def to_ere(pattern: str) -> str:
     return ere
 
 
+def searched_patterns() -> list:
+    """What explain looks for: every required pattern of each signature, and every recognizer of
+    each catalog family (a name alternation of all its entries, a code form, a message form)."""
+    return [p for s in load_signatures().signatures for p in s.patterns if p.required or s.catalog is not None]
+
+
 def grep_patterns() -> list[str]:
-    signatures = load_signatures().signatures
-    return [to_ere(p.regex.pattern) for s in signatures for p in s.patterns if p.required]
+    return [to_ere(p.regex.pattern) for p in searched_patterns()]
 
 
 def timed(
@@ -178,14 +183,20 @@ def main() -> None:
         report = json.loads(explain_done.stdout)
         size_mb = log.stat().st_size / (1024 * 1024)
         print(f"log: {size_mb:.0f} MiB, {report['log']['lines']} lines, {planted} failure lines planted")
-        print(f"patterns: {len(ere)} (required patterns of {len(load_signatures().signatures)} signatures)")
+        signatures = load_signatures().signatures
+        families = [s for s in signatures if s.catalog is not None]
+        entries = sum(len(s.catalog.entries) for s in families)
+        print(
+            f"patterns: {len(ere)} (required patterns of {len(signatures) - len(families)} signatures, "
+            f"recognizers of {len(families)} catalog families with {entries} entries)"
+        )
         print(
             f"grep -E -c -i (LC_ALL=C):      {grep_s:6.2f} s  ({grep_done.stdout.decode().strip()} matching lines)"
         )
         print(f"grep -E -c -i (LC_ALL=C.UTF-8): {grep_utf8_s:6.2f} s")
         print(
             f"gpudoctor explain:              {explain_s:6.2f} s  "
-            f"({sum(m['count'] for m in report['matches'])} matching lines, {len(report['matches'])} signatures)"
+            f"({sum(m['count'] for m in report['matches'])} matching lines, {len(report['matches'])} incidents)"
         )
         fastest_grep = min(grep_s, grep_utf8_s)
         print(f"ratio explain / fastest grep:   {explain_s / fastest_grep:.2f}x  (target <= 3x)")

@@ -53,5 +53,5 @@ def test_bench_runs_on_a_small_log() -> None:
     ratio = re.search(r"ratio explain / fastest grep:\s+([\d.]+)x", done.stdout)
     assert ratio is not None, done.stdout
     assert re.search(
-        r"gpudoctor explain:\s+[\d.]+ s  \(\d+ matching lines, [1-9]\d* signatures\)", done.stdout
+        r"gpudoctor explain:\s+[\d.]+ s  \(\d+ matching lines, [1-9]\d* incidents\)", done.stdout
     )
