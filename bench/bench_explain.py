@@ -143,7 +143,9 @@ def to_ere(pattern: str) -> str:
 def searched_patterns() -> list:
     """What explain looks for: every required pattern of each signature, and every recognizer of
     each catalog family (a name alternation of all its entries, a code form, a message form)."""
-    return [p for s in load_signatures().signatures for p in s.patterns if p.required or s.catalog is not None]
+    return [
+        p for s in load_signatures().signatures for p in s.patterns if p.required or s.catalog is not None
+    ]
 
 
 def grep_patterns() -> list[str]:
