@@ -27,6 +27,8 @@ def test_every_shipped_signature_is_named_by_a_test() -> None:
     from gpudoctor.explain import load_signatures
 
     text = _test_text()
-    ids = [signature.id for signature in load_signatures().signatures]
+    signatures = load_signatures().signatures
+    # A catalog family (GD-CUDART-*) is covered when a test names one of its entries.
+    ids = [s.id if s.catalog is None else f"{s.catalog.id_prefix}-" for s in signatures]
     assert len(ids) >= 30
     assert [signature_id for signature_id in ids if signature_id not in text] == []
