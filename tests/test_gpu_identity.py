@@ -231,3 +231,73 @@ def test_every_driver_branch_has_an_end_of_life_or_says_unknown() -> None:
     for row in matrix.table("driver_branches"):
         eol = row["eol"]
         assert eol == "unknown" or (len(eol) == 7 and eol[4] == "-"), row
+
+
+# --- products as NVIDIA's compute capability pages list them ---------------------------
+
+# (product name as pci.ids writes it, compute capability NVIDIA lists). Pages:
+# https://developer.nvidia.com/cuda-gpus and https://developer.nvidia.com/cuda-legacy-gpus.
+# This checks the chip mapping product by product, independently of how it was written.
+NVIDIA_PAGES = [
+    ("GeForce RTX 5090", "12.0"),
+    ("GeForce RTX 5050", "12.0"),
+    ("RTX PRO 6000 Blackwell Workstation Edition", "12.0"),
+    ("GB10", "12.1"),
+    ("B300 SXM6 AC", "10.3"),
+    ("GB300", "10.3"),
+    ("B200", "10.0"),
+    ("H100 PCIe", "9.0"),
+    ("H200 NVL", "9.0"),
+    ("GeForce RTX 4090", "8.9"),
+    ("GeForce RTX 4060", "8.9"),
+    ("RTX 6000 Ada Generation", "8.9"),
+    ("L40S", "8.9"),
+    ("L4", "8.9"),
+    ("A100 SXM4 80GB", "8.0"),
+    ("A30 PCIe", "8.0"),
+    ("A40", "8.6"),
+    ("A10", "8.6"),
+    ("A16", "8.6"),
+    ("RTX A6000", "8.6"),
+    ("RTX A2000", "8.6"),
+    ("GeForce RTX 3090", "8.6"),
+    ("Tesla T4", "7.5"),
+    ("T1000 8GB", "7.5"),
+    ("TITAN V", "7.0"),
+    ("Quadro GV100", "7.0"),
+    ("Tesla P100 PCIe 16GB", "6.0"),
+    ("Quadro GP100", "6.0"),
+    ("Tesla P40", "6.1"),
+    ("Tesla P4", "6.1"),
+    ("GeForce GTX 1080 Ti", "6.1"),
+    ("Quadro P1000", "6.1"),
+    ("Quadro P520", "6.1"),
+    ("Tesla M60", "5.2"),
+    ("Tesla M40", "5.2"),
+    ("GeForce GTX 980", "5.2"),
+    ("Quadro K2200", "5.0"),
+    ("Quadro K620", "5.0"),
+    ("GeForce 940M", "5.0"),
+    ("GeForce GTX 750 Ti", "5.0"),
+    ("Tesla K80", "3.7"),
+    ("Tesla K40c", "3.5"),
+    ("Quadro K610M", "3.5"),
+    ("Tesla K10", "3.0"),
+    ("Quadro K5000", "3.0"),
+]
+# pci.ids gives one "GeForce GTX 750 Ti" id on a Kepler die (11C7 GK106); NVIDIA lists the
+# product (the Maxwell GM107 boards) at 5.0. The device id decides: 11C7 is 3.0.
+OTHER_DIE = {"11C7"}
+
+
+@pytest.mark.parametrize(("name", "cc"), NVIDIA_PAGES, ids=[n for n, _ in NVIDIA_PAGES])
+def test_products_get_the_compute_capability_nvidia_lists(name: str, cc: str) -> None:
+    rows = [
+        r
+        for r in gpu_table.shipped_table().rows.values()
+        if name in (part.strip() for part in (r.name or "").split(" / "))
+    ]
+    assert rows, f"{name} is not in the device table"
+    for row in rows:
+        if row.device_id not in OTHER_DIE:
+            assert parse_version(row.compute_capability) == parse_version(cc), row
