@@ -15,6 +15,7 @@ evaluated traced with them, and a rule whose guard or test depends on one is
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -117,8 +118,6 @@ def _finding(rule: Rule, context: Mapping[str, Any], trace: Trace, result: bool 
 
 @lru_cache(maxsize=1024)
 def _compiled(key: str) -> Condition:
-    import json
-
     return compile_condition(json.loads(key), "condition")
 
 
@@ -130,8 +129,6 @@ def evaluate_condition(
     Compiled once per distinct condition. Raises ConditionError (a ValueError)
     for a malformed condition; validate conditions at load time to avoid that.
     """
-    import json
-
     compiled = _compiled(json.dumps(condition, sort_keys=True))
     trace = Trace()
     result = compiled(context, EMPTY_SCOPE, trace)

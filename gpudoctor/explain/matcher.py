@@ -12,6 +12,7 @@ a carried partial line, and the first few hits of each pattern.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -104,8 +105,6 @@ class Matcher:
         return ScanResult(lines=lines, bytes_read=total, incidents=incidents)
 
     def scan_bytes(self, data: bytes) -> ScanResult:
-        import io
-
         return self.scan(io.BytesIO(data))
 
     def _candidates(self, lower: bytes) -> dict[int, tuple[int, int, set[Target] | None]]:

@@ -8,6 +8,7 @@ cannot make gpudoctor touch anything outside it. Every read is size-capped.
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import stat
@@ -140,8 +141,6 @@ def _json(reader: _Reader, name: str, where: str) -> Any:
     data = reader.read(name, mf.MAX_MANIFEST_BYTES)
     if data is None:
         return None
-    import json
-
     try:
         return json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError):
