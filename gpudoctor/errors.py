@@ -17,7 +17,10 @@ MESSAGE_LIMIT = 1000
 def one_line(message: str, limit: int = MESSAGE_LIMIT) -> str:
     """`message` with line breaks and other control characters shown escaped, cut to `limit`."""
     text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message[: limit * 4])
-    return text if len(text) <= limit else text[: limit - 15] + f"... ({len(message)} chars)"
+    if len(text) <= limit:
+        return text
+    suffix = f"... ({len(message)} chars)"
+    return text[: limit - len(suffix)] + suffix
 
 
 class GpudoctorError(Exception):

@@ -11,28 +11,13 @@ import json
 import os
 from typing import Any
 
-from gpudoctor.errors import BadInput, InputMissing
+from gpudoctor.errors import BadInput
 from gpudoctor.facts import FactsFormatError, NodeFacts
-
-# A real nvidia-smi XML of a 16-GPU node is well under 2 MiB; the cap keeps a
-# wrong file (a core dump, a tarball) from being read into memory whole.
-MAX_INPUT_BYTES = 64 * 1024 * 1024
+from gpudoctor.inputs import NODE_REPORT_MAX_BYTES, read_capped
 
 
 def read_input(path: str | os.PathLike[str]) -> bytes:
-    target = os.fspath(path)
-    try:
-        if os.path.isdir(target):
-            raise InputMissing(f"{target}: is a directory, expected a file")
-        with open(target, "rb") as handle:
-            data = handle.read(MAX_INPUT_BYTES + 1)
-    except FileNotFoundError:
-        raise InputMissing(f"{target}: no such file") from None
-    except OSError as exc:
-        raise InputMissing(f"{target}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > MAX_INPUT_BYTES:
-        raise BadInput(f"{target}: larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB, not a node report")
-    return data
+    return read_capped(path, NODE_REPORT_MAX_BYTES, "a node report")
 
 
 def load_node(path: str | os.PathLike[str]) -> NodeFacts:
@@ -50,7 +35,9 @@ def load_node(path: str | os.PathLike[str]) -> NodeFacts:
 def node_from_report(data: bytes, origin: str) -> NodeFacts:
     try:
         document: Any = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise BadInput(f"{origin}: malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer over 4300 digits
         raise BadInput(f"{origin}: malformed JSON: {exc}") from None
     if not isinstance(document, dict):
         raise BadInput(f"{origin}: expected a JSON object (a gpudoctor report)")

@@ -13,7 +13,8 @@ from gpudoctor.probes.values import mib_from
 
 
 def mib_by_regex(text: str) -> int | None:
-    match = re.match(r"^(\d+)\s*MiB$", text.strip())
+    # ASCII digits, as nvidia-smi prints them, at most 18 (values.MAX_DIGITS): "٣" is no size.
+    match = re.match(r"^([0-9]{1,18})\s*MiB$", text.strip())
     return int(match.group(1)) if match else None
 
 
@@ -25,7 +26,7 @@ def device_id_by_regex(text: str) -> str | None:
 @pytest.mark.parametrize(
     ("text", "mib"),
     [("81920 MiB", 81920), (" 0MiB\n", 0), ("81920  MiB", 81920), ("N/A", None), ("1 GiB", None), ("MiB", None),
-     ("-1 MiB", None), ("1.5 MiB", None), ("81920 mib", None)],
+     ("-1 MiB", None), ("1.5 MiB", None), ("81920 mib", None), ("٣ MiB", None), ("1" * 5000 + " MiB", None)],
 )  # fmt: skip
 def test_mib_from(text: str, mib: int | None) -> None:
     assert mib_from(text) == mib == mib_by_regex(text)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import click
@@ -32,15 +31,10 @@ def _open_log(log: str) -> tuple[BinaryIO, str]:
                 "explain -: stdin is a terminal; pipe a log into it (e.g. kubectl logs POD | gpudoctor explain -)"
             )
         return sys.stdin.buffer, "<stdin>"
-    path = Path(log)
-    if path.is_dir():
-        raise InputMissing(f"{path}: is a directory, expected a log file")
-    try:
-        return path.open("rb"), str(path)
-    except FileNotFoundError:
-        raise InputMissing(f"{path}: no such file") from None
-    except OSError as exc:
-        raise InputMissing(f"{path}: cannot read: {exc.strerror or exc}") from None
+    from gpudoctor.inputs import open_regular
+
+    # A pipe is read through `-`: a FIFO named here could block forever with no writer.
+    return open_regular(log), log
 
 
 def _live_node() -> NodeFacts:

@@ -303,7 +303,7 @@ def compile_signature(item: Any, path: str, index: int) -> Signature:
     for name, converter in convert_spec.items():
         if name not in groups:
             raise RuleFileError(item_id, f"convert.{name}", "not a captured group of the patterns")
-        if converter not in CONVERTERS:
+        if not isinstance(converter, str) or converter not in CONVERTERS:
             raise RuleFileError(
                 item_id, f"convert.{name}", f"unknown converter (known: {', '.join(CONVERTERS)})"
             )

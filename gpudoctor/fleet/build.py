@@ -63,7 +63,25 @@ def load_fleet(
                 records.append(result)
             else:
                 invalid.append(result)
-    return records, invalid, titles
+    return _one_per_host(records, invalid), invalid, titles
+
+
+def _one_per_host(records: list[NodeRecord], invalid: list[InvalidReport]) -> list[NodeRecord]:
+    """A host reported by several files is counted once (its first in walk order); each
+    other file becomes an invalid entry saying so."""
+    first: dict[str, str] = {}
+    kept = []
+    for record in records:
+        if record.named and record.hostname in first:
+            where = first[record.hostname]
+            invalid.append(
+                InvalidReport(record.path, f"hostname {record.hostname!r} already reported by {where}")
+            )
+            continue
+        if record.named:
+            first[record.hostname] = record.path
+        kept.append(record)
+    return kept
 
 
 def _class_row(node_class: NodeClass, titles: dict[str, str]) -> dict[str, Any]:

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpudoctor.errors import one_line
 from gpudoctor.exitcodes import SEVERITY_ORDER
 from gpudoctor.fleet.classes import class_facts, evaluation_signature
+from gpudoctor.inputs import NODE_REPORT_MAX_BYTES, UnusableInput, read_capped
 
 # In directories, these are the report files; a file named on the command line
 # is read whatever its name. Hidden files are skipped: write_atomic's temp files
@@ -35,6 +37,7 @@ class NodeRecord:
     findings: tuple[tuple[str, str], ...]  # (rule_id, severity)
     class_facts: dict[str, str]
     evaluation_signature: str
+    named: bool = False  # the hostname is the report's own (not the file name standing in)
 
 
 @dataclass(slots=True)
@@ -52,12 +55,23 @@ def iter_report_paths(paths: Iterable[str]) -> Iterator[str]:
     seen: set[tuple[int, int]] = set()
     for path in paths:
         if os.path.isdir(path):
-            yield from _walk(path, seen)
+            yield from _walk(path, seen, os.path.realpath(path))
         else:
             yield path
 
 
-def _walk(directory: str, seen: set[tuple[int, int]]) -> Iterator[str]:
+class _OutsideTree(str):
+    """A walked path whose symlink leads out of the directory given: not read (read_record)."""
+
+    __slots__ = ()
+
+
+def _inside(path: str, root: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _walk(directory: str, seen: set[tuple[int, int]], root: str) -> Iterator[str]:
     try:
         info = os.stat(directory)
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
@@ -71,8 +85,16 @@ def _walk(directory: str, seen: set[tuple[int, int]]) -> Iterator[str]:
     for entry in entries:
         if entry.name.startswith("."):
             continue
-        if entry.is_dir(follow_symlinks=True):
-            yield from _walk(entry.path, seen)
+        if entry.is_symlink() and not _inside(entry.path, root):
+            if entry.name.lower().endswith(REPORT_SUFFIXES):
+                yield _OutsideTree(entry.path)
+            continue
+        try:
+            is_dir = entry.is_dir(follow_symlinks=True)
+        except OSError:  # a symlink loop: read_record reports it
+            is_dir = False
+        if is_dir:
+            yield from _walk(entry.path, seen, root)
         elif entry.name.lower().endswith(REPORT_SUFFIXES):
             yield entry.path
 
@@ -84,19 +106,23 @@ def read_record(
 
     `rule_dirs` (site rules) apply to nvidia-smi XML, which is diagnosed here; a scan
     report keeps the findings its node computed."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except IsADirectoryError:
+    if isinstance(path, _OutsideTree):
+        return InvalidReport(str(path), "a symlink that leads out of the directory given: not read")
+    if os.path.isdir(path):
         return InvalidReport(path, _directory_error(path))
-    except OSError as exc:
-        return InvalidReport(path, f"cannot read: {exc.strerror or exc}")
-    if _is_xml(data):
-        return _xml_record(path, data, titles, rule_dirs)
     try:
+        data = read_capped(path, NODE_REPORT_MAX_BYTES, "a node report")
+    except UnusableInput as exc:
+        return InvalidReport(path, exc.reason)
+    try:
+        if _is_xml(data):
+            return _xml_record(path, data, titles, rule_dirs)
         return _record(path, _parse_json(data), titles)
     except ReportError as exc:
-        return InvalidReport(path, str(exc))
+        return InvalidReport(path, one_line(str(exc)))
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        # A report whose shape no check above foresaw: this file is invalid, the fleet goes on.
+        return InvalidReport(path, one_line(f"not a usable report: {type(exc).__name__}: {exc}"))
 
 
 def _directory_error(path: str) -> str:
@@ -179,6 +205,8 @@ def _checked_loads(data: bytes) -> Any:
         if exc.pos >= len(data.rstrip()) or exc.msg.startswith("Unterminated string"):
             raise ReportError(f"truncated JSON (ends at line {exc.lineno} column {exc.colno})") from None
         raise ReportError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:  # an integer over 4300 digits
+        raise ReportError(f"invalid JSON: {exc}") from None
 
 
 def _load_xml_node(path: str) -> Any:
@@ -218,8 +246,8 @@ def _record(path: str, report: dict[str, Any], titles: dict[str, str]) -> NodeRe
     if not isinstance(node, dict):
         raise ReportError("not a gpudoctor node report: no node object")
     verdict = report.get("verdict")
-    if verdict not in _VERDICTS:
-        raise ReportError(f"bad verdict {verdict!r}")
+    if not isinstance(verdict, str) or verdict not in _VERDICTS:
+        raise ReportError(f"bad verdict {one_line(repr(verdict), 80)}")
     raw_findings = report.get("findings")
     if not isinstance(raw_findings, list):
         raise ReportError("bad report: findings is not a list")
@@ -228,7 +256,7 @@ def _record(path: str, report: dict[str, Any], titles: dict[str, str]) -> NodeRe
         if not isinstance(finding, dict):
             raise ReportError(f"bad report: findings[{index}] is not an object")
         rule_id, severity = finding.get("rule_id"), finding.get("severity")
-        if not isinstance(rule_id, str) or severity not in _VERDICTS:
+        if not isinstance(rule_id, str) or not isinstance(severity, str) or severity not in _VERDICTS:
             raise ReportError(f"bad report: findings[{index}] has no rule_id or a bad severity")
         findings.append((rule_id, severity))
         if rule_id not in titles:
@@ -244,6 +272,7 @@ def _record(path: str, report: dict[str, Any], titles: dict[str, str]) -> NodeRe
         findings=tuple(findings),
         class_facts=facts,
         evaluation_signature=signature,
+        named=bool(hostname),
     )
 
 

@@ -13,6 +13,7 @@ import os
 import posixpath
 import stat
 import tarfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from gpudoctor.errors import BadInput, InputMissing
 from gpudoctor.facts import ImageFacts, Platform
 from gpudoctor.images import manifest as mf
 from gpudoctor.images.registry import finish, resolve
+from gpudoctor.inputs import open_regular
 
 
 class _Reader(Protocol):
@@ -42,15 +44,33 @@ def _safe_name(name: str) -> str | None:
     return "/".join(parts)
 
 
+# Bounds on an archive's table of contents. A `docker save` tarball holds ~4 members a
+# layer and an OCI layout one blob a layer, so images have hundreds; a tar of millions of
+# empty headers (14 MB as .tgz) would take a minute and a GB just to list.
+MAX_ARCHIVE_MEMBERS = 50_000
+# Listing a compressed tar inflates all of it: past this ratio to the file's own size
+# (a docker save tar is ~1:1, its layers being compressed already) it is a bomb.
+MAX_INFLATION_RATIO = 100
+MIN_INFLATED_CAP = 1 << 30
+
+
 class _TarReader:
-    def __init__(self, tar: tarfile.TarFile, where: str) -> None:
+    def __init__(self, tar: tarfile.TarFile, where: str, file_size: int) -> None:
         self._tar = tar
         self._where = where
         self._members: dict[str, tarfile.TarInfo] = {}
-        for member in tar:  # headers only: data is skipped by seeking
+        inflated_cap = max(MIN_INFLATED_CAP, MAX_INFLATION_RATIO * file_size)
+        for count, member in enumerate(tar, 1):  # headers only: data is skipped by seeking
+            if count > MAX_ARCHIVE_MEMBERS:
+                raise BadInput(f"{where}: more than {MAX_ARCHIVE_MEMBERS} members, not an image archive")
+            if tar.offset > inflated_cap:
+                raise BadInput(
+                    f"{where}: inflates to over {MAX_INFLATION_RATIO} times its size, not an image archive"
+                )
             name = _safe_name(member.name)
             if name is not None and member.isreg():
                 self._members[name] = member
+        tar.members.clear()  # the reader keeps its own index; tarfile's copy is not needed
 
     def size(self, name: str) -> int | None:
         member = self._members.get(name)
@@ -113,13 +133,12 @@ def _open(path: Path) -> Iterator[_Reader]:
     if path.is_dir():
         yield _DirReader(path)
         return
-    try:
-        with tarfile.open(path, mode="r:*") as tar:
-            yield _TarReader(tar, str(path))
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise InputMissing(f"{path}: no such file") from None
-        raise BadInput(f"{path}: not a readable tar archive ({exc.__class__.__name__})") from None
+    with open_regular(path) as handle:
+        try:
+            with tarfile.open(fileobj=handle, mode="r:*") as tar:
+                yield _TarReader(tar, str(path), os.fstat(handle.fileno()).st_size)
+        except (tarfile.TarError, EOFError, OSError, zlib.error, NotImplementedError) as exc:
+            raise BadInput(f"{path}: not a readable tar archive ({exc.__class__.__name__})") from None
 
 
 def _blob_name(digest: str) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from gpudoctor.errors import BadInput, InputMissing
+from gpudoctor.inputs import RULE_FILE_MAX_BYTES, open_regular, read_capped
 from gpudoctor.knowledge.schema import RuleFileError
 
 Validator = Callable[[dict[str, Any], str], list[Any]]
@@ -73,12 +74,16 @@ def peek_kind(text: str) -> str | None:
 
 
 def _read(path: Path) -> str:
+    data = read_capped(path, RULE_FILE_MAX_BYTES, "a rule file")
     try:
-        return path.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise BadInput(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise InputMissing(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+# Values a rule file may expand to through YAML aliases: the largest shipped file holds
+# under 1,000; an alias bomb (aliases of lists of aliases) would expand to billions.
+MAX_YAML_VALUES = 1_000_000
 
 
 def _parse_yaml(path: Path, text: str) -> dict[str, Any]:
@@ -90,9 +95,32 @@ def _parse_yaml(path: Path, text: str) -> dict[str, Any]:
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise BadInput(f"{path}:{where} invalid YAML: {problem}") from None
+    except (ValueError, RecursionError) as exc:  # an integer over 4300 digits, nesting too deep
+        raise BadInput(f"{path}: invalid YAML: {exc or 'nested too deeply'}") from None
     if not isinstance(doc, dict):
         raise BadInput(f"{path}: expected a mapping with a top-level 'kind:'")
+    if not _expands_within(doc, MAX_YAML_VALUES):
+        raise BadInput(f"{path}: YAML aliases expand it to more than {MAX_YAML_VALUES:,} values")
     return doc
+
+
+def _expands_within(doc: Any, limit: int) -> bool:
+    """True when `doc`, with every alias expanded, holds at most `limit` values. Counts
+    without expanding (a shared list is walked once per reference, but the walk stops at
+    the limit), so it costs at most `limit` steps."""
+    budget = limit
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return False
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            budget -= len(item)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _load(path: Path, want: str | None) -> tuple[str, list[Any]] | None:
@@ -158,6 +186,9 @@ def load_kind(kind: str, paths: Sequence[StrPath]) -> list[tuple[str, list[Any]]
         if path.is_dir():
             files = _yaml_files(path.resolve())
         elif path.is_file():
+            files = [path.resolve()]
+        elif path.exists():
+            open_regular(path).close()  # raises: a FIFO, a device, a socket
             files = [path.resolve()]
         else:
             raise InputMissing(f"rules path not found: {path}")

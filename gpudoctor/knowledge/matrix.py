@@ -107,7 +107,7 @@ def _is_eol(text: str) -> bool:
 def validate_matrix_document(doc: dict[str, Any], path: str) -> list[MatrixTable]:
     check_keys(doc, {"kind", "table", "rows"}, None, "")
     name = doc.get("table")
-    if name not in TABLES:
+    if not isinstance(name, str) or name not in TABLES:
         raise RuleFileError(None, "table", f"expected one of {', '.join(TABLES)}, got {name!r}")
     columns = TABLES[name]
     rows = doc.get("rows")

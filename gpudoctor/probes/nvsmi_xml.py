@@ -16,12 +16,16 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from gpudoctor.errors import BadInput
+from gpudoctor.errors import BadInput, one_line
 from gpudoctor.facts import DriverFacts, GpuFacts, MigDeviceFacts, NodeFacts, ProbeError
 from gpudoctor.probes.gpumodel import fill_model_facts
-from gpudoctor.probes.values import branch_of, fabric_state_name, mib_from, yes_no
+from gpudoctor.probes.values import branch_of, count_from, fabric_state_name, mib_from, yes_no
 
 NOT_IN_XML = "not in nvidia-smi XML"
+# GPUs one node can describe. The largest single-OS GPU systems hold 16 (DGX-2, HGX-2) to
+# 20 (10 dual-slot boards per PCIe root on 2-root 4U servers); the cap leaves room for
+# any of those and refuses a file of thousands of <gpu> elements before per-GPU work.
+MAX_GPUS = 256
 NOT_IN_THIS_DRIVER = "not in nvidia-smi XML of this driver"
 
 _HEX = frozenset("0123456789abcdef")
@@ -89,12 +93,18 @@ def parse_nvidia_smi_xml(data: bytes, origin: str) -> NodeFacts:
     for name in ("hostname", "os_release", "kernel", "cpu_arch"):
         node.host.unknown[name] = NOT_IN_XML
     node.driver = _driver(root)
-    node.gpus = [_gpu(index, element) for index, element in enumerate(root.findall("gpu"))]
+    elements = root.findall("gpu")
+    if len(elements) > MAX_GPUS:
+        raise BadInput(
+            f"{origin}: describes {len(elements)} GPUs, more than the {MAX_GPUS} one node can hold"
+        )
+    node.gpus = [_gpu(index, element) for index, element in enumerate(elements)]
     attached = lookup(root, "attached_gpus")
-    if attached.text and attached.text.isdigit():
-        node.driver.attached_gpus = int(attached.text)
-    else:
-        node.driver.unknown["attached_gpus"] = attached.reason or f"nvidia-smi XML: {attached.text!r}"
+    node.driver.attached_gpus = count_from(attached.text)
+    if node.driver.attached_gpus is None:
+        node.driver.unknown["attached_gpus"] = attached.reason or one_line(
+            f"nvidia-smi XML: {attached.text!r}", 80
+        )
     if node.driver.attached_gpus is not None and node.driver.attached_gpus != len(node.gpus):
         # nvidia-smi leaves out GPUs it cannot get a handle for (fallen off the bus).
         message = f"nvidia-smi reports {attached.text} attached GPUs but describes {len(node.gpus)}"
@@ -150,7 +160,7 @@ def _device_id(text: str) -> str | None:
 
 
 def _int(text: str) -> int | None:
-    return int(text) if text.isdigit() else None
+    return count_from(text)
 
 
 def _gpu(index: int, element: Element) -> GpuFacts:
@@ -217,7 +227,7 @@ def _uncorrectable(gpu: GpuFacts, element: Element) -> None:
     for period in ("volatile", "aggregate"):
         name = f"ecc_errors_uncorrectable_{period}"
         counts = [lookup(element, f"ecc_errors/{period}/{path}") for path in _UNCORRECTABLE]
-        numbers = [int(c.text) for c in counts if c.text is not None and c.text.isdigit()]
+        numbers = [n for n in (count_from(c.text) for c in counts) if n is not None]
         if numbers:
             setattr(gpu, name, sum(numbers))
             continue

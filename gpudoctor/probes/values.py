@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+# Counts, sizes and versions in any input fit in 18 digits; int() of a longer string is
+# slow, and past 4300 digits Python refuses it (ValueError).
+MAX_DIGITS = 18
+
+
+def count_from(text: str | None) -> int | None:
+    """A non-negative integer written in ASCII digits ("²" and "٣" are digits to isdigit),
+    at most MAX_DIGITS long; None for anything else."""
+    if not text or len(text) > MAX_DIGITS or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
 
 def branch_of(version: str | None) -> int | None:
     """580 from "580.65.06": the branch is the first component of a driver version."""
     if not version:
         return None
-    head = version.split(".")[0]
-    return int(head) if head.isdigit() else None
+    return count_from(version.split(".")[0])
 
 
 def mib_from(text: str) -> int | None:
@@ -16,8 +27,7 @@ def mib_from(text: str) -> int | None:
     stripped = text.strip()
     if not stripped.endswith("MiB"):
         return None
-    number = stripped[:-3].rstrip()
-    return int(number) if number.isdecimal() else None
+    return count_from(stripped[:-3].rstrip())
 
 
 def yes_no(text: str) -> bool | None:
