@@ -175,9 +175,12 @@ def _strtoumax(text: str) -> tuple[int, str]:
     digits = len(text) - len(text.lstrip("0123456789"))
     if digits == 0:
         raise _InvalidExpression
-    number = int(text[:digits])
-    if number >= _UINTMAX:  # strtoumax saturates at UINTMAX_MAX, which dsl.c rejects
+    significant = text[:digits].lstrip("0")
+    # strtoumax saturates at UINTMAX_MAX, which dsl.c rejects; more than 20 significant
+    # digits is past it (and int() of thousands of digits is slow, past 4300 refused).
+    if len(significant) > len(str(_UINTMAX)) or int(significant or "0") >= _UINTMAX:
         raise _InvalidExpression
+    number = int(significant or "0")
     return number, text[digits:]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 
 @lru_cache(maxsize=65536)
@@ -19,7 +19,7 @@ def parse_version(text: str) -> Version | None:
     """The version `text` names, or None when it is not a PEP 440 version."""
     try:
         return Version(text)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or packaging's int() of a number over 4300 digits
         return None
 
 
@@ -35,9 +35,11 @@ def major_minor(version: str | None) -> tuple[int, int] | None:
 @lru_cache(maxsize=4096)
 def _specifier_set(spec: str) -> SpecifierSet | None:
     try:
-        return SpecifierSet(spec)
-    except InvalidSpecifier:
+        specifier = SpecifierSet(spec)
+        specifier.contains("0", prereleases=True)  # parses each clause's version now
+    except (InvalidSpecifier, ValueError):  # ValueError: a number over 4300 digits
         return None
+    return specifier
 
 
 def valid_specifier(spec: str) -> bool:

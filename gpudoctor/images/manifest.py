@@ -67,7 +67,9 @@ def verify_digest(data: bytes, expected: str, what: str) -> None:
 def load_json(data: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise BadInput(f"{what}: invalid JSON (nested too deeply)") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer over 4300 digits
         raise BadInput(f"{what}: invalid JSON ({exc.__class__.__name__}: {str(exc)[:80]})") from None
     if not isinstance(value, dict):
         raise BadInput(f"{what}: expected a JSON object")
