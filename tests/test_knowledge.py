@@ -253,16 +253,18 @@ def test_no_driver_node_is_unknown_with_reason() -> None:
 def test_wheel_ships_the_rules(tmp_path: Path) -> None:
     wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
-    for rel in ("node/driver.yaml", "image/cuda.yaml", "matrix/gpus.yaml"):
+    for rel in ("node/driver.yaml", "image/cuda.yaml", "matrix/gpus.yaml", "matrix/gpu_devices.tsv"):
         assert f"gpudoctor/_rules/{rel}" in names
     target = install_wheel(wheel, tmp_path / "site")
     probe = run_installed(
         target,
         "-c",
-        "from gpudoctor.knowledge import load_rules, shipped_root; print(shipped_root()); print(len(load_rules()))",
+        "from gpudoctor.knowledge import load_rules, shipped_root; print(shipped_root()); print(len(load_rules()));"
+        " from gpudoctor.knowledge.gpu_identity import identify; print(identify('1D01', None).compute_capability)",
         cwd=tmp_path,
     )
     assert probe.returncode == 0, probe.stderr
-    root, count = probe.stdout.split()
+    root, count, gt_1030 = probe.stdout.split()
     assert root == str(target / "gpudoctor" / "_rules")
     assert int(count) >= 40
+    assert gt_1030 == "6.1"  # the generated device table ships in the wheel
