@@ -125,3 +125,27 @@ def test_branch_end_of_life_without_a_collection_date_uses_today() -> None:
     context = context_for(A100, {"collected_at": None, **_driver("535.54.03", "12.2")})
     now = time.gmtime()
     assert context["derived"]["driver_branch_eol_passed"] is ((now.tm_year, now.tm_mon) > (2026, 6))
+
+
+def test_a_production_branch_nvidia_no_longer_lists_is_past_end_of_life() -> None:
+    # R570 (a production branch) is absent from NVIDIA's 620 support matrix, which lists every
+    # supported LTSB and PB: out of support, month unpublished -> GD-DRV-007, not GD-DRV-010.
+    derived = context_for(A100, {"collected_at": "2026-12-01T00:00:00Z", **_driver("570.124.06", "12.8")})["derived"]
+    assert derived["driver_branch_eol_passed"] is True
+    assert derived["driver_branch_eol_known"] is True
+    assert "no longer lists" in derived["driver_branch_eol"]
+
+
+def test_a_new_feature_branch_without_a_date_stays_unknown() -> None:
+    derived = context_for(A100, {**_driver("575.51.03", "12.9")})["derived"]
+    assert derived["driver_branch_eol_passed"] is None
+    assert derived["driver_branch_eol_known"] is False
+
+
+def test_plan_candidates_are_only_branches_with_a_published_end_of_life_ahead() -> None:
+    from gpudoctor.fleet.plan import supported_branches
+
+    branches = {branch: eol for branch, _, eol in supported_branches("2026-12")}
+    assert 580 in branches and 620 in branches
+    assert not {570, 550, 575, 590} & set(branches)  # unlisted or unknown is no support promise
+    assert all(eol[:1].isdigit() and eol >= "2026-12" for eol in branches.values())

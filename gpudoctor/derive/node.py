@@ -206,7 +206,12 @@ def _branch_lifecycle(derived: dict[str, Any], branch: int | None, this_month: t
     derived["driver_branch_designation"] = row.designation if row else None
     derived["driver_branch_eol"] = row.eol if row else None
     eol_passed = None
-    if row and row.eol != "unknown":
+    if row and row.eol == "unlisted":
+        # NVIDIA's support matrix lists every supported LTSB and PB: one it no longer lists is out
+        # of support, though no page gives the month.
+        derived["driver_branch_eol"] = "an unpublished month (NVIDIA's current support matrix no longer lists it)"
+        eol_passed = True
+    elif row and row.eol != "unknown":
         year, month = (int(x) for x in row.eol.split("-"))
         eol_passed = this_month > (year, month)
     derived["driver_branch_eol_passed"] = eol_passed

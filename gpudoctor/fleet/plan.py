@@ -40,7 +40,8 @@ def supported_branches(month: str | None = None) -> list[tuple[int, str, str]]:
     rows = [
         (row["branch"], row["designation"], row["eol"])
         for row in matrix.table("driver_branches")
-        if row.get("eol") and row["eol"] >= month
+        # Only a published "YYYY-MM" still ahead: "unknown" and "unlisted" are no support promise.
+        if row.get("eol", "")[:1].isdigit() and row["eol"] >= month
     ]
     return sorted(rows)
 

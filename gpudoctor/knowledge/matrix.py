@@ -99,7 +99,7 @@ def _check_value(value: Any, kind: str) -> bool:
 
 def _is_eol(text: str) -> bool:
     year, _, month = text.partition("-")
-    return text == "unknown" or (
+    return text in ("unknown", "unlisted") or (
         len(year) == 4 and year.isdigit() and month.isdigit() and 1 <= int(month) <= 12
     )
 
@@ -137,7 +137,7 @@ def validate_matrix_document(doc: dict[str, Any], path: str) -> list[MatrixTable
                 row_id, f"{where}.refs", "every row needs a list of URLs (or source: field report)"
             )
         if name == "driver_branches" and not _is_eol(row["eol"]):
-            raise RuleFileError(row_id, f"{where}.eol", 'must be "YYYY-MM" or "unknown"')
+            raise RuleFileError(row_id, f"{where}.eol", 'must be "YYYY-MM", "unlisted" or "unknown"')
         if name == "driver_branches" and row["designation"] not in _DESIGNATIONS:
             raise RuleFileError(row_id, f"{where}.designation", f"must be one of {', '.join(_DESIGNATIONS)}")
         if name == "gpus" and row.get("forward_compat", "datacenter") not in FORWARD_COMPAT:
@@ -196,7 +196,7 @@ class ComputeCapability:
 class DriverBranch:
     branch: int
     designation: str
-    eol: str = "unknown"  # "YYYY-MM" or "unknown"
+    eol: str = "unknown"  # "YYYY-MM", "unlisted" (out of support, date unpublished) or "unknown"
     max_cuda_major: int | None = None
     refs: tuple[str, ...] = ()
     note: str | None = None
