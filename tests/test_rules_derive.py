@@ -130,7 +130,9 @@ def test_branch_end_of_life_without_a_collection_date_uses_today() -> None:
 def test_a_production_branch_nvidia_no_longer_lists_is_past_end_of_life() -> None:
     # R570 (a production branch) is absent from NVIDIA's 620 support matrix, which lists every
     # supported LTSB and PB: out of support, month unpublished -> GD-DRV-007, not GD-DRV-010.
-    derived = context_for(A100, {"collected_at": "2026-12-01T00:00:00Z", **_driver("570.124.06", "12.8")})["derived"]
+    derived = context_for(A100, {"collected_at": "2026-12-01T00:00:00Z", **_driver("570.124.06", "12.8")})[
+        "derived"
+    ]
     assert derived["driver_branch_eol_passed"] is True
     assert derived["driver_branch_eol_known"] is True
     assert "no longer lists" in derived["driver_branch_eol"]

@@ -209,7 +209,9 @@ def _branch_lifecycle(derived: dict[str, Any], branch: int | None, this_month: t
     if row and row.eol == "unlisted":
         # NVIDIA's support matrix lists every supported LTSB and PB: one it no longer lists is out
         # of support, though no page gives the month.
-        derived["driver_branch_eol"] = "an unpublished month (NVIDIA's current support matrix no longer lists it)"
+        derived["driver_branch_eol"] = (
+            "an unpublished month (NVIDIA's current support matrix no longer lists it)"
+        )
         eol_passed = True
     elif row and row.eol != "unknown":
         year, month = (int(x) for x in row.eol.split("-"))
