@@ -80,6 +80,10 @@ def test_table_shows_the_matrix_with_fixes(tmp_path: Path, registry: Registry) -
     vllm = push_fixture_image(registry, "fleet/vllm-openai", "table", "vllm-openai_v0.23.0-cuda13.0.2_amd64")
     result = run_gpudoctor("fleet", str(tmp_path), "--image", vllm, "--insecure-registry", registry.host)
     assert result.returncode == 2, result.stderr
-    assert "Runnability: image x node class" in result.stdout
-    assert "FAIL" in result.stdout
-    assert "fix:" in result.stdout
+    assert "vllm-openai:table" in result.stdout.splitlines()[1]  # the compact matrix's image column
+    assert result.stdout.endswith("verdict: ✗ FAIL\n")
+    assert "fix:" not in result.stdout  # compact by default
+    detailed = run_gpudoctor(
+        "fleet", str(tmp_path), "--image", vllm, "--insecure-registry", registry.host, "--details"
+    )
+    assert "fix:" in detailed.stdout and "GD-CUDA-005" in detailed.stdout

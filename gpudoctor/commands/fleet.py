@@ -70,6 +70,12 @@ Examples:
     help="With --image: per class where an image does not run cleanly, propose the smallest "
     "change (driver branch, forward compatibility, another --image) that makes it run.",
 )
+@click.option(
+    "--details",
+    is_flag=True,
+    help="Table: the long form (every class's findings and worst nodes, every non-ok cell's "
+    "findings with fix and refs) instead of the compact matrix.",
+)
 @format_option(*FLEET_RENDERERS)
 @output_option
 @rules_option
@@ -79,6 +85,7 @@ def command(
     insecure_registries: tuple[str, ...],
     what_if: tuple[str, ...],
     plan: bool,
+    details: bool,
     fmt: str,
     output: str | None,
     rule_dirs: tuple[str, ...],
@@ -108,9 +115,15 @@ def command(
             )
         raise InputMissing(f"no report files (*.json, *.xml) found in {', '.join(paths)}")
     renderer = importlib.import_module(f"gpudoctor.report.{FLEET_RENDERERS[fmt]}")
-    write_text(renderer.render(document), output)
+    text = (
+        renderer.render(document, details=True) if details and fmt == "table" else renderer.render(document)
+    )
+    write_text(text, output)
     if not output:
         sys.stdout.flush()  # before the note on stderr, which refers to it
+    for image in document.get("images", []):
+        if image.get("error"):  # once per image, not once per class
+            print(f"gpudoctor: image {image['reference']} not fetched: {image['error']}", file=sys.stderr)
     if document["invalid_total"]:
         print(
             f"gpudoctor: {document['invalid_total']} invalid report file(s) listed in the output",

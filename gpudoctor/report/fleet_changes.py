@@ -3,7 +3,7 @@
 Only classes the changes touch are listed; each shows the class verdict before -> after with
 the rules that appear (+) and go away (-), then per image the verdict before -> after.
 Assumptions behind derived facts are printed once. Refs go on lines of their own, never
-broken.
+broken; wrapped lines keep their indent.
 """
 
 from __future__ import annotations
@@ -13,6 +13,14 @@ from typing import Any
 from gpudoctor.report.style import verdict_markup
 
 _RUNS = ("ok", "info", "warn")
+
+
+def indented(console: Any, markup: str, indent: int, style: str | None = None) -> None:
+    """Print markup wrapped at the console width with every line indented."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    console.print(Padding(Text.from_markup(markup, style=style or ""), (0, 0, 0, indent), expand=False))
 
 
 def _change_word(before: str, after: str) -> str:
@@ -38,7 +46,7 @@ def render_what_if(
 ) -> None:
     from rich.markup import escape
 
-    console.print(f"[bold]What if[/] {escape(' '.join(what_if['changes']))}:")
+    console.print(f"[bold]What if[/] {escape(' '.join(what_if['changes']))} (+ appears, - goes away):")
     unchanged = 0
     notes: list[str] = []
     for row in what_if["classes"]:
@@ -53,46 +61,64 @@ def render_what_if(
             unchanged += 1
             continue
         notes += row.get("notes", [])
-        console.print(
-            f"  {escape(class_label.get(row['class'], row['class']))} ({row['nodes']} nodes): "
+        indented(
+            console,
+            f"{escape(class_label.get(row['class'], row['class']))}: nodes "
             f"{verdict_markup(row['before']['verdict'])} -> {verdict_markup(row['after']['verdict'])}"
-            + (f"  {escape(node_delta)}" if node_delta else "")
+            + (f" {escape(node_delta)}" if node_delta else ""),
+            1,
         )
         for finding in row.get("new_findings", []):
             if finding["severity"] not in ("ok", "info"):
-                console.print(f"      {escape(finding['rule_id'])}: {escape(finding['title'])}")
+                indented(console, f"{escape(finding['rule_id'])}: {escape(finding['title'])}", 5)
         for image in image_rows:
             before, after = image["before"], image["after"]
             delta = _delta(before["findings"], after["findings"])
-            console.print(
-                f"    {escape(image_label.get(image['image'], image['image']))}: "
+            indented(
+                console,
+                f"{escape(image_label.get(image['image'], image['image']))}: "
                 f"{verdict_markup(before['verdict'])} -> {verdict_markup(after['verdict'])} "
                 f"{_change_word(before['verdict'], after['verdict'])}"
-                + (f"  {escape(delta)}" if delta else "")
+                + (f" {escape(delta)}" if delta else ""),
+                3,
             )
     if unchanged:
-        console.print(f"  {unchanged} other class(es) unchanged")
+        indented(console, f"{unchanged} other class(es) unchanged", 1)
     for note in dict.fromkeys(notes):
-        console.print(f"  note: {escape(note)}")
+        indented(console, f"note: {escape(note)}", 1)
 
 
 def render_plan(
-    console: Any, plan: list[dict[str, Any]], class_label: dict[str, str], image_label: dict[str, str]
+    console: Any,
+    plan: list[dict[str, Any]],
+    class_label: dict[str, str],
+    image_label: dict[str, str],
+    details: bool = False,
 ) -> None:
     from rich.markup import escape
 
     if not plan:
         console.print("[bold]Plan[/]: every image runs cleanly on every class; nothing to change.")
         return
-    console.print("[bold]Plan[/] (smallest change that makes each image run, no new fail):")
+    console.print(
+        "[bold]Plan[/] (smallest change that makes each image run, no new fail"
+        + ("" if details else "; --details: why and refs")
+        + "):"
+    )
     for row in plan:
         where = (
-            f"{class_label.get(row['class'], row['class'])} / {image_label.get(row['image'], row['image'])}"
+            f"{class_label.get(row['class'], row['class'])} × {image_label.get(row['image'], row['image'])}"
         )
         change = row["change"] or "no change found"
-        console.print(
-            f"  {escape(where)}: [bold]{escape(change)}[/] -> {verdict_markup(row['verdict_after'])}"
+        indented(
+            console,
+            f"{escape(where)}: [bold]{escape(change)}[/] -> {verdict_markup(row['verdict_after'])}",
+            1,
         )
-        console.print(f"      {escape(row['why'])}")
-        for ref in row.get("refs", []):
-            console.print(f"      {escape(ref)}", soft_wrap=True)
+        if details:
+            indented(console, escape(row["why"]), 5)
+        elif not row["change"]:
+            indented(console, escape(row["why"].split("; ", 1)[0]), 5)  # the reason, not every attempt
+        if details:
+            for ref in row.get("refs", []):
+                console.print(f"     {escape(ref)}", soft_wrap=True)

@@ -26,14 +26,19 @@ CLASS_COLUMNS = (
 
 def render(document: dict[str, Any]) -> str:
     images = [image["reference"] for image in document.get("images", [])]
+    # An image that could not be fetched: its verdicts are unknown, and this column says why.
+    failed = [image["reference"] for image in document.get("images", []) if image.get("error")]
     matrix = {(row["image"], row["class"]): row for row in document.get("matrix", [])}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*CLASS_COLUMNS, "findings", *(f"image:{ref}" for ref in images)])
+    writer.writerow(
+        [*CLASS_COLUMNS, "findings", *(f"image:{ref}" for ref in images), *(f"error:{ref}" for ref in failed)]
+    )
     for node_class in document["classes"]:
         findings = ";".join(f"{f['rule_id']}:{f['severity']}:{f['nodes']}" for f in node_class["findings"])
         verdicts = [matrix[(ref, node_class["key"])]["verdict"] for ref in images]
-        writer.writerow([*(node_class[c] for c in CLASS_COLUMNS), findings, *verdicts])
+        errors = [matrix[(ref, node_class["key"])].get("error", "") for ref in failed]
+        writer.writerow([*(node_class[c] for c in CLASS_COLUMNS), findings, *verdicts, *errors])
     for item in document["invalid_reports"]:
         writer.writerow(["INVALID", "", "", "", "", "", 0, "", f"{item['path']}: {item['error']}"])
     return buffer.getvalue()

@@ -1,85 +1,169 @@
-"""Fleet document -> human tables: classes, the image matrix, invalid files."""
+"""Fleet document -> terminal text: a compact class x image matrix, then only what is not ok.
+
+Default view (fits a screen at 80 columns): one row per node class, one column per image,
+one symbol per verdict (✓ ok/info, ! warn, ? unknown, ✗ fail; coloured on a terminal), then
+each rule that keeps a cell or a class from ok, once, with where it fired, and a final
+`verdict:` line. `details=True` (--details) adds per class its findings with node counts and
+worst nodes, and per non-ok cell its findings with fix and refs (refs on lines of their own,
+never broken). Images that could not be fetched are named once, with the reason.
+"""
 
 from __future__ import annotations
 
 import io
+from collections import Counter
 from typing import Any
 
-_STYLE = {"ok": "green", "info": "green", "warn": "yellow", "unknown": "magenta", "fail": "bold red"}
-FINDINGS_SHOWN = 3
+from gpudoctor.report.fleet_changes import indented
+from gpudoctor.report.fleet_labels import class_labels, image_labels
+from gpudoctor.report.style import SEVERITY_STYLE, SEVERITY_SYMBOL, console, verdict_markup
+
+_QUIET = ("ok", "info")
+_RANK = {"ok": 0, "info": 1, "warn": 2, "unknown": 3, "fail": 4}
 
 
-def _verdict(verdict: str) -> str:
-    return f"[{_STYLE.get(verdict, '')}]{verdict.upper()}[/]"
+def _symbol(verdict: str) -> str:
+    return f"[{SEVERITY_STYLE[verdict]}]{SEVERITY_SYMBOL[verdict]}[/]"
 
 
-def _top_findings(findings: list[dict[str, Any]], with_fix: bool = False) -> str:
-    lines = []
-    for finding in findings[:FINDINGS_SHOWN]:
-        line = f"{finding['rule_id']} {finding['severity']} x{finding['nodes']}: {finding.get('title', '')}"
-        # A fix for an info finding would bury the ones that decide the verdict.
-        if with_fix and finding.get("fix") and finding["severity"] != "info":
-            line += f"\n  fix: {finding['fix']}"
-        lines.append(line)
-    if len(findings) > FINDINGS_SHOWN:
-        lines.append(f"(+{len(findings) - FINDINGS_SHOWN} more rules)")
-    return "\n".join(lines) or "-"
-
-
-def render(document: dict[str, Any]) -> str:
-    from rich.console import Console
+def _matrix(out: Any, document: dict[str, Any], labels: dict[str, str], images: dict[str, str]) -> None:
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
-    buffer = io.StringIO()
-    console = Console(file=buffer, width=160, force_terminal=False, color_system=None)
-    classes = Table(
-        title=f"{document['nodes_total']} nodes in {len(document['classes'])} classes", show_lines=True
-    )
-    for column in ("class", "nodes", "verdict", "findings (rule, severity, nodes)", "worst nodes"):
-        classes.add_column(column, overflow="fold")
+    cells = {(row["image"], row["class"]): row for row in document.get("matrix", [])}
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
+    table.add_column("node class", overflow="fold", ratio=3)
+    table.add_column("nodes", justify="right", no_wrap=True)
+    table.add_column("node", justify="center", no_wrap=True)
+    for label in images.values():
+        table.add_column(escape(label), justify="center", overflow="fold", ratio=1)
     for node_class in document["classes"]:
-        worst_nodes = ", ".join(
-            f"{n['hostname']} ({n['verdict']})"
-            for n in node_class["worst_nodes"]
-            if n["verdict"] not in ("ok", "info")
+        row = [escape(labels[node_class["key"]]), str(node_class["nodes"]), _symbol(node_class["verdict"])]
+        for reference in images:
+            cell = cells.get((reference, node_class["key"]))
+            row.append(_symbol(cell["verdict"]) if cell else "")
+        table.add_row(*row)
+    out.print(table)
+    legend = "  ".join(f"{_symbol(v)} {v}" for v in ("ok", "warn", "unknown", "fail"))
+    out.print(f"{legend}  (node: the nodes' own findings)")
+
+
+def _not_ok(document: dict[str, Any], labels: dict[str, str], images: dict[str, str]) -> list[dict[str, Any]]:
+    """Each rule that keeps a class or a cell from ok: severity, title, fix, refs, where."""
+    rules: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def add(finding: dict[str, Any], column: str, class_key: str) -> None:
+        if finding["severity"] in _QUIET:
+            return
+        entry = rules.setdefault((finding["rule_id"], finding["severity"]), {**finding, "where": {}})
+        entry["where"].setdefault(column, []).append(labels[class_key])
+
+    for node_class in document["classes"]:
+        for finding in node_class["findings"]:
+            add(finding, "nodes", node_class["key"])
+    for row in document.get("matrix", []):
+        for finding in row["findings"]:
+            add(finding, images[row["image"]], row["class"])
+    for entry in rules.values():
+        # "A800 R535, B200 R570 × vllm-openai:v0.23.0; T4 R515 (nodes)"
+        entry["where"] = "; ".join(
+            ", ".join(classes) + (" (nodes)" if column == "nodes" else f" × {column}")
+            for column, classes in entry["where"].items()
         )
-        classes.add_row(
-            escape(node_class["key"]),
-            str(node_class["nodes"]),
-            _verdict(node_class["verdict"]),
-            escape(_top_findings(node_class["findings"])),
-            escape(worst_nodes or "-"),
+    return sorted(rules.values(), key=lambda r: (-_RANK[r["severity"]], r["rule_id"]))
+
+
+def _refs(out: Any, refs: list[str], indent: str) -> None:
+    from rich.markup import escape
+
+    for ref in refs:
+        out.print(f"{indent}{escape(ref)}", soft_wrap=True)  # one line each, never broken
+
+
+def _summary(document: dict[str, Any], images: dict[str, str]) -> str:
+    matrix = document.get("matrix", [])
+    parts = [f"{document['nodes_total']} nodes in {len(document['classes'])} classes"]
+    if matrix:
+        counts = Counter("ok" if row["verdict"] in _QUIET else row["verdict"] for row in matrix)
+        cells = ", ".join(f"{counts[v]} {v}" for v in ("fail", "unknown", "warn", "ok") if counts[v])
+        parts.append(f"{len(images)} image(s) x class: {cells}")
+    if document["invalid_total"]:
+        parts.append(f"{document['invalid_total']} invalid file(s)")
+    return "; ".join(parts)
+
+
+def _details(out: Any, document: dict[str, Any], labels: dict[str, str], images: dict[str, str]) -> None:
+    from rich.markup import escape
+
+    out.print("[bold]Classes[/]")
+    for node_class in document["classes"]:
+        out.print(
+            f"{verdict_markup(node_class['verdict'])} {escape(labels[node_class['key']])}: "
+            f"{node_class['nodes']} nodes  [dim]{escape(node_class['key'])}[/]"
         )
-    console.print(classes)
-    if document.get("matrix"):
-        matrix = Table(title="Runnability: image x node class", show_lines=True)
-        for column in ("image", "class", "nodes", "verdict", "deciding findings and fix"):
-            matrix.add_column(column, overflow="fold")
-        for row in document["matrix"]:
-            detail = (
-                f"image error: {row['error']}" if row.get("error") else _top_findings(row["findings"], True)
+        for finding in node_class["findings"]:
+            out.print(
+                f"    {_symbol(finding['severity'])} {escape(finding['rule_id'])} x{finding['nodes']}: "
+                f"{escape(finding['title'])}"
             )
-            matrix.add_row(
-                escape(row["image"]),
-                escape(row["class"]),
-                str(row["nodes"]),
-                _verdict(row["verdict"]),
-                escape(detail),
+        worst = [n for n in node_class["worst_nodes"] if n["verdict"] not in _QUIET]
+        if worst:
+            names = ", ".join(f"{n['hostname']} ({n['verdict']})" for n in worst)
+            out.print(f"    worst nodes: {escape(names)}")
+    cells = [row for row in document.get("matrix", []) if row["verdict"] not in _QUIET]
+    if cells:
+        out.print("[bold]Cells not ok[/]")
+    for row in cells:
+        out.print(
+            f"{verdict_markup(row['verdict'])} {escape(images[row['image']])} on "
+            f"{escape(labels[row['class']])} ({row['nodes']} nodes)"
+        )
+        for finding in row["findings"]:
+            if finding["severity"] in _QUIET:
+                continue
+            out.print(
+                f"    {_symbol(finding['severity'])} {escape(finding['rule_id'])}: {escape(finding['title'])}"
             )
-        console.print(matrix)
+            out.print(f"      {escape(finding['message'])}")
+            if finding.get("fix"):
+                out.print(f"      fix: {escape(finding['fix'])}")
+            _refs(out, finding.get("refs") or [], "      ")
+
+
+def render(document: dict[str, Any], details: bool = False) -> str:
+    from rich.markup import escape
+
+    buffer = io.StringIO()
+    out = console(buffer)
+    labels = class_labels(document["classes"])
+    images = image_labels([image["reference"] for image in document.get("images", [])])
+    out.print(f"[bold]Fleet[/]: {escape(_summary(document, images))}")
+    _matrix(out, document, labels, images)
+    for image in document.get("images", []):
+        if image.get("error"):
+            out.print(
+                f"{_symbol('unknown')} image {escape(image['reference'])} not fetched: {escape(image['error'])}"
+            )
+    not_ok = _not_ok(document, labels, images)
+    if not_ok and not details:
+        out.print("[bold]Not ok[/] (--details: fixes and refs)")
+        for rule in not_ok:
+            indented(out, f"{_symbol(rule['severity'])} {escape(rule['rule_id'])} {escape(rule['title'])}", 0)
+            indented(out, escape(rule["where"]), 4, style="dim")
+    if details:
+        _details(out, document, labels, images)
     if document.get("what_if") or "plan" in document:
         from gpudoctor.report.fleet_changes import render_plan, render_what_if
-        from gpudoctor.report.fleet_labels import class_labels, image_labels
 
-        classes_by = class_labels(document["classes"])
-        images_by = image_labels([image["reference"] for image in document.get("images", [])])
         if document.get("what_if"):
-            render_what_if(console, document["what_if"], classes_by, images_by)
+            render_what_if(out, document["what_if"], labels, images)
         if "plan" in document:
-            render_plan(console, document["plan"], classes_by, images_by)
+            render_plan(out, document["plan"], labels, images, details)
     if document["invalid_reports"]:
-        console.print(f"{document['invalid_total']} invalid report file(s):")
+        out.print(f"{document['invalid_total']} invalid report file(s):")
         for item in document["invalid_reports"]:
-            console.print(f"  {escape(item['path'])}: {escape(item['error'])}", soft_wrap=True)
-    return buffer.getvalue()
+            out.print(f"  {escape(item['path'])}: {escape(item['error'])}", soft_wrap=True)
+    out.print(f"verdict: {verdict_markup(document['verdict'])}")
+    # rich pads table rows and wrapped lines to the width; piped text should not end in blanks.
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
