@@ -60,3 +60,19 @@ def test_scan_exit_code_and_line_agree() -> None:
     verdict = result.stdout.split(":", 1)[0]
     assert result.stdout.count("\n") == 1
     assert result.returncode == {"OK": 0, "INFO": 0, "WARN": 1, "FAIL": 2, "UNKNOWN": 3}[verdict]
+
+
+def test_no_driver_is_named_not_its_consequences() -> None:
+    """Preflight on a node without a driver: the CUDA checks are unknown for want of the driver's
+    facts; the headline names the established cause (GD-NODE-001), not GD-CUDA-001."""
+    from gpudoctor.pipeline import diagnose
+    from gpudoctor.probes.collect import collect_node
+    from tests.support.fleet import image_facts
+    from tests.support.nvml_replay import replay
+
+    sysfs = Path(__file__).resolve().parent.parent / "fixtures" / "sysfs" / "no-driver"
+    node = collect_node(sysfs_root=str(sysfs), nvml=replay("no-driver"))
+    report = diagnose(node, image_facts("vllm-openai_v0.23.0-cuda13.0.2_amd64"))
+    assert any(f["rule_id"] == "GD-CUDA-001" and f["missing_facts"] for f in report["findings"])
+    line = oneline.render(report)
+    assert line.startswith("UNKNOWN: No NVIDIA driver on this node (GD-NODE-001)"), line

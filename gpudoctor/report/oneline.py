@@ -1,6 +1,7 @@
 """Scan report -> one line for Slurm HealthCheckProgram, NHC and prologs.
 
-`<VERDICT>: <worst finding title> (<rule id>) [+N more]`; the exit code (0/1/2/3)
+`<VERDICT>: <worst finding title> (<rule id>) [+N more]`, the worst finding being the most
+severe one the facts establish (not one left unknown by a missing fact); the exit code (0/1/2/3)
 comes from the verdict, so `scontrol update ... reason="$(gpudoctor scan
 --format oneline)"` drains with a reason an operator can act on.
 """
@@ -24,7 +25,9 @@ def render(report: dict[str, Any]) -> str:
     findings = report.get("findings") or []
     node = report.get("node") or {}
     if findings:
-        worst = max(findings, key=lambda f: _RANK[f["severity"]])
+        # Among equally severe findings, one the facts establish (no driver) names the problem;
+        # one that is unknown only because a fact is missing (its consequence) does not.
+        worst = max(findings, key=lambda f: (_RANK[f["severity"]], not f.get("missing_facts")))
         others = len({f["rule_id"] for f in findings}) - 1
         text = f"{verdict.upper()}: {_one_line(worst['title'])} ({worst['rule_id']})"
         if others:
