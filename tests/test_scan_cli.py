@@ -53,7 +53,7 @@ def test_live_table_says_why() -> None:
     done = scan()
     assert done.returncode == 3
     assert "no NVIDIA driver: libnvidia-ml.so.1 not found" in done.stdout
-    assert "verdict: UNKNOWN" in done.stdout
+    assert "verdict: ? UNKNOWN" in done.stdout
     assert_no_traceback(done.stderr)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from gpudoctor.facts import ImageFacts, Platform
 from gpudoctor.nodeinput import load_node
 from gpudoctor.pipeline import diagnose
@@ -13,6 +15,12 @@ from tests.support.nvml_replay import replay
 
 REPO = Path(__file__).resolve().parent.parent
 SYSFS = REPO / "fixtures" / "sysfs"
+
+
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Content checks at a wide terminal (the narrow view is checked in test_narrow_views)."""
+    monkeypatch.setenv("COLUMNS", "200")
 
 
 def live_table(sysfs_tree: str, nvml_snapshot: str) -> str:
@@ -45,7 +53,7 @@ def test_no_driver_reason_and_unknowns() -> None:
     text = live_table("no-driver", "no-driver")
     assert "no NVIDIA driver: libnvidia-ml.so.1 not found" in text
     assert "GPUs: none visible" in text
-    assert "verdict: UNKNOWN" in text
+    assert "verdict: ? UNKNOWN" in text
     assert "probe error: nvml:" in text
 
 
@@ -72,3 +80,18 @@ def test_image_section_and_findings_with_fix_and_refs() -> None:
     first = report["findings"][0]
     assert first["rule_id"] in text
     assert first["refs"][0][:20] in text
+
+
+def test_narrow_views_saved_xml(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 80 columns (piped default): every line fits but whole refs, GPUs as lines, and the
+    saved XML's host row says why its facts are unknown instead of '?  ?  kernel ?  ?'."""
+    monkeypatch.setenv("COLUMNS", "80")
+    xml = REPO / "fixtures" / "fleets" / "nvidia-smi" / "H800_570.124.06.xml"
+    text = render(diagnose(load_node(xml)))
+    assert "│ host                  │ ? (not in nvidia-smi XML)" in text
+    assert "kernel ?" not in text
+    assert "0 NVIDIA H800: CC 9.0, arch hopper" in text
+    for line in text.splitlines():
+        assert len(line) <= 80 or line.strip().startswith("https://"), line
+        assert line == line.rstrip()
+    assert text.splitlines()[-1] == "verdict: ✓ INFO"

@@ -1,25 +1,20 @@
 """Human view of a report: node summary, GPUs, topology, image, findings, verdict.
 
-Unknown facts print as "?" so a missing fact never reads as a healthy one.
+Unknown facts print as "?" with the reason where the facts carry one ("? (not in nvidia-smi
+XML)"), so a missing fact never reads as a healthy one. Findings are a list, not a table:
+message, fix and each ref on a line of its own (refs are never broken). Colours and symbols
+are the shared ones (report/style.py); the width follows the terminal or COLUMNS.
 """
 
 from __future__ import annotations
 
 import io
-import shutil
-import sys
 from collections import Counter
 from typing import Any
 
 UNKNOWN = "?"
 _MIN_WIDTHS = {"name": 22, "bus id": 16, "memory": 9}
-_VERDICT_STYLE = {
-    "ok": "bold green",
-    "info": "bold green",
-    "warn": "bold yellow",
-    "fail": "bold red",
-    "unknown": "bold magenta",
-}
+_GPU_TABLE_WIDTH = 110  # the GPU table's columns need about this much
 
 
 def _text(value: Any) -> str:
@@ -30,27 +25,47 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def render(report: dict[str, Any]) -> str:
-    from rich.console import Console
+def _fact(section: dict[str, Any], key: str) -> str:
+    """The value, or "?" with the reason the facts give for not knowing it."""
+    if section.get(key) is not None:
+        return _text(section[key])
+    reason = (section.get("unknown") or {}).get(key)
+    return f"{UNKNOWN} ({reason})" if reason else UNKNOWN
+
+
+def _host(host: dict[str, Any]) -> str:
+    keys = ("hostname", "os_release", "kernel", "cpu_arch")
+    reasons = {(host.get("unknown") or {}).get(k) for k in keys if host.get(k) is None}
+    if all(host.get(k) is None for k in keys) and len(reasons) == 1 and None not in reasons:
+        return f"{UNKNOWN} ({reasons.pop()})"  # a saved nvidia-smi XML: one reason, said once
+    return "  ".join(f"kernel {_fact(host, k)}" if k == "kernel" else _fact(host, k) for k in keys)
+
+
+def render(report: dict[str, Any], quiet: bool = False, verbose: bool = False) -> str:
+    from gpudoctor.report.style import console as make_console
+    from gpudoctor.report.style import verdict_markup
 
     buffer = io.StringIO()
-    interactive = sys.stdout.isatty()
-    width = shutil.get_terminal_size((120, 40)).columns if interactive else 120
-    console = Console(
-        file=buffer, width=width, force_terminal=interactive, color_system="auto" if interactive else None
-    )
+    console = make_console(buffer)
+    verdict = report.get("verdict", "unknown")
+    if quiet:
+        console.print(f"verdict: {verdict_markup(verdict)}")
+        return buffer.getvalue()
     node = report.get("node") or {}
     _node_summary(console, node)
     _gpus(console, node.get("gpus") or [])
     _topology(console, node)
     if report.get("image"):
         _image(console, report["image"])
-    _findings(console, report.get("findings") or [])
+    _findings(console, report.get("findings") or [], verbose)
     for error in report.get("probe_errors") or []:
         console.print(f"probe error: {error.get('probe')}: {error.get('message')}", markup=False)
-    verdict = report.get("verdict", "unknown")
-    console.print(f"verdict: {verdict.upper()}", style=_VERDICT_STYLE.get(verdict), markup=False)
-    return buffer.getvalue()
+    if verbose and report.get("timings"):
+        timings = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in report["timings"].items())
+        console.print(f"probe timings: {timings}", markup=False)
+    console.print(f"verdict: {verdict_markup(verdict)}")
+    # rich pads table rows and wrapped lines to the width; piped text should not end in blanks.
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
 
 
 def _node_summary(console: Any, node: dict[str, Any]) -> None:
@@ -77,36 +92,38 @@ def _node_summary(console: Any, node: dict[str, Any]) -> None:
     cdi = runtime.get("cdi_specs") or []
     rows = [
         ("source", node.get("source")),
-        (
-            "host",
-            f"{_text(host.get('hostname'))}  {_text(host.get('os_release'))}  kernel {_text(host.get('kernel'))}  {_text(host.get('cpu_arch'))}",
-        ),
+        ("host", _host(host)),
         ("driver", driver_text),
-        ("driver CUDA (max)", driver.get("cuda_version")),
+        ("driver CUDA (max)", _fact(driver, "cuda_version")),
         (
             "kernel module",
-            f"{_text(driver.get('kernel_module'))} {driver.get('kernel_module_version') or ''}".strip(),
+            f"{_fact(driver, 'kernel_module')} {driver.get('kernel_module_version') or ''}".strip(),
         ),
-        ("NVSwitches", fabric.get("nvswitch_count")),
+        ("NVSwitches", _fact(fabric, "nvswitch_count")),
         ("fabric manager", _fabric_manager(fabric)),
         ("host CUDA toolkits", toolkits),
-        ("container toolkit", runtime.get("toolkit_version")),
-        ("docker nvidia runtime", runtime.get("docker_nvidia_runtime")),
+        ("container toolkit", _fact(runtime, "toolkit_version")),
+        ("docker nvidia runtime", _fact(runtime, "docker_nvidia_runtime")),
         ("CDI specs", ", ".join(cdi) or _none_or_unknown(runtime, "cdi_specs")),
     ]
     for name, value in rows:
-        table.add_row(name, _text(value), end_section=False)
+        table.add_row(name, _escape(value), end_section=False)
     console.print(table)
 
 
 def _none_or_unknown(facts: dict[str, Any], key: str) -> str:
     """An empty list is "none" only when the source could have listed something."""
-    return UNKNOWN if key in (facts.get("unknown") or {}) else "none"
+    reason = (facts.get("unknown") or {}).get(key)
+    return "none" if reason is None else f"{UNKNOWN} ({reason})"
 
 
 def _fabric_manager(fabric: dict[str, Any]) -> str:
     running = fabric.get("fabric_manager_running")
-    state = UNKNOWN if running is None else ("running" if running else "not running")
+    state = (
+        _fact(fabric, "fabric_manager_running")
+        if running is None
+        else ("running" if running else "not running")
+    )
     version = fabric.get("fabric_manager_version")
     return f"{state} {version}" if version else state
 
@@ -155,6 +172,19 @@ def _gpus(console: Any, gpus: list[dict[str, Any]]) -> None:
     if any(g.get("fabric_state") for g in gpus):
         columns.append(("fabric", lambda g: _text(g.get("fabric_state"))))
     columns.append(("health", _gpu_health))
+    if console.width < _GPU_TABLE_WIDTH:
+        # Too narrow for a column each: one GPU per (wrapped) line, every fact named.
+        from gpudoctor.report.fleet_changes import indented
+
+        console.print(f"GPUs ({len(gpus)})")
+        for gpu in gpus:
+            facts = [f"{name} {_escape_text(cell(gpu))}" for name, cell in columns[2:]]
+            indented(
+                console,
+                f"{_escape_text(columns[0][1](gpu))} {_escape_text(columns[1][1](gpu))}: " + ", ".join(facts),
+                2,
+            )
+        return
     table = Table(title=f"GPUs ({len(gpus)})", title_justify="left")
     for column, _ in columns:
         table.add_column(column, overflow="fold", min_width=_MIN_WIDTHS.get(column))
@@ -183,8 +213,9 @@ def _topology(console: Any, node: dict[str, Any]) -> None:
         if acs
         else ("none" if "acs_enabled_bridges" not in (topology.get("unknown") or {}) else UNKNOWN)
     )
+    iommu_text = _text(iommu) if iommu is not None else _fact(topology, "iommu_active")
     console.print(
-        f"IOMMU: {_text(iommu)}{f' ({mode})' if mode else ''}; PCIe bridges with ACS on: {acs_text}",
+        f"IOMMU: {iommu_text}{f' ({mode})' if mode else ''}; PCIe bridges with ACS on: {acs_text}",
         markup=False,
     )
 
@@ -210,25 +241,31 @@ def _image(console: Any, image: dict[str, Any]) -> None:
     console.print(table)
 
 
-def _findings(console: Any, findings: list[dict[str, Any]]) -> None:
-    from rich.table import Table
+def _findings(console: Any, findings: list[dict[str, Any]], verbose: bool = False) -> None:
+    from rich.markup import escape
+
+    from gpudoctor.report.fleet_changes import indented
+    from gpudoctor.report.style import verdict_markup
 
     if not findings:
         console.print("Findings: none")
         return
-    table = Table(title=f"Findings ({len(findings)})", title_justify="left", show_lines=True)
-    for column in ("severity", "rule", "finding", "fix", "refs"):
-        table.add_column(column, overflow="fold")
+    console.print(f"[bold]Findings ({len(findings)})[/]")
     for finding in findings:
         severity = finding.get("severity", "unknown")
-        table.add_row(
-            f"[{_VERDICT_STYLE.get(severity, '')}]{severity}[/]" if severity in _VERDICT_STYLE else severity,
-            _escape(finding.get("rule_id")),
-            _escape(f"{finding.get('title')}: {finding.get('message')}"),
-            _escape(finding.get("fix")),
-            _escape("\n".join(finding.get("refs") or [])),
+        indented(
+            console,
+            f"{verdict_markup(severity)} {escape(_text(finding.get('rule_id')))} {escape(_text(finding.get('title')))}",
+            0,
         )
-    console.print(table)
+        indented(console, escape(_text(finding.get("message"))), 4)
+        if finding.get("fix"):
+            indented(console, f"fix: {escape(finding['fix'])}", 4)
+        for ref in finding.get("refs") or []:
+            console.print(f"    {escape(ref)}", soft_wrap=True)  # whole, on its own line
+        if verbose and finding.get("evidence"):
+            evidence = ", ".join(f"{path}={value!r}" for path, value in finding["evidence"].items())
+            indented(console, f"evidence: {escape(evidence)}", 4, style="dim")
 
 
 def _escape(value: Any) -> str:
