@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import pty
 import re
@@ -123,3 +124,34 @@ def test_an_unfetchable_image_is_named_once(registry: Registry, image_args: list
     )
     column = rows[0].index(f"error:{missing}")
     assert all(row[column] and row[rows[0].index(f"image:{missing}")] == "unknown" for row in rows[1:8])
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    """Reading many reports draws a bar on stderr when it is a terminal (shown at once here:
+    GPUDOCTOR_PROGRESS_AFTER=0), and nothing when stderr is piped."""
+    report = json.loads((DEMO / "a800-01.json").read_text())
+    for number in range(600):
+        report["node"]["host"]["hostname"] = f"n{number:04d}"  # one host per report, as collected
+        (tmp_path / f"n{number:04d}.json").write_text(json.dumps(report))
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gpudoctor", "fleet", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+        env={**os.environ, "GPUDOCTOR_PROGRESS_AFTER": "0", "COLUMNS": "100"},
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    process.wait(timeout=120)
+    os.close(leader)
+    assert "reading node reports" in b"".join(chunks).decode()
+    piped = run_gpudoctor("fleet", str(tmp_path), env={"GPUDOCTOR_PROGRESS_AFTER": "0"})
+    assert piped.stderr == ""

@@ -9,8 +9,10 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Callable
-from typing import TypeVar
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import click
 
@@ -34,9 +36,32 @@ RULES_ENV = "GPUDOCTOR_RULES"
 FILE = click.Path(dir_okay=False)
 
 
+# -q / -v of the running command (set by Command.invoke, read by write_text and the renderers).
+VERBOSITY: dict[str, Any] = {"quiet": False, "verbose": False, "timings": {}}
+
+
 class Command(click.Command):
     """click.Command whose usage errors all name the command: click raises "Option '--gpu'
-    requires an argument" without its context, and the CLI prints that context's usage."""
+    requires an argument" without its context, and the CLI prints that context's usage.
+
+    Every command also takes -q/--quiet (the verdict line only; --output still gets the whole
+    report) and -v/--verbose (the table adds each finding's evidence; the time each stage
+    took goes to stderr)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(
+            click.Option(
+                ["-q", "--quiet"], is_flag=True, help="Print only the verdict line (same exit code)."
+            )
+        )
+        self.params.append(
+            click.Option(
+                ["-v", "--verbose"],
+                is_flag=True,
+                help="Add each finding's evidence (table) and the time each stage took (stderr).",
+            )
+        )
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
@@ -44,6 +69,32 @@ class Command(click.Command):
         except click.UsageError as exc:
             exc.ctx = exc.ctx or ctx
             raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        quiet, verbose = ctx.params.pop("quiet", False), ctx.params.pop("verbose", False)
+        if quiet and verbose:
+            raise click.UsageError("--quiet and --verbose exclude each other", ctx)
+        VERBOSITY.update(quiet=quiet, verbose=verbose, timings={})
+        start = time.perf_counter()
+        try:
+            return super().invoke(ctx)
+        finally:
+            if verbose:
+                VERBOSITY["timings"]["total"] = time.perf_counter() - start
+                stages = ", ".join(
+                    f"{name} {seconds * 1000:.0f} ms" for name, seconds in VERBOSITY["timings"].items()
+                )
+                print(f"gpudoctor: {ctx.info_name}: {stages}", file=sys.stderr)
+
+
+@contextmanager
+def timed(stage: str) -> Iterator[None]:
+    """Record how long a stage took, for --verbose."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        VERBOSITY["timings"][stage] = time.perf_counter() - start
 
 
 class Group(click.Group):
@@ -57,20 +108,32 @@ def render(report: dict[str, object], fmt: str) -> str:
     return text
 
 
-def write_text(text: str, output: str | None) -> None:
-    """To --output atomically, else to stdout (ending in a newline)."""
+def write_text(text: str, output: str | None, verdict: str | None = None) -> None:
+    """To --output atomically, else to stdout (ending in a newline). With --quiet, stdout gets
+    only the verdict line (`verdict` given), the --output file still the whole text."""
     from gpudoctor.fileio import stdout_errors, write_atomic
 
     if output:
         write_atomic(output, text)
-    else:
-        with stdout_errors():
-            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    if VERBOSITY["quiet"] and verdict is not None:
+        from gpudoctor.report.style import SEVERITY_SYMBOL
+
+        text = f"verdict: {SEVERITY_SYMBOL.get(verdict, '?')} {verdict.upper()}\n"
+    elif output:
+        return
+    with stdout_errors():
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 def emit(report: dict[str, object], fmt: str, output: str | None) -> int:
     """Render, write to --output atomically or to stdout, return the exit code."""
-    write_text(render(report, fmt), output)
+    if fmt == "table" and VERBOSITY["verbose"]:
+        from gpudoctor.report.table import render as render_table
+
+        text = render_table(report, verbose=True)
+    else:
+        text = render(report, fmt)
+    write_text(text, output, str(report["verdict"]))
     return exitcodes.for_verdict(str(report["verdict"]))
 
 

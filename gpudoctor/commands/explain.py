@@ -96,5 +96,5 @@ def command(
         if stream is not sys.stdin.buffer:
             stream.close()
     report = build_explain_report(scan, source, node, context)
-    write_text(render_json(report) if fmt == "json" else render_table(report), output)
+    write_text(render_json(report) if fmt == "json" else render_table(report), output, report["verdict"])
     return exitcodes.for_verdict(report["verdict"])

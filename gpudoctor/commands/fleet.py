@@ -15,6 +15,7 @@ from gpudoctor.commands.common import (
     output_option,
     rule_dirs_from,
     rules_option,
+    timed,
     write_text,
 )
 from gpudoctor.errors import BadInput, InputMissing, UsageError
@@ -103,9 +104,10 @@ def command(
         raise InputMissing(f"no such file or directory: {missing[0]}")
     if plan and not images:
         raise UsageError("--plan needs at least one --image")
-    document = build_fleet(
-        paths, images, insecure_registries, rule_dirs_from(rule_dirs), what_if=what_if, plan=plan
-    )
+    with timed("fleet"):
+        document = build_fleet(
+            paths, images, insecure_registries, rule_dirs_from(rule_dirs), what_if=what_if, plan=plan
+        )
     if document["nodes_total"] == 0:
         if document["invalid_total"]:
             first = document["invalid_reports"][0]
@@ -118,7 +120,7 @@ def command(
     text = (
         renderer.render(document, details=True) if details and fmt == "table" else renderer.render(document)
     )
-    write_text(text, output)
+    write_text(text, output, document["verdict"])
     if not output:
         sys.stdout.flush()  # before the note on stderr, which refers to it
     for image in document.get("images", []):

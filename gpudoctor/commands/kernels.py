@@ -78,7 +78,11 @@ def command(
     for binary in scan.binaries:
         fill_per_gpu(binary, ccs, driver_cuda)
     report = build(scan, ccs, findings)
-    write_text(json.dumps(report, indent=2) + "\n" if fmt == "json" else render_table(report), output)
+    write_text(
+        json.dumps(report, indent=2) + "\n" if fmt == "json" else render_table(report),
+        output,
+        report["verdict"],
+    )
     return exitcodes.for_verdict(report["verdict"])
 
 

@@ -16,6 +16,7 @@ from gpudoctor.commands.common import (
     output_option,
     rule_dirs_from,
     rules_option,
+    timed,
 )
 from gpudoctor.errors import InputMissing
 
@@ -110,7 +111,8 @@ def command(
     else:
         from gpudoctor.probes.collect import collect_node
 
-        node = collect_node()
+        with timed("probes"):
+            node = collect_node()
     if wanted is None:
         arch, _ = node_architecture(node.host.cpu_arch, [(g.name, g.pci_device_id) for g in node.gpus])
         wanted = parse_platform(f"linux/{arch}") if arch else None
@@ -121,14 +123,15 @@ def command(
         node.host.unknown.pop("cpu_arch", None)
     if ca_bundle is not None and not Path(ca_bundle).is_file():
         raise InputMissing(f"{ca_bundle}: no such file (--ca-bundle)")
-    facts = fetch_image(
-        image,
-        source=source,
-        platform=wanted,
-        insecure_registries=insecure,
-        ca_bundle=ca_bundle,
-        docker_host=docker_host,
-    )
+    with timed("image"):
+        facts = fetch_image(
+            image,
+            source=source,
+            platform=wanted,
+            insecure_registries=insecure,
+            ca_bundle=ca_bundle,
+            docker_host=docker_host,
+        )
     if deep or pull_layers:
         # Fill facts.kernels (gpudoctor.kernels.deep); a remote image needs --pull-layers.
         from gpudoctor.kernels.deep import scan_image
@@ -142,5 +145,6 @@ def command(
             ca_bundle=ca_bundle,
             announce=lambda text: print(f"gpudoctor: {text}", file=sys.stderr),
         )
-    report = diagnose(node, facts, rule_dirs=rule_dirs_from(rule_dirs))
+    with timed("rules"):
+        report = diagnose(node, facts, rule_dirs=rule_dirs_from(rule_dirs))
     return emit(report, fmt, output)

@@ -14,6 +14,7 @@ from gpudoctor.commands.common import (
     output_option,
     rule_dirs_from,
     rules_option,
+    timed,
 )
 from gpudoctor.errors import InputMissing, UsageError
 
@@ -59,12 +60,15 @@ def command(
 
         if sysfs_root is not None:
             raise UsageError("--sysfs-root is for a live scan; it cannot be combined with --from-nvidia-smi")
-        node = load_node(from_file)
+        with timed("load"):
+            node = load_node(from_file)
     else:
         from gpudoctor.probes.collect import collect_node
 
         if sysfs_root is not None and not Path(sysfs_root).is_dir():
             raise InputMissing(f"{sysfs_root}: no such directory (--sysfs-root)")
-        node = collect_node(sysfs_root=sysfs_root)
-    report = diagnose(node, rule_dirs=rule_dirs_from(rule_dirs))
+        with timed("probes"):
+            node = collect_node(sysfs_root=sysfs_root)
+    with timed("rules"):
+        report = diagnose(node, rule_dirs=rule_dirs_from(rule_dirs))
     return emit(report, fmt, output)

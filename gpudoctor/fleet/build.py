@@ -12,12 +12,15 @@ from gpudoctor.exitcodes import SEVERITY_ORDER, worst
 from gpudoctor.fleet import FLEET_SCHEMA_VERSION
 from gpudoctor.fleet.aggregate import NodeClass, aggregate, findings_by_rule
 from gpudoctor.fleet.load import InvalidReport, NodeRecord, iter_report_paths, read_record
+from gpudoctor.progress import progress
 
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}
 
 
 # Below this many files a worker pool costs more than it saves.
 PARALLEL_FROM = 2000
+# Files read between progress-bar updates (a terminal only; see gpudoctor/progress.py).
+PROGRESS_STEP = 256
 
 
 def _read_chunk(
@@ -40,18 +43,24 @@ def load_fleet(
     files = list(iter_report_paths(paths))
     site_rules = tuple(rule_dirs)
     workers = _workers(len(files))
-    if workers == 1:
-        chunks = [_read_chunk(files, site_rules)]
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    chunks = []
+    with progress("reading node reports", len(files)) as bar:
+        if workers == 1:
+            for start in range(0, len(files), PROGRESS_STEP):
+                chunks.append(_read_chunk(files[start : start + PROGRESS_STEP], site_rules))
+                bar.advance(len(chunks[-1][0]))
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-        # Contiguous chunks keep the output in walk order; several per worker even out slow disks.
-        size = -(-len(files) // (workers * 4))
-        parts = [files[i : i + size] for i in range(0, len(files), size)]
-        # fork: the workers inherit the imported modules instead of importing them again.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            chunks = list(pool.map(_read_chunk, parts, [site_rules] * len(parts)))
+            # Contiguous chunks keep the output in walk order; several per worker even out slow disks.
+            size = -(-len(files) // (workers * 4))
+            parts = [files[i : i + size] for i in range(0, len(files), size)]
+            # fork: the workers inherit the imported modules instead of importing them again.
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                for chunk in pool.map(_read_chunk, parts, [site_rules] * len(parts)):
+                    chunks.append(chunk)
+                    bar.advance(len(chunk[0]))
     records: list[NodeRecord] = []
     invalid: list[InvalidReport] = []
     titles: dict[str, str] = {}
