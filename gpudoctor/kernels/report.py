@@ -9,8 +9,6 @@ from gpudoctor.exitcodes import worst
 from gpudoctor.facts import KernelScanFacts, to_dict
 from gpudoctor.findings import Finding
 
-_LETTER = {"native": "N", "jit": "J", "none": "-", "unknown": "?"}
-
 
 def build(scan: KernelScanFacts, ccs: list[str], findings: list[Finding] | None) -> dict[str, Any]:
     binaries = []
@@ -44,32 +42,75 @@ def build(scan: KernelScanFacts, ccs: list[str], findings: list[Finding] | None)
     return report
 
 
+# Per-GPU verdict -> (word, severity whose colour and symbol it takes: report/style.py).
+_WORD = {
+    "native": ("native", "ok"),
+    "jit": ("JIT", "warn"),
+    "none": ("none", "fail"),
+    "unknown": ("?", "unknown"),
+}
+
+
+def _cell(word: str, severity: str) -> str:
+    from gpudoctor.report.style import SEVERITY_SYMBOL
+
+    return word if word == SEVERITY_SYMBOL[severity] else f"{SEVERITY_SYMBOL[severity]} {word}"
+
+
 def render_table(report: dict[str, Any]) -> str:
+    """One row per binary, one column per GPU compute capability with a word (native / JIT /
+    none / ?), coloured as severities are everywhere; a legend says what each means."""
+    import io
+
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from gpudoctor.report.style import SEVERITY_STYLE, console, verdict_markup
+
     ccs: list[str] = report["compute_capabilities"]
-    lines = [f"Per GPU: N native cubin, J PTX JIT only, - no kernel, ? cannot tell.  CCs: {' '.join(ccs)}"]
-    width = max([len(b["path"]) for b in report["binaries"]] + [6])
+    buffer = io.StringIO()
+    out = console(buffer)
+    legend = " · ".join(
+        f"[{SEVERITY_STYLE[severity]}]{_cell(word, severity)}[/]: {meaning}"
+        for word, severity, meaning in (
+            ("native", "ok", "cubin for the GPU"),
+            ("JIT", "warn", "PTX only, compiled at start"),
+            ("none", "fail", "no kernel image"),
+            ("?", "unknown", "cannot tell"),
+        )
+    )
+    out.print(f"Per GPU compute capability: {legend}")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("binary", overflow="fold", ratio=3)
+    for cc in ccs:
+        table.add_column(f"CC {escape(cc)}", justify="center", no_wrap=True)
+    table.add_column("cubin / ptx", overflow="fold", ratio=1)
     for binary in report["binaries"]:
-        if "error" in binary:
-            lines.append(f"{binary['path']:<{width}}  error: {binary['error']}")
+        if "error" in binary or not binary["entries"]:
+            note = f"error: {binary['error']}" if "error" in binary else "no device code"
+            table.add_row(escape(binary["path"]), *([""] * len(ccs)), escape(note))
             continue
-        if not binary["entries"]:
-            lines.append(f"{binary['path']:<{width}}  no device code")
-            continue
-        verdicts = "".join(_LETTER.get(binary["per_gpu"].get(cc, ""), " ") for cc in ccs)
-        cubins = ",".join(binary["cubins"]) or "-"
-        ptx = ",".join(binary["ptx"]) or "-"
-        lines.append(f"{binary['path']:<{width}}  {verdicts}  cubin {cubins}  ptx {ptx}")
-    if not report["binaries"]:
-        lines.append("No CUDA device code found.")
+        cells = []
+        for cc in ccs:
+            word, severity = _WORD.get(binary["per_gpu"].get(cc, "unknown"), ("?", "unknown"))
+            cells.append(f"[{SEVERITY_STYLE[severity]}]{_cell(word, severity)}[/]")
+        kinds = f"{','.join(binary['cubins']) or '-'} / {','.join(binary['ptx']) or '-'}"
+        table.add_row(escape(binary["path"]), *cells, escape(kinds))
+    if report["binaries"]:
+        out.print(table)
+    else:
+        out.print("No CUDA device code found.")
     for package in report["packages"]:
         extra = f" {package['cuda_variant']}" if package.get("cuda_variant") else ""
         generation = f" ({package['flash_attn_generation']})" if package.get("flash_attn_generation") else ""
-        lines.append(f"package {package['name']} {package.get('version') or '?'}{extra}{generation}")
+        out.print(escape(f"package {package['name']} {package.get('version') or '?'}{extra}{generation}"))
     for error in report["errors"]:
-        lines.append(f"error: {error['message']}")
+        out.print(escape(f"error: {error['message']}"))
     for finding in report.get("findings", []):
-        lines.append(
-            f"{finding['severity'].upper()} {finding['rule_id']}: {' '.join(finding['message'].split())}"
+        out.print(
+            f"{verdict_markup(finding['severity'])} {escape(finding['rule_id'])}: "
+            f"{escape(' '.join(finding['message'].split()))}"
         )
-    lines.append(f"verdict: {report['verdict']}")
-    return "\n".join(lines) + "\n"
+    out.print(f"verdict: {verdict_markup(report['verdict'])}")
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
