@@ -17,7 +17,8 @@ NODES = REPO / "fixtures" / "facts" / "nodes"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return run_gpudoctor("kernels", *args, cwd=REPO)
+    # A wide terminal: the checks below read whole paths, which a narrow table folds.
+    return run_gpudoctor("kernels", *args, cwd=REPO, env={"COLUMNS": "250"})
 
 
 @pytest.fixture(scope="module")
