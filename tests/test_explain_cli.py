@@ -74,7 +74,7 @@ def test_healthy_log_says_no_known_signature_and_exits_0() -> None:
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode()
     assert "no known failure signature found" in out
-    assert "verdict: ok" in out
+    assert "verdict: ✓ OK" in out
 
 
 def test_warn_only_log_exits_1_and_table_shows_cause_and_fix() -> None:
@@ -82,7 +82,7 @@ def test_warn_only_log_exits_1_and_table_shows_cause_and_fix() -> None:
     assert done.returncode == 1, done.stderr
     out = done.stdout.decode()
     assert "WARN  GD-XID-063" in out and "0000:10:1C" in out
-    assert "cause" in out and "fix" in out and "verdict: warn" in out
+    assert "cause" in out and "fix" in out and "verdict: ! WARN" in out
 
 
 def test_binary_junk_on_stdin_is_fine() -> None:

@@ -66,8 +66,15 @@ def render_table(report: dict[str, Any]) -> str:
             out.append(f"?     {item['signature_id']}")
             out.extend(_block("needs", "; ".join(item["missing_facts"])))
         out.append("")
-    out.append(f"verdict: {report['verdict']}")
+    out.append(f"verdict: {_verdict(report['verdict'])}")
     return "\n".join(out) + "\n"
+
+
+def _verdict(verdict: str) -> str:
+    """'✓ OK', '! WARN': the symbol and word every command prints (gpudoctor/report/style.py)."""
+    from gpudoctor.report.style import SEVERITY_SYMBOL
+
+    return f"{SEVERITY_SYMBOL.get(verdict, '?')} {verdict.upper()}"
 
 
 def render_json(report: dict[str, Any]) -> str:
