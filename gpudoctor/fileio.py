@@ -29,17 +29,17 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes, *, durable: bo
     target = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     try:
-        # Through symlinks (/dev/stdout -> /proc/self/fd/1): the link stays, its target is written.
-        real = Path(os.path.realpath(target))
-        existing = os.stat(real)
+        # Through symlinks (/dev/stdout -> /proc/self/fd/1 -> a pipe): the link stays, what
+        # it leads to is written. os.stat follows /proc's magic links, realpath cannot.
+        existing = os.stat(target)
     except FileNotFoundError:
         existing = None
     except OSError as exc:
         raise CannotWrite(f"cannot write {target}: {exc.strerror or exc}") from None
     if existing is None or stat.S_ISREG(existing.st_mode):
-        _replace(real, payload, existing, durable, shown=target)
+        _replace(Path(os.path.realpath(target)), payload, existing, durable, shown=target)
     elif stat.S_ISCHR(existing.st_mode) or stat.S_ISFIFO(existing.st_mode):
-        _write_through(real, payload, fifo=stat.S_ISFIFO(existing.st_mode), shown=target)
+        _write_through(target, payload, fifo=stat.S_ISFIFO(existing.st_mode), shown=target)
     else:
         kind = "a directory" if stat.S_ISDIR(existing.st_mode) else "not a regular file"
         raise CannotWrite(f"cannot write {target}: it is {kind}")

@@ -4,6 +4,7 @@ refused, never replaced (gpudoctor/fileio.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import threading
@@ -149,3 +150,10 @@ def run_gpudoctor_to(stdout: object, *args: str) -> object:
         text=True,
         timeout=60,
     )
+
+
+def test_output_to_dev_stdout_writes_into_the_pipe() -> None:
+    done = run_gpudoctor("scan", "--from-nvidia-smi", str(XML), "--format", "json", "--output", "/dev/stdout")
+    assert done.returncode in (0, 1, 2, 3), done.stderr
+    assert json.loads(done.stdout)["node"]["source"] == "nvidia-smi-xml"
+    assert os.path.islink("/dev/stdout")
