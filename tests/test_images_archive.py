@@ -156,6 +156,7 @@ def test_hostile_archive_is_refused_in_one_line(tmp_path: Path, case: str) -> No
     with pytest.raises(BadInput) as err:
         fetch_image(str(archive), source="archive")
     assert "\n" not in str(err.value) and "root:" not in str(err.value)
+    assert str(archive) in str(err.value)  # every refusal names the archive
     assert _snapshot(tmp_path) == before  # nothing extracted, nothing written
 
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from gpudoctor.errors import BadInput, InputMissing
+from gpudoctor.errors import BadInput, InputMissing, one_line
 from gpudoctor.facts import ImageFacts, Platform
 from gpudoctor.images import manifest as mf
 from gpudoctor.images.registry import finish, resolve
@@ -141,15 +141,15 @@ def _open(path: Path) -> Iterator[_Reader]:
             raise BadInput(f"{path}: not a readable tar archive ({exc.__class__.__name__})") from None
 
 
-def _blob_name(digest: str) -> str:
+def _blob_name(digest: str, where: str) -> str:
     algorithm, _, encoded = digest.partition(":")
     if not algorithm.isalnum() or not encoded.isalnum():
-        raise BadInput(f"invalid blob digest {digest!r}")
+        raise BadInput(f"{where}: invalid blob digest {one_line(repr(digest), 120)}")
     return f"blobs/{algorithm}/{encoded}"
 
 
 def _blob(reader: _Reader, digest: str, max_bytes: int, where: str) -> bytes:
-    data = reader.read(_blob_name(digest), max_bytes)
+    data = reader.read(_blob_name(digest, where), max_bytes)
     if data is None:
         raise BadInput(f"{where}: blob {digest[:19]} is missing from the archive")
     mf.verify_digest(data, digest, f"{where}: blob {digest[:19]}")
