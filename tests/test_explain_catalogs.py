@@ -223,3 +223,32 @@ def test_rules_show_and_list_cover_signatures_and_catalog_entries() -> None:
     assert ids["GD-LOG-020"]["applies_to"] == "log" and ids["GD-XID-109"]["applies_to"] == "log"
     assert "RESET_GPU" in ids["GD-XID-109"]["fix"]
     assert "GD-DRV-006" in ids  # the node rules are still there
+
+
+CATALOG = """kind: signatures
+catalog:
+  family: site-codes
+  id_prefix: GD-SITE
+  title: Site launcher code
+  source: field report
+  recognizers:
+    - {regex: 'launcher exit (?P<code>\\d+)', key: code}
+  cause: "{entry.name}: {entry.description}"
+  fix: Ask the launcher team.
+  entries:
+    - {code: 7, name: LAUNCH_NO_GPU, description: no GPU was assigned}
+"""
+
+
+def test_site_catalog_loads_and_bad_one_is_a_one_line_error(tmp_path: Path) -> None:
+    from gpudoctor.errors import BadInput
+
+    (tmp_path / "site.yaml").write_text(CATALOG)
+    matcher = Matcher(load_signatures([tmp_path]).signatures)
+    (match,) = build_explain_report(matcher.scan(io.BytesIO(b"launcher exit 7\n")), "t")["matches"]
+    assert match["signature_id"] == "GD-SITE-007" and match["cause"] == "LAUNCH_NO_GPU: no GPU was assigned"
+    for bad, field in (("key: code}", "key: name}"), ("{entry.name}", "{entry.name} {captured.nope}")):
+        (tmp_path / "site.yaml").write_text(CATALOG.replace(bad, field))
+        with pytest.raises(BadInput) as caught:
+            load_signatures([tmp_path])
+        assert "\n" not in str(caught.value) and "site.yaml" in str(caught.value)
