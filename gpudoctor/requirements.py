@@ -4,17 +4,25 @@ Two halves, each mirroring one upstream component:
 
 * `collect_requirements` mirrors nvidia-container-toolkit's
   `internal/config/image/cuda_image.go` (`GetRequirements`, `HasDisableRequire`,
-  `IsLegacy`, `parseMajorMinorVersion`): which strings become `--require=`.
+  `IsLegacy`, `parseMajorMinorVersion`): which strings become `--require=`. How a
+  legacy image's `CUDA_VERSION` is parsed depends on the toolkit release
+  (`cuda_version_grammar`): golang.org/x/mod/semver from v1.10.0 to v1.20.0,
+  Masterminds/semver v3 (loose, coercing) after v1.20.0 (commit 36e84731).
 * `evaluate_requirements` mirrors libnvidia-container's `src/cli/dsl.c` and the
   rules in `src/cli/configure.c`: how `nvidia-container-cli configure` judges
   them, per visible GPU, against the host driver.
 
 Where the node facts the toolkit would read are unknown, the result is
 `satisfied=None` naming the missing facts: a preflight "ok" that the toolkit
-would refuse at container start is the worst bug this tool can have.
+would refuse at container start is the worst bug this tool can have. An unknown
+fact is followed both ways (true and false) through dsl.c's evaluation order, so
+`cuda>=12.0 bogus` with the host CUDA version unknown is unknown (true: stops at
+the first term; false: "invalid expression"), never a definite verdict.
 
 Sources:
   https://github.com/NVIDIA/nvidia-container-toolkit/blob/main/internal/config/image/cuda_image.go
+  https://github.com/NVIDIA/nvidia-container-toolkit/commit/36e84731a032badf60e91aff32fad76225a3d897
+  https://github.com/Masterminds/semver/blob/master/version.go (v3.5.0, vendored by the toolkit)
   https://github.com/NVIDIA/libnvidia-container/blob/master/src/cli/dsl.c
   https://github.com/NVIDIA/libnvidia-container/blob/master/src/cli/configure.c
 """
@@ -69,6 +77,10 @@ class RequirementsError(ValueError):
     """The toolkit itself fails to collect the requirements (the hook aborts the start)."""
 
 
+class RequirementsUnknown(ValueError):
+    """What the toolkit collects cannot be told (a parser gpudoctor does not model)."""
+
+
 @dataclass
 class RequirementResult:
     satisfied: bool | None  # None: a fact the toolkit reads is unknown
@@ -90,18 +102,79 @@ def go_parse_bool(value: str) -> bool | None:
     return None
 
 
-def parse_major_minor(version: str) -> str:
-    """cuda_image.go parseMajorMinorVersion: '9.0.116' -> '9.0', 'v11.6' -> '11.6'."""
-    candidate = "v" + version.removeprefix("v")
-    match = re.fullmatch(_SEMVER, candidate)
-    if match is None or _has_bad_prerelease(candidate):
-        raise RequirementsError(f"invalid CUDA version {version!r}: invalid version string")
-    major, minor = match["major"], match["minor"] or "0"
+# Which parser a toolkit release applies to a legacy image's CUDA_VERSION.
+GRAMMAR_MASTERMINDS = "masterminds-semver"  # after v1.20.0: github.com/Masterminds/semver/v3 NewVersion
+GRAMMAR_XMOD = "x/mod-semver"  # v1.10.0 .. v1.20.0: golang.org/x/mod/semver IsValid
+GRAMMAR_SSCANF = "sscanf"  # before v1.10.0: fmt.Sscanf("%d.%d.%d\n"), only plain versions modelled
+_LAST_XMOD_RELEASE = (1, 20, 0)  # 36e84731 landed after the v1.20.0 tag
+_FIRST_XMOD_RELEASE = (1, 10, 0)  # 8f0e1906 "Add CUDA image abstraction" is first in v1.10.0-rc.2
+_TOOLKIT_RELEASE = r"v?(\d+)\.(\d+)\.(\d+)"
+
+# Masterminds/semver v3.5.0 looseSemVerRegex (NewVersion with CoerceNewVersion = true,
+# the default): leading zeros are coerced ("11.08" -> 11.8), pre-release without patch accepted.
+_LOOSE = (
+    r"v?([0-9]+)(\.[0-9]+)?(\.[0-9]+)?"
+    r"(-([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?"
+    r"(\+([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?"
+)
+_MASTERMINDS_MAX_LEN = 256  # MaxVersionLen
+_PLAIN = r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*)){0,2}"
+
+
+def cuda_version_grammar(toolkit_version: str | None) -> str:
+    """The CUDA_VERSION parser of this toolkit release; the newest one when the version is unknown."""
+    match = re.match(_TOOLKIT_RELEASE, toolkit_version or "")
+    if match is None:
+        return GRAMMAR_MASTERMINDS
+    release = tuple(int(part) for part in match.groups())
+    if release > _LAST_XMOD_RELEASE:
+        return GRAMMAR_MASTERMINDS
+    return GRAMMAR_XMOD if release >= _FIRST_XMOD_RELEASE else GRAMMAR_SSCANF
+
+
+def parse_major_minor(version: str, grammar: str = GRAMMAR_MASTERMINDS) -> str:
+    """cuda_image.go parseMajorMinorVersion: '9.0.116' -> '9.0', 'v11.6' -> '11.6',
+    as the toolkit release using `grammar` parses it."""
+    if grammar == GRAMMAR_XMOD:
+        major, minor = _xmod_major_minor(version)
+    elif grammar == GRAMMAR_SSCANF:
+        if re.fullmatch(_PLAIN, version) is None:
+            raise RequirementsUnknown(
+                f"CUDA_VERSION {version!r}: toolkits before v1.10.0 parse it with fmt.Sscanf, "
+                "which gpudoctor models for plain versions only"
+            )
+        major, minor = (version.split(".") + ["0"])[:2]
+    else:
+        major, minor = _masterminds_major_minor(version)
     if int(major) > _UINT32_MAX:
         raise RequirementsError(f"invalid CUDA version {version!r}: invalid major version")
     if int(minor) > _UINT32_MAX:
         raise RequirementsError(f"invalid CUDA version {version!r}: invalid minor version")
-    return f"{major}.{minor}"
+    return f"{int(major)}.{int(minor)}"
+
+
+def _xmod_major_minor(version: str) -> tuple[str, str]:
+    candidate = "v" + version.removeprefix("v")
+    match = re.fullmatch(_SEMVER, candidate)
+    if match is None or _has_bad_prerelease(candidate):
+        raise RequirementsError(f"invalid CUDA version {version!r}: invalid version string")
+    return match["major"], match["minor"] or "0"
+
+
+def _masterminds_major_minor(version: str) -> tuple[str, str]:
+    if len(version) > _MASTERMINDS_MAX_LEN:
+        raise RequirementsError(f"invalid CUDA version {version!r}: version string is too long")
+    match = re.fullmatch(_LOOSE, version)
+    if match is None:
+        raise RequirementsError(f"invalid CUDA version {version!r}: invalid semantic version")
+    numbers = [match[1], (match[2] or ".0")[1:], (match[3] or ".0")[1:]]
+    if any(int(number) > _UINTMAX for number in numbers):  # strconv.ParseUint(..., 10, 64)
+        raise RequirementsError(f"invalid CUDA version {version!r}: error parsing version segment")
+    prerelease = match[5] or ""
+    for part in prerelease.split(".") if prerelease else ():
+        if part.isdigit() and len(part) > 1 and part[0] == "0":  # validatePrerelease
+            raise RequirementsError(f"invalid CUDA version {version!r}: version segment starts with 0")
+    return numbers[0], numbers[1]
 
 
 def _has_bad_prerelease(candidate: str) -> bool:
@@ -116,11 +189,18 @@ def disables_require(env: Mapping[str, str]) -> bool:
     return go_parse_bool(env.get(DISABLE_REQUIRE, "")) is True
 
 
-def collect_requirements(env: Mapping[str, str]) -> list[str]:
-    """The strings the toolkit passes as `--require=` for a container with this env.
+def is_legacy_image(env: Mapping[str, str]) -> bool:
+    """cuda_image.go IsLegacy: CUDA_VERSION set and NVIDIA_REQUIRE_CUDA empty or unset."""
+    return bool(env.get(CUDA_VERSION)) and not env.get(REQUIRE_CUDA)
+
+
+def collect_requirements(env: Mapping[str, str], toolkit_version: str | None = None) -> list[str]:
+    """The strings the toolkit (release `toolkit_version`, newest when None) passes as
+    `--require=` for a container with this env.
 
     Raises RequirementsError where the toolkit fails (an invalid legacy
-    CUDA_VERSION): its hook then refuses to start the container.
+    CUDA_VERSION): its hook then refuses to start the container; RequirementsUnknown
+    where gpudoctor does not model that release's parser for this value.
     """
     if disables_require(env):
         return []
@@ -131,8 +211,9 @@ def collect_requirements(env: Mapping[str, str]) -> list[str]:
         for name in sorted(env)
         if name.startswith(REQUIRE_PREFIX) and not name.startswith(JETPACK_PREFIX)
     ]
-    if env.get(CUDA_VERSION) and not env.get(REQUIRE_CUDA):
-        requirements.append("cuda>=" + parse_major_minor(env[CUDA_VERSION]))
+    if is_legacy_image(env):
+        grammar = cuda_version_grammar(toolkit_version)
+        requirements.append("cuda>=" + parse_major_minor(env[CUDA_VERSION], grammar))
     return requirements
 
 
@@ -228,8 +309,18 @@ class _Facts:
     missing: set[str]
 
 
-def _evaluate_factor(factor: str, facts: _Facts) -> bool | None:
-    raw_name, op, value = _split_factor(factor)
+_INVALID = "invalid"  # dsl.c's -1: "invalid expression"
+_SAT, _UNSAT = "sat", "unsat"
+# One factor's possible results: True, False and/or _INVALID (more than one when a fact is unknown).
+Outcomes = frozenset
+
+
+def _factor_outcomes(factor: str, facts: _Facts) -> Outcomes:
+    """evaluate_rule's possible results for one `name<op>value` factor."""
+    try:
+        raw_name, op, value = _split_factor(factor)
+    except _InvalidExpression:
+        return frozenset({_INVALID})
     name = raw_name.lower()
     actual: str | None
     if name == "cuda":
@@ -238,62 +329,91 @@ def _evaluate_factor(factor: str, facts: _Facts) -> bool | None:
         actual, fact = facts.driver, "driver.version"
     elif name in ("arch", "brand"):
         if facts.gpu is None:
-            return True  # configure.c: no device visible, assume it is ok
+            return frozenset({True})  # configure.c: no device visible, assume it is ok
         if name == "arch":
             actual, fact = facts.gpu.compute_capability, f"gpus[{facts.gpu.index}].compute_capability"
         else:
             raw = facts.gpu.brand
             actual, fact = (legacy_brand(raw) if raw else None), f"gpus[{facts.gpu.index}].brand"
     else:
-        raise _InvalidExpression
-    if not actual:
-        # Still reject what the toolkit would reject whatever the fact's value.
-        if name == "brand" and op not in ("=", "!="):
-            raise _InvalidExpression
-        if name != "brand" and not set(value) <= set("0123456789."):
-            raise _InvalidExpression
-        facts.missing.add(fact)
-        return None
-    result = compare_string(actual, op, value) if name == "brand" else compare_version(actual, op, value)
-    if not result and len(f"{raw_name} {op} {value}") >= _EXPR_MAX:
-        raise _InvalidExpression
-    return result
+        return frozenset({_INVALID})
+    # snprintf of a false factor into EXPR_MAX bytes: too long is "invalid expression".
+    when_false: bool | str = _INVALID if len(f"{raw_name} {op} {value}") >= _EXPR_MAX else False
+    if actual:
+        try:
+            result = (
+                compare_string(actual, op, value) if name == "brand" else compare_version(actual, op, value)
+            )
+        except _InvalidExpression:
+            return frozenset({_INVALID})
+        return frozenset({True if result else when_false})
+    facts.missing.add(fact)
+    if name == "brand":
+        return frozenset({True, when_false} if op in ("=", "!=") else {_INVALID})
+    return _unknown_version_outcomes(value, when_false)
+
+
+def _unknown_version_outcomes(wanted: str, when_false: bool | str) -> Outcomes:
+    """dsl_compare_version(actual, op, wanted) over every well-formed actual version."""
+    if not set(wanted) <= set("0123456789.") or wanted.startswith("."):
+        return frozenset({_INVALID})  # rejected whatever the fact's value
+    outcomes = {True, when_false}
+    components = [part for part in wanted.split(".") if part]
+    if components and int(components[0]) >= _UINTMAX:
+        return frozenset({_INVALID})
+    if any(int(part) >= _UINTMAX for part in components[1:]):
+        outcomes.add(_INVALID)  # reached only when the leading components are equal
+    return frozenset(outcomes)
+
+
+def predicate_outcomes(predicate: str, facts: _Facts) -> frozenset[str]:
+    """dsl_evaluate's possible results (_SAT, _UNSAT, _INVALID) in its exact order:
+    strsep on " " gives OR terms, strsep on "," AND factors, empty tokens skipped; a
+    false factor ends its term, a term that runs out of factors ends the predicate with
+    the running result (dsl.c's `if (and_expr == NULL) break;`), so a true term stops
+    before any later, even invalid, term is read. An unknown fact is followed both ways."""
+    terms = [term.split(",") for term in predicate.split(" ")]
+    memo: dict[tuple[int, int, bool], frozenset[str]] = {}
+
+    def at(term: int, factor: int, ret: bool) -> frozenset[str]:
+        key = (term, factor, ret)
+        if key in memo:
+            return memo[key]
+        if term == len(terms):
+            found = frozenset({_SAT if ret else _UNSAT})
+        elif terms[term] == [""]:
+            found = at(term + 1, 0, ret)  # an empty OR token: `continue`
+        elif factor == len(terms[term]):
+            found = frozenset({_SAT if ret else _UNSAT})  # and_expr == NULL: `break`
+        elif terms[term][factor] == "":
+            found = at(term, factor + 1, ret)
+        else:
+            results: set[str] = set()
+            for outcome in _factor_outcomes(terms[term][factor], facts):
+                if outcome == _INVALID:
+                    results.add(_INVALID)
+                elif outcome:
+                    results |= at(term, factor + 1, True)
+                else:
+                    results |= at(term + 1, 0, False)
+            found = frozenset(results)
+        memo[key] = found
+        return found
+
+    return at(0, 0, True)
 
 
 def evaluate_predicate(predicate: str, facts: _Facts) -> bool | None:
-    """dsl_evaluate: space-separated terms are ORed, comma-separated factors ANDed,
-    stopping at the first true term. None where an unknown fact decides it."""
-    ret = True  # dsl.c's running result; an all-empty term keeps the previous one
-    undecided = False
-    for term in predicate.split(" "):
-        if not term:
-            continue
-        term_unknown = False
-        failed = False
-        for factor in term.split(","):
-            if not factor:
-                continue
-            result = _evaluate_factor(factor, facts)
-            if result is None:
-                term_unknown, ret = True, True
-                continue
-            ret = result
-            if not result:
-                failed = True
-                break
-        if failed:
-            continue
-        if term_unknown:
-            # Had the unknown facts been true, the toolkit would stop here; otherwise it
-            # goes on with a false result. Keep looking for a term that decides it.
-            undecided, ret = True, False
-            continue
-        if ret:
-            return True
-        return None if undecided else False
-    if undecided:
-        return None
-    return ret
+    """True / False as dsl_evaluate decides; None where an unknown fact decides it.
+    Raises _InvalidExpression where it is certainly "invalid expression"."""
+    outcomes = predicate_outcomes(predicate, facts)
+    if outcomes == {_INVALID}:
+        raise _InvalidExpression
+    if outcomes == {_SAT}:
+        return True
+    if _SAT not in outcomes:
+        return False
+    return None
 
 
 def failure_message(predicate: str) -> str:
@@ -302,41 +422,54 @@ def failure_message(predicate: str) -> str:
     return f"unsatisfied condition: {first}{hint}"
 
 
-def _visible_gpus(node: NodeFacts) -> list[GpuFacts | None]:
+def _visible_gpus(node: NodeFacts, gpus_requested: bool) -> list[GpuFacts | None]:
     # The whole node is judged: nvidia-container-cli checks every GPU a container
-    # is given, and NVIDIA_VISIBLE_DEVICES=all gives it all of them.
-    return list(node.gpus) or [None]
+    # is given, and NVIDIA_VISIBLE_DEVICES=all gives it all of them. With
+    # NVIDIA_VISIBLE_DEVICES=none it is given none: configure.c then evaluates once,
+    # without a device.
+    return (list(node.gpus) if gpus_requested else []) or [None]
 
 
-def evaluate_requirements(requirements: Iterable[str], node: NodeFacts) -> RequirementResult:
-    """Judge the requirements as `nvidia-container-cli configure` would on this node."""
+def evaluate_requirements(
+    requirements: Iterable[str], node: NodeFacts, gpus_requested: bool = True
+) -> RequirementResult:
+    """Judge the requirements as `nvidia-container-cli configure` would on this node:
+    per visible GPU, every requirement in turn, the first failure ends it."""
     reqs = list(requirements)
-    result = RequirementResult(satisfied=True)
     missing: set[str] = set()
-    for gpu in _visible_gpus(node):
+    failures: list[tuple[str, str]] = []  # (kind, requirement) of every possible first failure
+    chosen: tuple[str, str] | None = None  # the first failure when unknown facts are taken as true
+    any_sat_path = all_sat = True
+    per_gpu: dict[str, bool | None] = {}
+    for gpu in _visible_gpus(node, gpus_requested):
         facts = _Facts(cuda=node.driver.cuda_version, driver=node.driver.version, gpu=gpu, missing=set())
-        gpu_ok: bool | None = True
+        gpu_can_pass, gpu_must_pass = True, True
         for requirement in reqs:
-            try:
-                ok = evaluate_predicate(requirement, facts)
-            except _InvalidExpression:
-                if result.satisfied is not False:  # the toolkit stops at the first failure
-                    result.satisfied, result.message = False, "invalid expression"
-                    result.invalid = requirement
-                gpu_ok = False
+            outcomes = predicate_outcomes(requirement, facts)
+            for kind in (_UNSAT, _INVALID):
+                if kind in outcomes:
+                    failures.append((kind, requirement))
+            if _SAT not in outcomes:
+                gpu_can_pass = gpu_must_pass = False
+                if chosen is None and any_sat_path:
+                    chosen = (_INVALID if outcomes == {_INVALID} else _UNSAT, requirement)
                 break
-            if ok is False:
-                gpu_ok = False
-                if result.satisfied is not False:
-                    result.satisfied, result.message = False, failure_message(requirement)
-                break
-            if ok is None:
-                gpu_ok = None
+            if outcomes != {_SAT}:
+                gpu_must_pass = False
         missing |= facts.missing
         if gpu is not None:
-            result.per_gpu[str(gpu.index)] = gpu_ok
-        if gpu_ok is None and result.satisfied is True:
-            result.satisfied = None
-    if result.satisfied is None:
-        result.missing = sorted(missing)
+            per_gpu[str(gpu.index)] = True if gpu_must_pass else (False if not gpu_can_pass else None)
+        any_sat_path = any_sat_path and gpu_can_pass
+        all_sat = all_sat and gpu_must_pass
+    if all_sat:
+        return RequirementResult(satisfied=True, per_gpu=per_gpu)
+    if any_sat_path:
+        return RequirementResult(satisfied=None, per_gpu=per_gpu, missing=sorted(missing))
+    result = RequirementResult(satisfied=False, per_gpu=per_gpu)
+    kind, requirement = chosen or failures[0]
+    if kind == _INVALID and all(k == _INVALID for k, _ in failures):
+        result.message, result.invalid = "invalid expression", requirement
+    else:
+        unsat = requirement if kind == _UNSAT else next(r for k, r in failures if k == _UNSAT)
+        result.message = failure_message(unsat)
     return result

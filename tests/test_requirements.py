@@ -2,9 +2,13 @@
 test tables and the real CUDA images' requirement strings.
 
 Test data sources (verbatim values, see /work/shared/reference/compat-facts.md §7):
-- NCT = NVIDIA/nvidia-container-toolkit @ d34b3046: internal/config/image/cuda_image_test.go,
+- NCT = NVIDIA/nvidia-container-toolkit @ d34b3046 (the merge of 36e84731 "use Masterminds/semver
+  instead of x/mod", after v1.20.0): internal/config/image/cuda_image_test.go,
   cmd/nvidia-container-runtime-hook/container_config_test.go,
   internal/requirements/constraints/{factory_test.go,logical_test.go}.
+- Masterminds/semver @ 71f2b39f (the NewVersion code the toolkit vendors as v3.5.0, plus its
+  MaxVersionLen check): version_test.go TestNewVersion "With loose NewVersion" (what NewVersion
+  decides with CoerceNewVersion = true, the default the toolkit runs with).
 - The expected outcomes of the evaluator follow libnvidia-container src/cli/dsl.c and
   src/cli/configure.c @ 5823754b / 09df17a2 (space = OR, comma = AND; two factory_test.go
   descriptions have the words swapped, their data is used with the code's semantics).
@@ -19,9 +23,14 @@ import pytest
 
 from gpudoctor.facts import DriverFacts, GpuFacts, NodeFacts
 from gpudoctor.requirements import (
+    GRAMMAR_MASTERMINDS,
+    GRAMMAR_SSCANF,
+    GRAMMAR_XMOD,
     RequirementsError,
+    RequirementsUnknown,
     collect_requirements,
     compare_version,
+    cuda_version_grammar,
     evaluate_requirements,
     go_parse_bool,
     legacy_brand,
@@ -160,7 +169,9 @@ def test_empty_require_cuda_makes_an_image_legacy() -> None:
     ],
 )
 def test_parse_major_minor_valid(version: str, expected: str) -> None:
-    assert parse_major_minor(version) == expected
+    # The table passes before and after 36e84731: both grammars must agree on it.
+    assert parse_major_minor(version, GRAMMAR_XMOD) == expected
+    assert parse_major_minor(version, GRAMMAR_MASTERMINDS) == expected
 
 
 @pytest.mark.parametrize(
@@ -184,13 +195,15 @@ def test_parse_major_minor_valid(version: str, expected: str) -> None:
     ],
 )
 def test_parse_major_minor_invalid(version: str) -> None:
-    with pytest.raises(RequirementsError):
-        parse_major_minor(version)
+    for grammar in (GRAMMAR_XMOD, GRAMMAR_MASTERMINDS):
+        with pytest.raises(RequirementsError):
+            parse_major_minor(version, grammar)
 
 
 def test_invalid_legacy_cuda_version_fails_collection() -> None:
-    with pytest.raises(RequirementsError, match="invalid CUDA version"):
-        collect_requirements({"CUDA_VERSION": "9.0.116.50"})
+    for toolkit in (None, "1.17.8"):
+        with pytest.raises(RequirementsError, match="invalid CUDA version"):
+            collect_requirements({"CUDA_VERSION": "9.0.116.50"}, toolkit_version=toolkit)
 
 
 def test_real_legacy_image_gets_cuda_requirement() -> None:
@@ -430,11 +443,114 @@ def test_cuda13_image_geforce_525_fails_a100_535_passes() -> None:
     [("11.6.0-rc1", "11.6"), ("11.6.0+build.5", "11.6"), ("11.6.0-rc.1+b", "11.6"), ("11.6-rc1", None),
      ("11.6.0-rc.01", None), ("011.6", None), ("11.06", None), ("vv11.6", None)],
 )  # fmt: skip
-def test_parse_major_minor_follows_go_semver(version: str, expected: str | None) -> None:
-    # golang.org/x/mod/semver (what cuda_image.go uses): pre-release/build only after a full
+def test_parse_major_minor_up_to_v1_20_follows_x_mod_semver(version: str, expected: str | None) -> None:
+    # golang.org/x/mod/semver (cuda_image.go v1.10.0 .. v1.20.0): pre-release/build only after a full
     # MAJOR.MINOR.PATCH, no leading zeros, numeric pre-release identifiers without leading zeros.
     if expected is None:
         with pytest.raises(RequirementsError):
-            parse_major_minor(version)
+            parse_major_minor(version, GRAMMAR_XMOD)
     else:
-        assert parse_major_minor(version) == expected
+        assert parse_major_minor(version, GRAMMAR_XMOD) == expected
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [("11.08", "11.8"), ("12.4-rc1", "12.4"), ("12.4.99999999999999999999", None), ("011.6", "11.6"),
+     ("11.6-rc1", "11.6"), ("11.6.0-rc.01", None), ("vv11.6", None), ("12.4.18446744073709551615", "12.4"),
+     ("1" * 257, None)],
+)  # fmt: skip
+def test_parse_major_minor_after_v1_20_follows_masterminds(version: str, expected: str | None) -> None:
+    # Commit 36e84731: semver.NewVersion coerces leading zeros, accepts a pre-release without patch
+    # and rejects a segment beyond uint64 or a string over 256 bytes.
+    if expected is None:
+        with pytest.raises(RequirementsError):
+            parse_major_minor(version, GRAMMAR_MASTERMINDS)
+    else:
+        assert parse_major_minor(version, GRAMMAR_MASTERMINDS) == expected
+
+
+# Masterminds/semver @ 71f2b39f version_test.go TestNewVersion, "With loose NewVersion": (version, err).
+MASTERMINDS_LOOSE = [
+    ("1.2.3", False), ("1.2.3-alpha.01", True), ("1.2.3+test.01", False), ("1.2.3-alpha.-1", False),
+    ("v1.2.3", False), ("1.0", False), ("v1.0", False), ("1", False), ("v1", False), ("1.2.beta", True),
+    ("v1.2.beta", True), ("foo", True), ("1.2-5", False), ("v1.2-5", False), ("1.2-beta.5", False),
+    ("v1.2-beta.5", False), ("\n1.2", True), ("\nv1.2", True), ("1.2.0-x.Y.0+metadata", False),
+    ("v1.2.0-x.Y.0+metadata", False), ("1.2.0-x.Y.0+metadata-width-hypen", False),
+    ("v1.2.0-x.Y.0+metadata-width-hypen", False), ("1.2.3-rc1-with-hypen", False),
+    ("v1.2.3-rc1-with-hypen", False), ("1.2.3-0abc123", False), ("1.2.3-beta.01", True), ("1.2.3.4", True),
+    ("v1.2.3.4", True), ("1.2.2147483648", False), ("1.2147483648.3", False), ("2147483648.3.0", False),
+    ("12.3.4.1234", True), ("12.23.4.1234", True), ("12.3.34.1234", True),
+    ("20221209-update-renovatejson-v4", False), ("1.1.2+.123", True), ("1.0.0-alpha_beta", True),
+    ("1.0.0-alpha..", True), ("1.0.0-alpha..1", True), ("9.8.7+meta+meta", True),
+    ("1.2.31----RC-SNAPSHOT.12.09.1--.12+788", True), ("01.1.1", False), ("1.01.1", False), ("1.1.01", False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("version", "err"), MASTERMINDS_LOOSE)
+def test_masterminds_new_version_cases(version: str, err: bool) -> None:
+    # Every major/minor here fits in uint32, so parseMajorMinorVersion fails exactly when NewVersion does.
+    if err:
+        with pytest.raises(RequirementsError):
+            parse_major_minor(version, GRAMMAR_MASTERMINDS)
+    else:
+        parse_major_minor(version, GRAMMAR_MASTERMINDS)
+
+
+@pytest.mark.parametrize(
+    ("toolkit", "grammar"),
+    [(None, GRAMMAR_MASTERMINDS), ("1.20.0", GRAMMAR_XMOD), ("1.20.0-rc.1", GRAMMAR_XMOD),
+     ("1.20.1", GRAMMAR_MASTERMINDS), ("1.21.0", GRAMMAR_MASTERMINDS), ("1.17.8-1", GRAMMAR_XMOD),
+     ("1.10.0", GRAMMAR_XMOD), ("1.9.0", GRAMMAR_SSCANF), ("not a version", GRAMMAR_MASTERMINDS)],
+)  # fmt: skip
+def test_cuda_version_grammar_by_toolkit_release(toolkit: str | None, grammar: str) -> None:
+    assert cuda_version_grammar(toolkit) == grammar
+
+
+def test_legacy_image_requirement_follows_the_node_toolkit() -> None:
+    env = {"CUDA_VERSION": "11.08"}
+    assert collect_requirements(env) == ["cuda>=11.8"]  # newest grammar when the toolkit is unknown
+    assert collect_requirements(env, toolkit_version="1.21.0") == ["cuda>=11.8"]
+    with pytest.raises(RequirementsError):
+        collect_requirements(env, toolkit_version="1.17.8")
+    assert collect_requirements({"CUDA_VERSION": "12.4-rc1"}, toolkit_version="1.21.0") == ["cuda>=12.4"]
+    with pytest.raises(RequirementsError):
+        collect_requirements({"CUDA_VERSION": "12.4.99999999999999999999"}, toolkit_version="1.21.0")
+    assert collect_requirements({"CUDA_VERSION": "8.0.61"}, toolkit_version="1.9.0") == ["cuda>=8.0"]
+    with pytest.raises(RequirementsUnknown):
+        collect_requirements({"CUDA_VERSION": "8.0.61-rc"}, toolkit_version="1.9.0")
+
+
+# --- fix: an unknown fact followed by an invalid term ---------------------------------
+
+
+def test_unknown_fact_then_invalid_term_is_unknown() -> None:
+    # dsl.c stops at the first true term: with cuda unknown, "cuda>=12.0 bogus" is either
+    # satisfied (cuda >= 12.0) or "invalid expression" (cuda < 12.0, then "bogus" is read).
+    result = evaluate_requirements(["cuda>=12.0 bogus"], node(cuda=None))
+    assert result.satisfied is None and result.invalid is None
+    assert result.missing == ["driver.cuda_version"]
+    assert evaluate_requirements(["cuda>=12.0 bogus"], node(cuda="12.2")).satisfied is True
+    assert evaluate_requirements(["cuda>=12.0 bogus"], node(cuda="11.8")).invalid == "cuda>=12.0 bogus"
+
+
+def test_unknown_fact_in_a_term_ended_by_a_false_factor_is_not_read() -> None:
+    # driver>=999 is false first, so the unknown cuda factor after it never decides anything.
+    assert evaluate_requirements(["driver>=999,cuda>=12"], node(cuda=None)).satisfied is False
+
+
+def test_unknown_brand_then_invalid_term_is_unknown() -> None:
+    result = evaluate_requirements(["brand=tesla foo=bar"], node(gpus=[(None, "8.0")]))
+    assert result.satisfied is None
+
+
+def test_invalid_whatever_the_unknown_fact_is() -> None:
+    # "bogus" comes first: invalid before any fact is read.
+    assert evaluate_requirements(["bogus cuda>=12.0"], node(cuda=None)).invalid == "bogus cuda>=12.0"
+
+
+def test_no_gpu_requested_evaluates_once_without_a_device() -> None:
+    # NVIDIA_VISIBLE_DEVICES=none: configure.c evaluates globally, arch/brand assumed ok.
+    tesla = node(cuda="12.2", gpus=[("GeForce", "8.6")])
+    assert evaluate_requirements(["brand=tesla"], tesla).satisfied is False
+    assert evaluate_requirements(["brand=tesla"], tesla, gpus_requested=False).satisfied is True
+    assert evaluate_requirements(["cuda>=13.0"], tesla, gpus_requested=False).satisfied is False
