@@ -203,11 +203,44 @@ class CudaHostFacts:
 
 
 @dataclass
+class CdiSpecFacts:
+    """One CDI specification file (/etc/cdi, /var/run/cdi or the toolkit's spec-dirs)."""
+
+    path: str
+    kind: str | None = None  # "nvidia.com/gpu"
+    cdi_version: str | None = None  # "0.5.0"
+    # The driver version the spec was generated for: the version its library mounts name
+    # (libcuda.so.<version>, libnvidia-ml.so.<version>) or its --host-driver-version hook argument.
+    driver_version: str | None = None
+    devices: list[str] = field(default_factory=list)  # device names: "0", "all", "GPU-..."
+    error: str | None = None  # why the file could not be read as a CDI spec
+
+
+@dataclass
 class ContainerRuntimeFacts:
     toolkit_version: str | None = None  # nvidia-container-toolkit / nvidia-ctk version
     docker_nvidia_runtime: bool | None = None  # "nvidia" in /etc/docker/daemon.json runtimes
     docker_default_runtime: str | None = None
     cdi_specs: list[str] = field(default_factory=list)  # /etc/cdi, /var/run/cdi
+    # Where toolkit_version came from: "nvidia-ctk --version", "/var/lib/dpkg/status", "/var/lib/rpm/rpmdb.sqlite".
+    toolkit_version_source: str | None = None
+    libnvidia_container_version: str | None = None  # libnvidia-container (nvidia-container-cli)
+    libnvidia_container_version_source: str | None = None
+    # /etc/nvidia-container-runtime/config.toml: the mode as configured ("auto" when the file
+    # leaves it unset, the toolkit's default) and the mode the nvidia runtime then uses:
+    # legacy | csv | cdi | jit-cdi ("auto" resolved as the detected toolkit release resolves it).
+    mode_configured: str | None = None
+    mode: str | None = None
+    mode_reason: str | None = None  # how `mode` was decided
+    # The toolkit's platform detection (go-nvlib ResolvePlatform): "nvml" | "tegra" | "wsl" | "unknown".
+    platform: str | None = None
+    disable_require: bool | None = None  # config.toml top-level disable-require
+    cuda_compat_mode: str | None = None  # [nvidia-container-runtime.modes.legacy] cuda-compat-mode
+    docker_cdi: bool | None = None  # daemon.json features.cdi
+    containerd_nvidia_runtime: bool | None = None  # a runtime named "nvidia" in containerd's CRI config
+    containerd_default_runtime: str | None = None
+    containerd_cdi: bool | None = None  # CRI enable_cdi (default on from containerd 2.0)
+    cdi_spec_details: list[CdiSpecFacts] = field(default_factory=list)
     unknown: Unknown = field(default_factory=_unknown)
     failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
 
@@ -227,6 +260,9 @@ class NodeFacts:
     # Node-wide facts, e.g. "gpus" when the GPU list itself could not be read.
     unknown: Unknown = field(default_factory=_unknown)
     failed: list[str] = field(default_factory=_failed)
+    # Where each group of facts came from, e.g. {"driver": "NVML (libnvidia-ml.so.1 of this
+    # container)", "container_runtime": "host files under /host"}: an in-cluster scan mixes both.
+    origins: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -72,10 +72,13 @@ def collect_node(
     sysfs_root: str | None = None,
     nvml: NvmlBackend | None = None,
     deadlines: Deadlines | None = None,
+    host_root: str | None = None,
 ) -> NodeFacts:
-    """Live facts of this node (or of the tree under sysfs_root). Never raises."""
+    """Live facts of this node, of a host mounted under host_root (NVML still queried, through
+    the library the container runtime injected), or of a recorded tree under sysfs_root
+    (nothing live: NVML only when a backend is given). Never raises."""
     limits = deadlines or Deadlines()
-    fs = FsRoot(sysfs_root)
+    fs = FsRoot(host_root, live_kernel=True) if host_root is not None else FsRoot(sysfs_root)
     node = NodeFacts(
         source="live", collected_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     )
@@ -109,7 +112,7 @@ def collect_node(
         ContainerRuntimeFacts(),
     )
 
-    backend = nvml if nvml is not None else (_live_nvml() if fs.is_host else None)
+    backend = nvml if nvml is not None else (_live_nvml() if fs.live_kernel else None)
     nvml_result = None
     if isinstance(backend, NvmlError):
         nvml_result = NvmlResult()
@@ -127,7 +130,24 @@ def collect_node(
     if nvml_result is not None and nvml_result.initialised and sysfs is not None:
         _gpus_nvml_does_not_list(node, sysfs)
     _merge_fabric(node, sysfs, fs, attempt, limits)
+    if runtime is not None:
+        from gpudoctor.probes.container import finish_mode
+
+        finish_mode(node)
+    _origins(node, fs, nvml_result, nvml is not None)
     return node
+
+
+def _origins(node: NodeFacts, fs: FsRoot, nvml: NvmlResult | None, replayed: bool) -> None:
+    """Say where each group of facts came from: an in-cluster scan mixes NVML and host files."""
+    if nvml is not None and nvml.initialised:
+        source = "NVML (replayed snapshot)" if replayed else "NVML (libnvidia-ml.so.1 loaded by this process)"
+        node.origins.update({"driver": source, "gpus": source, "topology.pairs": source})
+        node.origins["driver.kernel_module"] = f"/proc/driver/nvidia/version, {fs.label}"
+    else:
+        node.origins.update({"driver": fs.label, "gpus": fs.label})
+    for group in ("host", "topology.acs", "cuda_host", "container_runtime", "fabric.nvswitch_count"):
+        node.origins[group] = fs.label
 
 
 def _live_nvml() -> NvmlBackend | NvmlError:
@@ -295,7 +315,7 @@ def _merge_fabric(node: NodeFacts, sysfs: Any, fs: FsRoot, attempt: Any, limits:
         fabric.unknown["nvswitch_count"] = "no PCI devices in sysfs"
     if not fs.is_host:
         for name in ("fabric_manager_running", "fabric_manager_version"):
-            fabric.unknown[name] = "services are not queried under --sysfs-root"
+            fabric.unknown[name] = f"services are not queried under a root ({fs.label})"
         return
     from gpudoctor.probes.fabric_manager import probe_fabric_manager
 

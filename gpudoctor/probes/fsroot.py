@@ -1,8 +1,15 @@
-"""File access under a re-rootable root (`--sysfs-root DIR`).
+"""File access under a re-rootable root.
 
 All file probes read through a FsRoot so tests point them at fixture trees in
 the real formats, and a container with the host mounted at /host can scan the
 host. Reads never raise: a missing or unreadable file is None.
+
+Three kinds of root:
+  FsRoot()                      this machine: its files, its commands, its kernel
+  FsRoot(DIR, live_kernel=True) `--host-root DIR`: a host mounted into a container on
+                                that host; files from DIR, the kernel (uname) is the
+                                host's, commands are the container's and are not run
+  FsRoot(DIR)                   `--sysfs-root DIR`: a recorded tree, nothing live
 """
 
 from __future__ import annotations
@@ -13,9 +20,16 @@ from pathlib import Path
 
 
 class FsRoot:
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, live_kernel: bool = False) -> None:
         self.root = Path(root) if root is not None else Path("/")
-        self.is_host = root is None
+        self.is_host = root is None  # files and commands are this machine's own
+        self.live_kernel = root is None or live_kernel  # uname answers for the scanned host
+        if root is None:
+            self.label = "this machine"
+        elif live_kernel:
+            self.label = f"host files under {root}"
+        else:
+            self.label = f"recorded tree {root}"
 
     def path(self, absolute: str) -> Path:
         return self.root / absolute.lstrip("/")

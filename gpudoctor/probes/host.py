@@ -24,9 +24,13 @@ def probe_host(fs: FsRoot) -> HostFacts:
     # /proc/sys/kernel/* rather than uname: they follow --sysfs-root.
     host.hostname = (fs.read_text("/proc/sys/kernel/hostname") or "").strip() or None
     host.kernel = (fs.read_text("/proc/sys/kernel/osrelease") or "").strip() or None
-    if fs.is_host:
-        uname = platform.uname()
-        host.hostname = host.hostname or uname.node or None
+    if not fs.is_host:
+        # A container's own hostname is its pod's: under --host-root the host's /etc/hostname.
+        host.hostname = host.hostname or (fs.read_text("/etc/hostname") or "").strip() or None
+    if fs.live_kernel:
+        uname = platform.uname()  # a container shares the host's kernel
+        if fs.is_host:
+            host.hostname = host.hostname or uname.node or None
         host.kernel = host.kernel or uname.release or None
         host.cpu_arch = uname.machine or None
     else:

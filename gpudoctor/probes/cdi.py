@@ -1,0 +1,103 @@
+"""CDI specifications (Container Device Interface) and the driver version each was generated for.
+
+A spec is YAML or JSON (cncf-tags/container-device-interface SPEC.md: files named
+*.yaml / *.json in the spec directories). `nvidia-ctk cdi generate` writes the
+driver's libraries as mounts whose file names carry the driver version
+(`/usr/lib/x86_64-linux-gnu/libcuda.so.580.65.06`) and, from toolkit v1.17, an
+`enable-cuda-compat --host-driver-version=580.65.06` hook. After a driver upgrade
+those files are gone, and a container given the stale spec fails at create.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from gpudoctor.facts import CdiSpecFacts
+from gpudoctor.probes.fsroot import FsRoot
+
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
+if TYPE_CHECKING:
+    from typing import Any
+
+DEFAULT_SPEC_DIRS = ("/etc/cdi", "/var/run/cdi")
+_SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+# Only libraries versioned exactly as the driver: libcuda, libnvidia-ml (NVML).
+_DRIVER_LIBRARY = re.compile(r"/lib(?:cuda|nvidia-ml)\.so\.(\d+\.\d+(?:\.\d+)?)$")
+_HOST_DRIVER_ARG = re.compile(r"^--host-driver-version=(\d+\.\d+(?:\.\d+)?)$")
+_MAX_SPEC_BYTES = 8 << 20
+
+
+def spec_paths(fs: FsRoot, directories: tuple[str, ...]) -> list[str]:
+    paths: list[str] = []
+    for directory in directories:
+        paths.extend(p for p in fs.glob(f"{directory.rstrip('/')}/*") if p.endswith(_SPEC_SUFFIXES))
+    return paths
+
+
+def read_spec(fs: FsRoot, path: str) -> CdiSpecFacts:
+    facts = CdiSpecFacts(path=path)
+    text = fs.read_text(path, limit=_MAX_SPEC_BYTES + 1)
+    if text is None:
+        facts.error = "not readable"
+        return facts
+    if len(text) > _MAX_SPEC_BYTES:
+        facts.error = f"larger than {_MAX_SPEC_BYTES >> 20} MiB"
+        return facts
+    try:
+        document = json.loads(text) if path.endswith(".json") else _yaml(text)
+    except ValueError as exc:
+        facts.error = f"not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}".splitlines()[0]
+        return facts
+    if not isinstance(document, dict):
+        facts.error = "not a CDI spec (no top-level mapping)"
+        return facts
+    facts.kind = _string(document.get("kind"))
+    facts.cdi_version = _string(document.get("cdiVersion"))
+    devices = document.get("devices")
+    if isinstance(devices, list):
+        facts.devices = [str(d["name"]) for d in devices if isinstance(d, dict) and "name" in d]
+    versions = sorted(_driver_versions(document))
+    if len(versions) == 1:
+        facts.driver_version = versions[0]
+    elif len(versions) > 1:
+        facts.error = f"names several driver versions: {', '.join(versions)}"
+    return facts
+
+
+def _yaml(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _string(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _driver_versions(document: dict[str, Any]) -> set[str]:
+    """Driver versions named by the spec's mounts and hook arguments, top level and per device."""
+    edits = [document.get("containerEdits")]
+    for device in document.get("devices") or []:
+        if isinstance(device, dict):
+            edits.append(device.get("containerEdits"))
+    versions: set[str] = set()
+    for edit in edits:
+        if not isinstance(edit, dict):
+            continue
+        for mount in edit.get("mounts") or []:
+            if isinstance(mount, dict):
+                for key in ("hostPath", "containerPath"):
+                    match = _DRIVER_LIBRARY.search(str(mount.get(key) or ""))
+                    if match:
+                        versions.add(match.group(1))
+        for hook in edit.get("hooks") or []:
+            if isinstance(hook, dict):
+                for arg in hook.get("args") or []:
+                    match = _HOST_DRIVER_ARG.match(str(arg))
+                    if match:
+                        versions.add(match.group(1))
+    return versions

@@ -1,0 +1,120 @@
+"""Container engines' GPU settings, read from their configuration files.
+
+Docker: /etc/docker/daemon.json `runtimes`, `default-runtime` (runc when unset) and
+`features.cdi` (opt-in since Docker 25; its default differs between releases, so an
+unset value is unknown). containerd: /etc/containerd/config.toml and the files its
+`imports` name (where `nvidia-ctk runtime configure` writes a drop-in), the CRI
+plugin's runtimes, `default_runtime_name` and `enable_cdi`: plugin
+"io.containerd.grpc.v1.cri" in config version 2, "io.containerd.cri.v1.runtime" in
+version 3 (containerd 2.x, where CDI is on unless disabled).
+"""
+
+from __future__ import annotations
+
+import json
+
+from gpudoctor.facts import ContainerRuntimeFacts
+from gpudoctor.probes.fsroot import FsRoot
+
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
+if TYPE_CHECKING:
+    from typing import Any
+
+DOCKER_CONFIG = "/etc/docker/daemon.json"
+CONTAINERD_CONFIG = "/etc/containerd/config.toml"
+_CRI_PLUGINS = {2: "io.containerd.grpc.v1.cri", 3: "io.containerd.cri.v1.runtime"}
+
+
+def probe_docker(fs: FsRoot, facts: ContainerRuntimeFacts) -> None:
+    text = fs.read_text(DOCKER_CONFIG)
+    names = ("docker_nvidia_runtime", "docker_default_runtime", "docker_cdi")
+    if text is None:
+        reason = f"{DOCKER_CONFIG} absent"
+        if fs.exists("/etc/docker"):
+            # Docker is configured here without a daemon.json: its built-in defaults apply.
+            facts.docker_nvidia_runtime, facts.docker_default_runtime = False, "runc"
+            facts.unknown["docker_cdi"] = f"{reason}: the default depends on the Docker Engine release"
+        else:
+            for name in names:
+                facts.unknown[name] = reason
+        return
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        config = exc
+    if not isinstance(config, dict):
+        reason = f"{DOCKER_CONFIG} is not a JSON object" + (
+            f": {config}" if isinstance(config, Exception) else ""
+        )
+        for name in names:
+            facts.unknown[name] = reason
+        return
+    runtimes = config.get("runtimes")
+    facts.docker_nvidia_runtime = isinstance(runtimes, dict) and "nvidia" in runtimes
+    default = config.get("default-runtime")
+    # Docker's own default when daemon.json does not name one.
+    facts.docker_default_runtime = default if isinstance(default, str) else "runc"
+    features = config.get("features")
+    cdi = features.get("cdi") if isinstance(features, dict) else None
+    if isinstance(cdi, bool):
+        facts.docker_cdi = cdi
+    else:
+        facts.unknown["docker_cdi"] = (
+            f"{DOCKER_CONFIG} does not set features.cdi: the default depends on the Docker Engine release"
+        )
+
+
+def probe_containerd(fs: FsRoot, facts: ContainerRuntimeFacts) -> None:
+    import tomllib
+
+    names = ("containerd_nvidia_runtime", "containerd_default_runtime", "containerd_cdi")
+    text = fs.read_text(CONTAINERD_CONFIG)
+    if text is None:
+        for name in names:
+            facts.unknown[name] = f"{CONTAINERD_CONFIG} absent"
+        return
+    documents: list[tuple[str, dict[str, Any]]] = []
+    try:
+        main = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        for name in names:
+            facts.unknown[name] = f"{CONTAINERD_CONFIG} is not valid TOML: {exc}"
+        return
+    documents.append((CONTAINERD_CONFIG, main))
+    imports = main.get("imports")
+    for pattern in imports if isinstance(imports, list) else []:
+        for path in fs.glob(str(pattern)):
+            try:
+                documents.append((path, tomllib.loads(fs.read_text(path) or "")))
+            except tomllib.TOMLDecodeError as exc:
+                for name in names:
+                    facts.unknown[name] = f"{path} is not valid TOML: {exc}"
+                return
+    version = main.get("version", 1)
+    plugin = _CRI_PLUGINS.get(version) if isinstance(version, int) else None
+    if plugin is None:
+        for name in names:
+            facts.unknown[name] = f"{CONTAINERD_CONFIG}: config version {version!r} is not read by gpudoctor"
+        return
+    runtimes: set[str] = set()
+    default: str | None = None
+    cdi: bool | None = None
+    for _, document in documents:  # later files override earlier ones, as containerd merges imports
+        cri = (document.get("plugins") or {}).get(plugin)
+        if not isinstance(cri, dict):
+            continue
+        section = cri.get("containerd") if isinstance(cri.get("containerd"), dict) else {}
+        runtimes |= set((section.get("runtimes") or {}).keys())
+        if isinstance(section.get("default_runtime_name"), str):
+            default = section["default_runtime_name"]
+        if isinstance(cri.get("enable_cdi"), bool):
+            cdi = cri["enable_cdi"]
+    facts.containerd_nvidia_runtime = "nvidia" in runtimes
+    facts.containerd_default_runtime = default or "runc"  # containerd's built-in default
+    if cdi is None and version == 3:
+        cdi = True  # containerd 2.x enables CDI by default
+    facts.containerd_cdi = cdi
+    if cdi is None:
+        facts.unknown["containerd_cdi"] = (
+            "enable_cdi not set in a version 2 config: off in containerd 1.7, on in containerd 2.x"
+        )

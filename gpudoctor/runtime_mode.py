@@ -1,0 +1,91 @@
+"""The NVIDIA container runtime's mode, as the toolkit release installed on a node decides it,
+and what that mode means for an image's NVIDIA_REQUIRE_*.
+
+Modes (nvidia-container-toolkit internal/info/auto.go, RuntimeMode):
+  legacy   the runtime injects nvidia-container-runtime-hook, which runs
+           `nvidia-container-cli configure --require=...`: libnvidia-container
+           evaluates NVIDIA_REQUIRE_* and refuses the container at create.
+  csv      Tegra: the runtime checks NVIDIA_REQUIRE_* itself (internal/modifier/csv.go
+           checkRequirements, the Go evaluator) and refuses at create.
+  cdi      the runtime applies CDI specs; NVIDIA_REQUIRE_* is never read.
+  jit-cdi  the runtime generates a CDI spec in memory; NVIDIA_REQUIRE_* is never read
+           (NVIDIA/nvidia-container-toolkit issue 1470, open at d34b3046).
+
+`mode = "auto"` (the default config) resolves, per toolkit release:
+  v1.10.0 .. v1.17.x   "csv" on Tegra, else "legacy"       (auto.go resolveMode)
+  v1.18.0-rc.1 and on  "csv" on Tegra, else "jit-cdi"      (commit 6149592b "Default to
+                                                            jit-cdi mode in the nvidia runtime")
+and "cdi" in every release when a container asks only for fully-qualified CDI device names
+(`nvidia.com/gpu=0`), which depends on the container, not the node. The hook invoked on its
+own (Docker's `--gpus` on the runc runtime) resolves "auto" to "legacy" in every release
+(commit 17c5d1dc) and refuses any other configured mode.
+
+Fleet what-ifs set `mode_configured` / `toolkit_version` and call `refresh_mode` so the
+resolution stays the toolkit's.
+"""
+
+from __future__ import annotations
+
+import re
+
+TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
+if TYPE_CHECKING:
+    from gpudoctor.facts import ContainerRuntimeFacts
+
+MODES = ("legacy", "csv", "cdi", "jit-cdi")
+ENFORCING_MODES = ("legacy", "csv")
+_JIT_CDI_DEFAULT_FROM = (1, 18, 0)  # v1.18.0-rc.1 carries 6149592b; rc tags share 1.18.0
+_RELEASE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
+
+
+def release(version: str | None) -> tuple[int, int, int] | None:
+    match = _RELEASE.match(version or "")
+    if match is None:
+        return None
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def resolve_mode(
+    configured: str | None, toolkit_version: str | None, platform: str | None
+) -> tuple[str | None, str]:
+    """(mode the nvidia runtime uses or None, why) for a container asking for GPUs by index/UUID."""
+    if configured is None:
+        return None, "the toolkit's config.toml was not found"
+    if configured != "auto":
+        if configured in MODES:
+            return configured, f'configured mode = "{configured}"'
+        return None, f'configured mode = "{configured}" is not one the runtime accepts'
+    if platform == "tegra":
+        return "csv", 'mode = "auto" on a Tegra platform resolves to "csv"'
+    toolkit = release(toolkit_version)
+    if toolkit is None:
+        return None, (
+            'mode = "auto" resolves to "legacy" before toolkit v1.18.0 and to "jit-cdi" from v1.18.0; '
+            "the toolkit version is unknown"
+        )
+    default = "jit-cdi" if toolkit >= _JIT_CDI_DEFAULT_FROM else "legacy"
+    since = "from" if default == "jit-cdi" else "before"
+    return (
+        default,
+        f'mode = "auto" resolves to "{default}" {since} toolkit v1.18.0 (this node: {toolkit_version})',
+    )
+
+
+def refresh_mode(runtime: ContainerRuntimeFacts) -> None:
+    """Recompute runtime.mode from its configured mode, toolkit version and platform."""
+    mode, reason = resolve_mode(runtime.mode_configured, runtime.toolkit_version, runtime.platform)
+    if runtime.mode_configured is None and "mode_configured" in runtime.unknown:
+        reason = runtime.unknown["mode_configured"]
+    runtime.mode, runtime.mode_reason = mode, reason
+    if mode is None:
+        runtime.unknown["mode"] = reason
+    else:
+        runtime.unknown.pop("mode", None)
+
+
+def requirement_enforced(mode: str | None) -> bool | None:
+    """Whether the toolkit evaluates NVIDIA_REQUIRE_* at container create in this mode."""
+    if mode is None:
+        return None
+    return mode in ENFORCING_MODES
