@@ -18,6 +18,7 @@ from gpudoctor.commands.common import (
     rules_option,
     timed,
 )
+from gpudoctor.commands.noderoots import collect_live, root_options
 from gpudoctor.errors import InputMissing
 
 
@@ -34,6 +35,7 @@ Examples:
 )
 @click.argument("image")
 @node_option("Judge against a saved gpudoctor JSON report or `nvidia-smi -q -x` XML instead of this node.")
+@root_options
 @click.option(
     "--platform",
     "platform_text",
@@ -79,6 +81,8 @@ Examples:
 def command(
     image: str,
     node_file: str | None,
+    host_root: str | None,
+    sysfs_root: str | None,
     platform_text: str | None,
     source: str | None,
     insecure: tuple[str, ...],
@@ -104,15 +108,13 @@ def command(
     from gpudoctor.pipeline import diagnose
 
     wanted = parse_platform(platform_text) if platform_text else None
-    if node_file is not None:
+    if node_file is not None and host_root is None and sysfs_root is None:
         from gpudoctor.nodeinput import load_node
 
         node = load_node(node_file)
     else:
-        from gpudoctor.probes.collect import collect_node
-
         with timed("probes"):
-            node = collect_node()
+            node = collect_live(host_root, sysfs_root, "--node" if node_file is not None else None)
     if wanted is None:
         arch, _ = node_architecture(node.host.cpu_arch, [(g.name, g.pci_device_id) for g in node.gpus])
         wanted = parse_platform(f"linux/{arch}") if arch else None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from gpudoctor.commands.common import (
@@ -16,7 +14,7 @@ from gpudoctor.commands.common import (
     rules_option,
     timed,
 )
-from gpudoctor.errors import InputMissing, UsageError
+from gpudoctor.commands.noderoots import collect_live, root_options
 
 
 @click.command(
@@ -27,7 +25,8 @@ Examples:
   gpudoctor scan
   gpudoctor scan --format prometheus -o /var/lib/node_exporter/gpudoctor.prom
   nvidia-smi -q -x > node.xml && gpudoctor scan --from-nvidia-smi node.xml --format json
-  gpudoctor scan --sysfs-root /host --format nfd
+  gpudoctor scan --host-root /host --format json    # in a container, the host mounted at /host
+  gpudoctor scan --sysfs-root recorded-tree/          # a recorded tree: files only, no NVML
 """,
 )
 @format_option("table", "json", "prometheus", "nfd", "oneline", "html")
@@ -39,15 +38,15 @@ Examples:
     default=None,
     help="Diagnose a saved `nvidia-smi -q -x` output (or a saved gpudoctor JSON report) instead of this node.",
 )
-@click.option(
-    "--sysfs-root",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Read /proc, /sys and /etc under DIRECTORY (a host mounted into a container, or a test tree).",
-)
+@root_options
 @rules_option
 def command(
-    fmt: str, output: str | None, from_file: str | None, sysfs_root: str | None, rule_dirs: tuple[str, ...]
+    fmt: str,
+    output: str | None,
+    from_file: str | None,
+    host_root: str | None,
+    sysfs_root: str | None,
+    rule_dirs: tuple[str, ...],
 ) -> int:
     """Probe this node (or a saved nvidia-smi XML) and diagnose it.
 
@@ -58,17 +57,13 @@ def command(
     if from_file is not None:
         from gpudoctor.nodeinput import load_node
 
-        if sysfs_root is not None:
-            raise UsageError("--sysfs-root is for a live scan; it cannot be combined with --from-nvidia-smi")
+        if host_root is not None or sysfs_root is not None:
+            collect_live(host_root, sysfs_root, "--from-nvidia-smi")  # a usage error: one input only
         with timed("load"):
             node = load_node(from_file)
     else:
-        from gpudoctor.probes.collect import collect_node
-
-        if sysfs_root is not None and not Path(sysfs_root).is_dir():
-            raise InputMissing(f"{sysfs_root}: no such directory (--sysfs-root)")
         with timed("probes"):
-            node = collect_node(sysfs_root=sysfs_root)
+            node = collect_live(host_root, sysfs_root)
     with timed("rules"):
         report = diagnose(node, rule_dirs=rule_dirs_from(rule_dirs))
     return emit(report, fmt, output)
