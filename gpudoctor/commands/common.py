@@ -12,11 +12,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from gpudoctor import exitcodes
+
+if TYPE_CHECKING:
+    from gpudoctor.facts import NodeFacts
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -167,6 +170,45 @@ def rules_option(function: F) -> F:
         metavar="PATH",
         help=f"Extra site-local rule files or directories (repeatable; also ${RULES_ENV}, ':'-separated).",
     )(function)
+
+
+def root_options(function: F) -> F:
+    """--host-root / --sysfs-root: where a live scan reads the node's files from.
+
+    --host-root DIR: a host mounted into a container on that host (the Kubernetes DaemonSet's
+    /host): host files (procfs, sysfs, /etc, package databases, CDI specs) under DIR, NVML still
+    queried through the libnvidia-ml the NVIDIA container runtime injected, the host's kernel.
+    --sysfs-root DIR: a recorded tree (tests, bug reports): files only, nothing live, no NVML."""
+    function = click.option(
+        "--sysfs-root",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Read /proc, /sys and /etc of a RECORDED tree under DIRECTORY; nothing live (no NVML).",
+    )(function)
+    return click.option(
+        "--host-root",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Read the host's files under DIRECTORY (a host mounted into a container) and still "
+        "query NVML through the library the container runtime injected.",
+    )(function)
+
+
+def collect_live(host_root: str | None, sysfs_root: str | None, other: str | None = None) -> NodeFacts:
+    """The node a live scan sees, after checking the root options (other: a conflicting input option)."""
+    from gpudoctor.errors import InputMissing, UsageError
+    from gpudoctor.probes.collect import collect_node
+
+    if host_root is not None and sysfs_root is not None:
+        raise UsageError("--host-root and --sysfs-root cannot be combined: one root is read")
+    for name, root in (("--host-root", host_root), ("--sysfs-root", sysfs_root)):
+        if root is None:
+            continue
+        if other is not None:
+            raise UsageError(f"{name} is for a live scan; it cannot be combined with {other}")
+        if not os.path.isdir(root):
+            raise InputMissing(f"{root}: no such directory ({name})")
+    return collect_node(sysfs_root=sysfs_root, host_root=host_root)
 
 
 def rule_dirs_from(options: tuple[str, ...]) -> list[str]:

@@ -10,15 +10,16 @@ import click
 from gpudoctor.commands.common import (
     FILE,
     Command,
+    collect_live,
     emit,
     format_option,
     node_option,
     output_option,
+    root_options,
     rule_dirs_from,
     rules_option,
     timed,
 )
-from gpudoctor.commands.noderoots import collect_live, root_options
 from gpudoctor.errors import InputMissing
 
 

@@ -7,14 +7,15 @@ import click
 from gpudoctor.commands.common import (
     FILE,
     Command,
+    collect_live,
     emit,
     format_option,
     output_option,
+    root_options,
     rule_dirs_from,
     rules_option,
     timed,
 )
-from gpudoctor.commands.noderoots import collect_live, root_options
 
 
 @click.command(
