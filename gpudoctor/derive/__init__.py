@@ -10,7 +10,8 @@ they range over.
 
 Each domain derives its own facts in its own module:
   node.py     driver/GPU/topology knowledge (matrix look-ups, NVSwitch, legacy brand)
-  image.py    image vs node (CUDA runtime vs driver, NVIDIA_REQUIRE_* evaluation, platform)
+  container.py  container stack (stale CDI specs, GPU container paths, toolkit release)
+  image.py    image vs node (CUDA runtime vs driver, NVIDIA_REQUIRE_* evaluation and enforcement, platform)
   kernels.py  fatbin coverage per GPU, framework meaning (FlashAttention, torch)
 """
 
@@ -21,7 +22,12 @@ from typing import Any
 
 from gpudoctor.facts import ImageFacts, NodeFacts
 
-_DERIVERS = ("gpudoctor.derive.node", "gpudoctor.derive.image", "gpudoctor.derive.kernels")
+_DERIVERS = (
+    "gpudoctor.derive.node",
+    "gpudoctor.derive.container",
+    "gpudoctor.derive.image",
+    "gpudoctor.derive.kernels",
+)
 
 
 def build_context(node: NodeFacts, image: ImageFacts | None = None) -> dict[str, Any]:

@@ -106,28 +106,206 @@ def _ge(left: str, right: str) -> bool:
     return lv is not None and rv is not None and lv >= rv
 
 
+# What the CUDA runtime path means for a container the toolkit does not check.
+_CUDA_INIT_FAILS = ("insufficient", "fc_unsupported_gpu", "fc_unsupported_branch")
+_CUDA_INIT_WORKS = ("driver", "minor_version_compat", "forward_compat")
+
+
 def _requirements(
     context: dict[str, Any], derived: dict[str, Any], node: NodeFacts, image: ImageFacts
 ) -> None:
+    """NVIDIA_REQUIRE_* as this node's toolkit collects, evaluates and (depending on its runtime
+    mode) enforces it. See docs/container-stack.md for the outcomes."""
+    from gpudoctor.requirements import evaluate_requirements
+
     unknown = derived["unknown"]
-    try:
-        from gpudoctor.requirements import evaluate_requirements
-    except ModuleNotFoundError as exc:
-        if exc.name != "gpudoctor.requirements":
-            raise
-        for key in ("image_require_satisfied", "image_require_message", "image_require_invalid"):
-            derived[key] = None
-        unknown["image_require_satisfied"] = "NVIDIA_REQUIRE_* evaluation not available"
-        return
-    result = evaluate_requirements(list(image.require), node)
+    runtime = node.container_runtime
+    requirements, error = _node_requirements(image, runtime.toolkit_version, unknown)
+    derived["image_require"] = requirements
+    derived["image_require_error"] = error
+    requested = _gpus_requested(image)
+    derived["image_gpus_requested"] = requested
+    mode = runtime.mode
+    derived["runtime_mode"] = mode
+    if mode is None:
+        unknown["runtime_mode"] = runtime.unknown.get("mode") or runtime.mode_reason or "runtime mode unknown"
+    enforced, why = _enforcement(image, runtime, requested)
+    derived["requirement_enforced"] = enforced
+    derived["requirement_enforced_reason"] = why
+    if enforced is None:
+        unknown["requirement_enforced"] = why
+    result = evaluate_requirements(requirements, node, gpus_requested=requested != "none")
     derived["image_require_satisfied"] = result.satisfied
     derived["image_require_message"] = result.message
     derived["image_require_invalid"] = result.invalid
     if result.satisfied is None:
-        missing = getattr(result, "missing", None) or []
         unknown["image_require_satisfied"] = (
-            f"needs {', '.join(missing)}" if missing else result.invalid or "requirement facts unknown"
+            f"needs {', '.join(result.missing)}" if result.missing else "requirement facts unknown"
         )
+    outcome = _outcome(derived, result.satisfied, enforced, requested)
+    derived["image_require_outcome"] = outcome
+    derived["image_require_effect"] = _effect(derived, outcome, mode, why, result.message or "")
+    derived["image_require_note"] = {
+        True: "The requirement is met on this node anyway.",
+        False: "The requirement is not met on this node.",
+        None: "Whether the requirement is met on this node is unknown.",
+    }[result.satisfied]
+    if outcome is None and result.satisfied is False:
+        unknown["image_require_outcome"] = derived["unknown"].get("cuda_runtime_path") or (
+            "whether the image's CUDA runtime works on this driver is unknown"
+        )
+
+
+def _node_requirements(
+    image: ImageFacts, toolkit_version: str | None, unknown: dict[str, str]
+) -> tuple[list[str], str | None]:
+    """The --require= strings this node's toolkit release collects, and its error if it cannot."""
+    from gpudoctor.requirements import (
+        RequirementsError,
+        RequirementsUnknown,
+        collect_requirements,
+        disables_require,
+        is_legacy_image,
+    )
+
+    env = image.env
+    if not (env and is_legacy_image(env) and not disables_require(env)):
+        # CUDA_VERSION is not parsed: every toolkit release collects the same strings.
+        return list(image.require), image.unknown.get("require")
+    release = (
+        f"nvidia-container-toolkit {toolkit_version}"
+        if toolkit_version
+        else "the newest nvidia-container-toolkit"
+    )
+    try:
+        return collect_requirements(env, toolkit_version), None
+    except RequirementsError as exc:
+        return [], f"{release} cannot read the requirements: {exc}"
+    except RequirementsUnknown as exc:
+        unknown["image_require_satisfied"] = str(exc)
+        return [f"cuda>={env.get('CUDA_VERSION')}"], None
+
+
+_CUDA_INIT_ERROR = {
+    "insufficient": 'error 35 (cudaErrorInsufficientDriver: "CUDA driver version is insufficient for CUDA runtime version")',
+    "fc_unsupported_gpu": "error 804 (cudaErrorCompatNotSupportedOnDevice: forward compatibility on a GPU that "
+    "does not support it) with the image's cuda-compat libraries, else error 35 (insufficient driver)",
+    "fc_unsupported_branch": "error 804 (cudaErrorCompatNotSupportedOnDevice) with the image's cuda-compat "
+    "libraries on a driver branch forward compatibility does not support, else error 35 (insufficient driver)",
+}
+_CUDA_PATH_WORDS = {
+    "driver": "the driver's own CUDA support",
+    "minor_version_compat": "minor version compatibility",
+    "forward_compat": "forward compatibility (cuda-compat)",
+}
+
+
+def _effect(
+    derived: dict[str, Any], outcome: str | None, mode: str | None, why: str, message: str
+) -> str | None:
+    """One sentence: what the user sees when the requirement is not met."""
+    path = derived.get("cuda_runtime_path")
+    init = _CUDA_INIT_ERROR.get(path or "", "error 35 or 804 if the driver is too old for its CUDA runtime")
+    refusal = f"nvidia-container-cli: requirement error: {message}"
+    if outcome == "refused":
+        return f"The NVIDIA container runtime ({mode} mode) refuses to create the container: {refusal}."
+    if outcome in ("refused_or_cuda_fails", "refused_or_runs"):
+        then = (
+            f"it starts and CUDA fails at initialisation with {init}"
+            if outcome == "refused_or_cuda_fails"
+            else f"it starts and its CUDA runtime works through {_CUDA_PATH_WORDS.get(path or '', path)}"
+        )
+        return (
+            f"In legacy or csv mode the container is refused at create ({refusal}); in cdi or jit-cdi mode "
+            f"(the default from toolkit v1.18) {then}. Which applies here: {why}."
+        )
+    if outcome == "cuda_init_fails":
+        return (
+            f"Not checked ({why}): the container starts, and CUDA fails at initialisation with {init}. "
+            f"A legacy-mode node would refuse it: {refusal}."
+        )
+    if outcome == "runs_unchecked":
+        return (
+            f"Not checked ({why}): the container starts and its CUDA runtime works through "
+            f"{_CUDA_PATH_WORDS.get(path or '', path)}; a node in legacy mode would refuse it ({refusal})."
+        )
+    if outcome == "no_gpu":
+        return f"Not checked ({why}); the container gets no GPU unless the orchestrator sets NVIDIA_VISIBLE_DEVICES."
+    return None
+
+
+def _gpus_requested(image: ImageFacts) -> bool | str:
+    """NVIDIA_VISIBLE_DEVICES as the image sets it (internal/config/image/devices.go):
+    "", "void" -> False (not a GPU container: the hook does nothing), "none" -> "none"
+    (the driver without a GPU: requirements still checked, without a device), else True.
+    Unset counts as requested: the orchestrator (device plugin, docker --gpus) sets it."""
+    value = image.env.get("NVIDIA_VISIBLE_DEVICES")
+    if value is None:
+        return True
+    devices = [d.strip() for d in value.split(",") if d.strip()]
+    if "all" in devices:
+        return True
+    if not devices or "void" in devices:
+        return False
+    return "none" if "none" in devices else True
+
+
+def _enforcement(image: ImageFacts, runtime: Any, requested: bool | str) -> tuple[bool | None, str]:
+    """(whether the toolkit checks NVIDIA_REQUIRE_* at create, why)."""
+    from gpudoctor.runtime_mode import requirement_enforced
+
+    if requested is False:
+        return (
+            False,
+            "the image sets NVIDIA_VISIBLE_DEVICES to void/empty: no GPU is requested, the hook does nothing",
+        )
+    if image.disable_require:
+        return False, "the image sets NVIDIA_DISABLE_REQUIRE"
+    mode = runtime.mode
+    enforced = requirement_enforced(mode)
+    if enforced is None:
+        return None, (
+            "gpudoctor cannot tell the NVIDIA runtime's mode: "
+            + (runtime.unknown.get("mode") or runtime.mode_reason or "no container toolkit facts")
+        )
+    if not enforced:
+        return (
+            False,
+            f"runtime mode {mode}: the NVIDIA runtime never reads NVIDIA_REQUIRE_* (toolkit issue 1470)",
+        )
+    if mode == "legacy":
+        if runtime.disable_require:
+            return False, "config.toml sets disable-require = true: the hook sets NVIDIA_DISABLE_REQUIRE"
+        if runtime.disable_require is None:
+            return None, "runtime mode legacy, but config.toml's disable-require is unknown"
+    return True, f"runtime mode {mode}: checked at container create"
+
+
+def _outcome(
+    derived: dict[str, Any], satisfied: bool | None, enforced: bool | None, requested: bool | str
+) -> str | None:
+    """What happens to an image whose requirement is not met:
+      refused                   the toolkit refuses it at create (legacy / csv)
+      refused_or_cuda_fails     mode unknown: refused (legacy / csv) or starts and CUDA init fails
+      refused_or_runs           mode unknown: refused (legacy / csv) or starts and CUDA works (cdi / jit-cdi)
+      cuda_init_fails           not checked (cdi / jit-cdi / disabled), and the CUDA runtime needs a newer driver
+      runs_unchecked            not checked, and the CUDA runtime works on this driver
+      no_gpu                    no GPU requested: nothing is checked, the container gets no GPU
+      met                       the requirement is met
+    None when whether it is met is unknown, or what follows cannot be told."""
+    if satisfied is not False:
+        return "met" if satisfied else None
+    if requested is False:
+        return "no_gpu"
+    path = derived.get("cuda_runtime_path")
+    cuda = "fails" if path in _CUDA_INIT_FAILS else ("works" if path in _CUDA_INIT_WORKS else None)
+    if enforced is True:
+        return "refused"
+    if enforced is None:
+        return "refused_or_runs" if cuda == "works" else "refused_or_cuda_fails"
+    if cuda is None:
+        return None
+    return "cuda_init_fails" if cuda == "fails" else "runs_unchecked"
 
 
 def _platform(context: dict[str, Any], derived: dict[str, Any]) -> None:

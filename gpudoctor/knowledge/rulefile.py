@@ -16,7 +16,6 @@ from gpudoctor.knowledge.schema import (
     optional_str,
     refs_list,
     required_str,
-    string_list,
 )
 from gpudoctor.knowledge.template import check_template
 
@@ -107,7 +106,7 @@ def compile_rule(item: Any, path: str, index: int) -> Rule:
         message_unknown = (
             check_template(item["message_unknown"], "message_unknown") if "message_unknown" in item else None
         )
-        evidence = [parse_path(p, frozenset(), "evidence") for p in string_list(item, "evidence", rule_id)]
+        evidence = _evidence(item, rule_id)
     except ConditionError as exc:
         raise RuleFileError(rule_id, exc.where, exc.message) from None
     return Rule(
@@ -129,3 +128,29 @@ def compile_rule(item: Any, path: str, index: int) -> Rule:
         file=str(path),
         raw=item,
     )
+
+
+def _evidence(item: dict[str, Any], rule_id: str | None) -> list[FactPath]:
+    """`evidence:` entries: a fact path (recorded under its own text) or a one-entry mapping
+    `{name: path}` (recorded under `name`, e.g. `{runtime_mode: derived.runtime_mode}`)."""
+    entries = item.get("evidence", [])
+    entries = [entries] if isinstance(entries, str) else entries
+    if not isinstance(entries, list):
+        raise RuleFileError(rule_id, "evidence", "expected a list of fact paths or {name: path} mappings")
+    paths = []
+    for entry in entries:
+        if isinstance(entry, dict) and len(entry) == 1:
+            ((name, text),) = entry.items()
+            if not isinstance(name, str) or not name.strip():
+                raise RuleFileError(
+                    rule_id, "evidence", f"an evidence name must be a non-empty string, got {name!r}"
+                )
+            parsed = parse_path(text, frozenset(), "evidence")
+            paths.append(FactPath(name, parsed.binding, parsed.keys))
+        elif isinstance(entry, str) and entry.strip():
+            paths.append(parse_path(entry, frozenset(), "evidence"))
+        else:
+            raise RuleFileError(
+                rule_id, "evidence", f"expected a fact path or a {{name: path}} mapping, got {entry!r}"
+            )
+    return paths

@@ -116,7 +116,7 @@ def parse_nvidia_smi_xml(data: bytes, origin: str) -> NodeFacts:
         node.fabric.unknown[name] = NOT_IN_XML
     node.cuda_host.unknown["toolkits"] = NOT_IN_XML
     node.cuda_host.unknown["cudart"] = NOT_IN_XML
-    for name in ("toolkit_version", "docker_nvidia_runtime", "docker_default_runtime", "cdi_specs"):
+    for name in ("toolkit_version", "docker_nvidia_runtime", "docker_default_runtime", "cdi_specs", "mode"):
         node.container_runtime.unknown[name] = NOT_IN_XML
     return node
 
