@@ -72,9 +72,15 @@ def resolve_mode(
     )
 
 
+def toolkit_release(runtime: ContainerRuntimeFacts) -> str | None:
+    """The toolkit's version, else libnvidia-container's: the toolkit releases both at one
+    version (versions.mk LIB_VERSION; every release note lists the four packages at it)."""
+    return runtime.toolkit_version or runtime.libnvidia_container_version
+
+
 def refresh_mode(runtime: ContainerRuntimeFacts) -> None:
-    """Recompute runtime.mode from its configured mode, toolkit version and platform."""
-    mode, reason = resolve_mode(runtime.mode_configured, runtime.toolkit_version, runtime.platform)
+    """Recompute runtime.mode from its configured mode, toolkit release and platform."""
+    mode, reason = resolve_mode(runtime.mode_configured, toolkit_release(runtime), runtime.platform)
     if runtime.mode_configured is None and "mode_configured" in runtime.unknown:
         reason = runtime.unknown["mode_configured"]
     runtime.mode, runtime.mode_reason = mode, reason

@@ -4,8 +4,8 @@ Docker: /etc/docker/daemon.json `runtimes`, `default-runtime` (runc when unset) 
 `features.cdi` (opt-in since Docker 25; its default differs between releases, so an
 unset value is unknown). containerd: /etc/containerd/config.toml and the files its
 `imports` name (where `nvidia-ctk runtime configure` writes a drop-in), the CRI
-plugin's runtimes, `default_runtime_name` and `enable_cdi`: plugin
-"io.containerd.grpc.v1.cri" in config version 2, "io.containerd.cri.v1.runtime" in
+plugin's runtimes, `default_runtime_name` and `enable_cdi`: plugin "cri" in config
+version 1, "io.containerd.grpc.v1.cri" in version 2, "io.containerd.cri.v1.runtime" in
 version 3 (containerd 2.x, where CDI is on unless disabled).
 """
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 DOCKER_CONFIG = "/etc/docker/daemon.json"
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
-_CRI_PLUGINS = {2: "io.containerd.grpc.v1.cri", 3: "io.containerd.cri.v1.runtime"}
+_CRI_PLUGINS = {1: "cri", 2: "io.containerd.grpc.v1.cri", 3: "io.containerd.cri.v1.runtime"}
 
 
 def probe_docker(fs: FsRoot, facts: ContainerRuntimeFacts) -> None:
@@ -107,8 +107,9 @@ def probe_containerd(fs: FsRoot, facts: ContainerRuntimeFacts) -> None:
         runtimes |= set((section.get("runtimes") or {}).keys())
         if isinstance(section.get("default_runtime_name"), str):
             default = section["default_runtime_name"]
-        if isinstance(cri.get("enable_cdi"), bool):
-            cdi = cri["enable_cdi"]
+        for holder in (cri, section):  # version 1 configs keep it beside the runtimes
+            if isinstance(holder.get("enable_cdi"), bool):
+                cdi = holder["enable_cdi"]
     facts.containerd_nvidia_runtime = "nvidia" in runtimes
     facts.containerd_default_runtime = default or "runc"  # containerd's built-in default
     if cdi is None and version == 3:
