@@ -61,6 +61,9 @@ def test_host_mounts_are_read_only_except_the_output_directories() -> None:
         "/etc/kubernetes/node-feature-discovery/features.d",
     }
     assert {"/proc/driver/nvidia", "/sys"} <= set(host_paths.values())
+    # the container stack: toolkit config, engines, CDI specs, package databases
+    assert {"/etc/nvidia-container-runtime", "/etc/containerd", "/etc/cdi", "/var/run/cdi", "/var/lib/dpkg",
+            "/var/lib/rpm"} <= set(host_paths.values())  # fmt: skip
     assert container["securityContext"]["privileged"] is False
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
@@ -70,7 +73,7 @@ def test_daemonset_writes_the_textfile_and_the_nfd_feature_file() -> None:
     script = container["args"][0]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert f"report={mounts['reports']}/report.json" in script
-    assert 'gpudoctor scan --sysfs-root /host --format json --output "$report"' in script
+    assert 'gpudoctor scan --host-root /host --format json --output "$report"' in script
     assert f"--format prometheus \\\n      --output {mounts['textfile']}/gpudoctor.prom" in script
     assert f"--format nfd \\\n      --output {mounts['features-d']}/gpudoctor" in script
 

@@ -105,6 +105,10 @@ _RUNTIME_EVALUATION_FACTS = (
     "docker_nvidia_runtime",
     "docker_default_runtime",
     "cdi_specs",
+    # NVIDIA_REQUIRE_* enforcement and the legacy CUDA_VERSION grammar (docs/container-stack.md)
+    "libnvidia_container_version",
+    "mode",
+    "disable_require",
 )
 
 
