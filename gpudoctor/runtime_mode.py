@@ -27,8 +27,8 @@ resolution stays the toolkit's.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
 if TYPE_CHECKING:
     from gpudoctor.facts import ContainerRuntimeFacts
 

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -206,7 +207,7 @@ def collect_live(host_root: str | None, sysfs_root: str | None, other: str | Non
             continue
         if other is not None:
             raise UsageError(f"{name} is for a live scan; it cannot be combined with {other}")
-        if not os.path.isdir(root):
+        if not Path(root).is_dir():
             raise InputMissing(f"{root}: no such directory ({name})")
     return collect_node(sysfs_root=sysfs_root, host_root=host_root)
 

@@ -15,11 +15,9 @@ and the toolkit release the CVE rules compare.
 
 from __future__ import annotations
 
-from gpudoctor.facts import ImageFacts, NodeFacts
+from typing import Any
 
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
+from gpudoctor.facts import ImageFacts, NodeFacts
 
 
 def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -> None:

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from gpudoctor.facts import CdiSpecFacts
 from gpudoctor.probes.fsroot import FsRoot
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 DEFAULT_SPEC_DIRS = ("/etc/cdi", "/var/run/cdi")
 _SPEC_SUFFIXES = (".yaml", ".yml", ".json")

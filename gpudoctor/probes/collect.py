@@ -130,7 +130,7 @@ def collect_node(
     if nvml_result is not None and nvml_result.initialised and sysfs is not None:
         _gpus_nvml_does_not_list(node, sysfs)
     _merge_fabric(node, sysfs, fs, attempt, limits)
-    if runtime is not None:
+    if "mode" not in node.container_runtime.failed:
         from gpudoctor.probes.container import finish_mode
 
         finish_mode(node)

@@ -14,18 +14,15 @@ platform detection looks at NVML and the GPU names), see gpudoctor/runtime_mode.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from gpudoctor.facts import ContainerRuntimeFacts, NodeFacts
+from gpudoctor.facts import ContainerRuntimeFacts, NodeFacts, mark_failed
 from gpudoctor.probes import runcmd
 from gpudoctor.probes.cdi import DEFAULT_SPEC_DIRS, read_spec, spec_paths
 from gpudoctor.probes.engines import probe_containerd, probe_docker
 from gpudoctor.probes.fsroot import FsRoot
 from gpudoctor.probes.pkgdb import installed_versions
 from gpudoctor.runtime_mode import refresh_mode
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 CDI_DIRS = DEFAULT_SPEC_DIRS
 # The packaged config, then where the GPU Operator's toolkit container installs it
@@ -173,7 +170,7 @@ def _toolkit_config(fs: FsRoot, facts: ContainerRuntimeFacts) -> tuple[str, ...]
         config: dict[str, Any] = tomllib.loads(fs.read_text(path) or "")
     except tomllib.TOMLDecodeError as exc:
         for name in names:
-            facts.unknown[name] = f"{path} is not valid TOML: {exc}"
+            mark_failed(facts, name, f"{path} is not valid TOML: {exc}")
         return CDI_DIRS
     runtime = _table(config, "nvidia-container-runtime")
     modes = _table(runtime, "modes")
@@ -181,12 +178,12 @@ def _toolkit_config(fs: FsRoot, facts: ContainerRuntimeFacts) -> tuple[str, ...]
     if isinstance(mode, str):
         facts.mode_configured = mode
     else:
-        facts.unknown["mode_configured"] = f"{path}: mode is not a string"
+        mark_failed(facts, "mode_configured", f"{path}: mode is not a string")
     disable = config.get("disable-require", False)
     if isinstance(disable, bool):
         facts.disable_require = disable
     else:
-        facts.unknown["disable_require"] = f"{path}: disable-require is not a boolean"
+        mark_failed(facts, "disable_require", f"{path}: disable-require is not a boolean")
     compat = _table(modes, "legacy").get("cuda-compat-mode")
     if isinstance(compat, str):
         facts.cuda_compat_mode = compat

@@ -12,13 +12,10 @@ version 3 (containerd 2.x, where CDI is on unless disabled).
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from gpudoctor.facts import ContainerRuntimeFacts
+from gpudoctor.facts import ContainerRuntimeFacts, mark_failed
 from gpudoctor.probes.fsroot import FsRoot
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 DOCKER_CONFIG = "/etc/docker/daemon.json"
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
@@ -47,7 +44,7 @@ def probe_docker(fs: FsRoot, facts: ContainerRuntimeFacts) -> None:
             f": {config}" if isinstance(config, Exception) else ""
         )
         for name in names:
-            facts.unknown[name] = reason
+            mark_failed(facts, name, reason)
         return
     runtimes = config.get("runtimes")
     facts.docker_nvidia_runtime = isinstance(runtimes, dict) and "nvidia" in runtimes
@@ -78,7 +75,7 @@ def probe_containerd(fs: FsRoot, facts: ContainerRuntimeFacts) -> None:
         main = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         for name in names:
-            facts.unknown[name] = f"{CONTAINERD_CONFIG} is not valid TOML: {exc}"
+            mark_failed(facts, name, f"{CONTAINERD_CONFIG} is not valid TOML: {exc}")
         return
     documents.append((CONTAINERD_CONFIG, main))
     imports = main.get("imports")
@@ -88,7 +85,7 @@ def probe_containerd(fs: FsRoot, facts: ContainerRuntimeFacts) -> None:
                 documents.append((path, tomllib.loads(fs.read_text(path) or "")))
             except tomllib.TOMLDecodeError as exc:
                 for name in names:
-                    facts.unknown[name] = f"{path} is not valid TOML: {exc}"
+                    mark_failed(facts, name, f"{path} is not valid TOML: {exc}")
                 return
     version = main.get("version", 1)
     plugin = _CRI_PLUGINS.get(version) if isinstance(version, int) else None
