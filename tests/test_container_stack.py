@@ -356,3 +356,16 @@ def test_broken_files_are_unknown_not_errors(tmp_path: Path) -> None:
 def test_facts_round_trip() -> None:
     node = in_cluster("ctk-jit-cdi")
     assert NodeFacts.from_dict(json.loads(json.dumps(node.to_dict()))) == node
+
+
+def test_fleet_what_if_toolkit_re_resolves_auto() -> None:
+    from gpudoctor.fleet.whatif import Change, changed_node
+
+    node = collect_node(sysfs_root=tree("ctk-operator"))  # mode auto, libnvidia-container 1.17.5: legacy
+    assert node.container_runtime.mode == "legacy"
+    changed, facts, _ = changed_node(node, [Change("toolkit", "1.18.0")])
+    assert (changed.container_runtime.mode, facts["container_runtime.mode"]) == ("jit-cdi", "jit-cdi")
+    pinned, facts, _ = changed_node(
+        collect_node(sysfs_root=tree("ctk-legacy")), [Change("toolkit", "1.18.0")]
+    )
+    assert pinned.container_runtime.mode == "legacy"  # configured explicitly: stays

@@ -88,7 +88,14 @@ def changed_node(node: NodeFacts, changes: Sequence[Change]) -> tuple[NodeFacts,
             runtime["toolkit_version"] = change.value
             runtime.get("unknown", {}).pop("toolkit_version", None)
             facts["container_runtime.toolkit_version"] = change.value
-    return NodeFacts.from_dict(data), facts, notes
+    changed = NodeFacts.from_dict(data)
+    if "container_runtime.toolkit_version" in facts and changed.container_runtime.mode_configured is not None:
+        # mode = "auto" resolves per toolkit release (legacy before v1.18.0, jit-cdi from it).
+        from gpudoctor.runtime_mode import refresh_mode
+
+        refresh_mode(changed.container_runtime)
+        facts["container_runtime.mode"] = changed.container_runtime.mode
+    return changed, facts, notes
 
 
 def changed_image(image: ImageFacts, changes: Sequence[Change]) -> tuple[ImageFacts, list[str]]:
