@@ -108,7 +108,7 @@ GRAMMAR_XMOD = "x/mod-semver"  # v1.10.0 .. v1.20.0: golang.org/x/mod/semver IsV
 GRAMMAR_SSCANF = "sscanf"  # before v1.10.0: fmt.Sscanf("%d.%d.%d\n"), only plain versions modelled
 _LAST_XMOD_RELEASE = (1, 20, 0)  # 36e84731 landed after the v1.20.0 tag
 _FIRST_XMOD_RELEASE = (1, 10, 0)  # 8f0e1906 "Add CUDA image abstraction" is first in v1.10.0-rc.2
-_TOOLKIT_RELEASE = r"v?(\d+)\.(\d+)\.(\d+)"
+_TOOLKIT_RELEASE = r"v?([0-9]+)\.([0-9]+)\.([0-9]+)"
 
 # Masterminds/semver v3.5.0 looseSemVerRegex (NewVersion with CoerceNewVersion = true,
 # the default): leading zeros are coerced ("11.08" -> 11.8), pre-release without patch accepted.
@@ -126,7 +126,7 @@ def cuda_version_grammar(toolkit_version: str | None) -> str:
     match = re.match(_TOOLKIT_RELEASE, toolkit_version or "")
     if match is None:
         return GRAMMAR_MASTERMINDS
-    release = tuple(int(part) for part in match.groups())
+    release = tuple(_decimal(part) for part in match.groups())
     if release > _LAST_XMOD_RELEASE:
         return GRAMMAR_MASTERMINDS
     return GRAMMAR_XMOD if release >= _FIRST_XMOD_RELEASE else GRAMMAR_SSCANF
@@ -140,40 +140,45 @@ def parse_major_minor(version: str, grammar: str = GRAMMAR_MASTERMINDS) -> str:
     elif grammar == GRAMMAR_SSCANF:
         if re.fullmatch(_PLAIN, version) is None:
             raise RequirementsUnknown(
-                f"CUDA_VERSION {version!r}: toolkits before v1.10.0 parse it with fmt.Sscanf, "
+                f"CUDA_VERSION {_shown(version)}: toolkits before v1.10.0 parse it with fmt.Sscanf, "
                 "which gpudoctor models for plain versions only"
             )
         major, minor = (version.split(".") + ["0"])[:2]
     else:
         major, minor = _masterminds_major_minor(version)
-    if int(major) > _UINT32_MAX:
-        raise RequirementsError(f"invalid CUDA version {version!r}: invalid major version")
-    if int(minor) > _UINT32_MAX:
-        raise RequirementsError(f"invalid CUDA version {version!r}: invalid minor version")
-    return f"{int(major)}.{int(minor)}"
+    if _decimal(major) > _UINT32_MAX:
+        raise RequirementsError(f"invalid CUDA version {_shown(version)}: invalid major version")
+    if _decimal(minor) > _UINT32_MAX:
+        raise RequirementsError(f"invalid CUDA version {_shown(version)}: invalid minor version")
+    return f"{_decimal(major)}.{_decimal(minor)}"
+
+
+def _shown(version: str) -> str:
+    """The value for a one-line message: repr, long ones cut."""
+    return repr(version) if len(version) <= 64 else repr(version[:64]) + f"... ({len(version)} characters)"
 
 
 def _xmod_major_minor(version: str) -> tuple[str, str]:
     candidate = "v" + version.removeprefix("v")
     match = re.fullmatch(_SEMVER, candidate)
     if match is None or _has_bad_prerelease(candidate):
-        raise RequirementsError(f"invalid CUDA version {version!r}: invalid version string")
+        raise RequirementsError(f"invalid CUDA version {_shown(version)}: invalid version string")
     return match["major"], match["minor"] or "0"
 
 
 def _masterminds_major_minor(version: str) -> tuple[str, str]:
     if len(version) > _MASTERMINDS_MAX_LEN:
-        raise RequirementsError(f"invalid CUDA version {version!r}: version string is too long")
+        raise RequirementsError(f"invalid CUDA version {_shown(version)}: version string is too long")
     match = re.fullmatch(_LOOSE, version)
     if match is None:
-        raise RequirementsError(f"invalid CUDA version {version!r}: invalid semantic version")
+        raise RequirementsError(f"invalid CUDA version {_shown(version)}: invalid semantic version")
     numbers = [match[1], (match[2] or ".0")[1:], (match[3] or ".0")[1:]]
-    if any(int(number) > _UINTMAX for number in numbers):  # strconv.ParseUint(..., 10, 64)
-        raise RequirementsError(f"invalid CUDA version {version!r}: error parsing version segment")
+    if any(_decimal(number) > _UINTMAX for number in numbers):  # strconv.ParseUint(..., 10, 64)
+        raise RequirementsError(f"invalid CUDA version {_shown(version)}: error parsing version segment")
     prerelease = match[5] or ""
     for part in prerelease.split(".") if prerelease else ():
         if part.isdigit() and len(part) > 1 and part[0] == "0":  # validatePrerelease
-            raise RequirementsError(f"invalid CUDA version {version!r}: version segment starts with 0")
+            raise RequirementsError(f"invalid CUDA version {_shown(version)}: version segment starts with 0")
     return numbers[0], numbers[1]
 
 
@@ -252,16 +257,22 @@ def compare_version(actual: str, op: str, wanted: str) -> bool:
     return bool(v1) and not v2
 
 
+def _decimal(digits: str) -> int:
+    """A run of ASCII digits as a number, capped at 2**64 (everything past uint64 behaves alike
+    here, and int() of thousands of digits is slow, past 4300 refused)."""
+    significant = digits.lstrip("0")
+    if len(significant) > len(str(_UINTMAX)):
+        return _UINTMAX + 1
+    return min(int(significant or "0"), _UINTMAX + 1)
+
+
 def _strtoumax(text: str) -> tuple[int, str]:
     digits = len(text) - len(text.lstrip("0123456789"))
     if digits == 0:
         raise _InvalidExpression
-    significant = text[:digits].lstrip("0")
-    # strtoumax saturates at UINTMAX_MAX, which dsl.c rejects; more than 20 significant
-    # digits is past it (and int() of thousands of digits is slow, past 4300 refused).
-    if len(significant) > len(str(_UINTMAX)) or int(significant or "0") >= _UINTMAX:
+    number = _decimal(text[:digits])
+    if number >= _UINTMAX:  # strtoumax saturates at UINTMAX_MAX, which dsl.c rejects
         raise _InvalidExpression
-    number = int(significant or "0")
     return number, text[digits:]
 
 
@@ -359,9 +370,9 @@ def _unknown_version_outcomes(wanted: str, when_false: bool | str) -> Outcomes:
         return frozenset({_INVALID})  # rejected whatever the fact's value
     outcomes = {True, when_false}
     components = [part for part in wanted.split(".") if part]
-    if components and int(components[0]) >= _UINTMAX:
+    if components and _decimal(components[0]) >= _UINTMAX:
         return frozenset({_INVALID})
-    if any(int(part) >= _UINTMAX for part in components[1:]):
+    if any(_decimal(part) >= _UINTMAX for part in components[1:]):
         outcomes.add(_INVALID)  # reached only when the leading components are equal
     return frozenset(outcomes)
 

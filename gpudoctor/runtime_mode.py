@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 MODES = ("legacy", "csv", "cdi", "jit-cdi")
 ENFORCING_MODES = ("legacy", "csv")
 _JIT_CDI_DEFAULT_FROM = (1, 18, 0)  # v1.18.0-rc.1 carries 6149592b; rc tags share 1.18.0
-_RELEASE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
+_RELEASE = re.compile(r"v?([0-9]{1,9})\.([0-9]{1,9})\.([0-9]{1,9})")
 
 
 def release(version: str | None) -> tuple[int, int, int] | None:
