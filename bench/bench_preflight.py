@@ -1,17 +1,23 @@
-"""`gpudoctor preflight` on an image with a 1 GB layer, beside `skopeo inspect --config`.
+"""`gpudoctor preflight` and `fleet --image` x 20 against `skopeo inspect --config`, on a
+registry 50 ms away.
 
-1. A real distribution registry (Debian `docker-registry`) on 127.0.0.1.
-2. One image: a 1 GiB layer (zeros streamed through the blob upload API, so nothing
-   that size is held in memory) and a config with the real vllm/vllm-openai:v0.23.0
-   environment (fixtures/facts/images/, CUDA 13.0).
-3. Alternating runs of
-     gpudoctor preflight REF --insecure-registry HOST --node fixtures/nvidia-smi/A100...xml --format json
+1. A real distribution registry (Debian `docker-registry`) on 127.0.0.1, behind a relay
+   (tests/support/relay.py, in this process) that holds every request 50 ms before passing
+   it on: the round trips a user pays against a real registry, which loopback hides.
+2. One image with a big layer (zeros streamed through the blob upload API) and a config
+   with the real vllm/vllm-openai:v0.23.0 environment (fixtures/facts/images/).
+   Alternating runs of
+     gpudoctor preflight REF --insecure-registry RELAY --node fixtures/nvidia-smi/A100...xml --format json
      skopeo inspect --config --tls-verify=false docker://REF
-   Wall time of each process; bytes sent by the registry per process, summed from its
-   own log (`http.response.written`), and the URIs asked for (no layer may appear).
+   Per process: wall time, HTTP requests the relay saw, and body bytes it relayed back.
+   Target: preflight makes no more requests and moves no more bytes than skopeo, and no
+   layer is fetched. Wall times are printed side by side (Python's start-up is in them).
+3. 20 images (the fixture image environments, each under its own repository):
+     gpudoctor fleet fixtures/fleets/demo --image REF1 ... --image REF20 --format json
+   against a loop of `skopeo inspect --config` over the same 20 references.
+   Target: the fleet run at least 4x faster than the loop.
 
-    .venv/bin/python bench/bench_preflight.py [--runs 7] [--layer-mib 1024]
-Targets: preflight under 64 KB transferred, and within 3x of skopeo's wall time.
+    .venv/bin/python bench/bench_preflight.py [--runs 5] [--layer-mib 256] [--delay-ms 50]
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -33,6 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.support.relay import Relay, relaying  # noqa: E402
 from tests.support.services import (  # noqa: E402
     OCI_MANIFEST,
     Registry,
@@ -40,13 +46,15 @@ from tests.support.services import (  # noqa: E402
     canonical,
     digest_of,
     image_config,
+    push_image,
     running_registry,
 )
 
 NODE = REPO / "fixtures" / "nvidia-smi" / "A100-SXM4-80GB_535.54.03.xml"
-IMAGE_ENV = REPO / "fixtures" / "facts" / "images" / "vllm-openai_v0.23.0-cuda13.0.2_amd64.json"
+FLEET = REPO / "fixtures" / "fleets" / "demo"
+IMAGE_FACTS = REPO / "fixtures" / "facts" / "images"
 CHUNK = 8 << 20
-WRITTEN = re.compile(r'http\.request\.uri="?([^"\s]+)"?.*?http\.response\.written=(\d+)')
+FLEET_IMAGES = 20
 
 
 def zeros(total: int) -> Iterator[bytes]:
@@ -57,137 +65,150 @@ def zeros(total: int) -> Iterator[bytes]:
         left -= CHUNK
 
 
-def zeros_digest(total: int) -> str:
-    hasher = hashlib.sha256()
-    for chunk in zeros(total):
-        hasher.update(chunk)
-    return "sha256:" + hasher.hexdigest()
-
-
 def push_big_image(registry: Registry, layer_bytes: int) -> str:
-    env: dict[str, str] = json.loads(IMAGE_ENV.read_text())["env"]
-    layer_digest = zeros_digest(layer_bytes)
+    env: dict[str, str] = json.loads((IMAGE_FACTS / "vllm-openai_v0.23.0-cuda13.0.2_amd64.json").read_text())[
+        "env"
+    ]
+    hasher = hashlib.sha256()
+    for chunk in zeros(layer_bytes):
+        hasher.update(chunk)
+    layer_digest = "sha256:" + hasher.hexdigest()
     registry.push_blob_stream("bench/vllm", layer_digest, layer_bytes, zeros(layer_bytes))
     config = canonical(image_config(env, "amd64", None, [layer_digest]))
     registry.push_blob("bench/vllm", config)
-    small = build_image(env, media_type=OCI_MANIFEST)  # its layer is pushed too: a two-layer image
-    registry.push_blob("bench/vllm", small.layers[0])
     manifest = canonical(
         {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": len(config), "digest": digest_of(config)},
-            "layers": [
-                {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": layer_bytes, "digest": layer_digest},
-                {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": len(small.layers[0]),
-                 "digest": digest_of(small.layers[0])},
-            ],
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": len(config),
+                       "digest": digest_of(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "size": layer_bytes,
+                        "digest": layer_digest}],
         }
     )  # fmt: skip
     registry.push_manifest("bench/vllm", "cu13", manifest, OCI_MANIFEST)
     return layer_digest
 
 
-def measure(registry: Registry, command: list[str], env: dict[str, str]) -> tuple[float, int, list[str], int]:
-    mark = registry.log_mark()
+def push_fleet_images(registry: Registry, host: str) -> list[str]:
+    """20 distinct images, each in its own repository, from the fixture environments."""
+    facts = [json.loads(p.read_text()) for p in sorted(IMAGE_FACTS.glob("*.json"))]
+    refs = []
+    for index in range(FLEET_IMAGES):
+        fact = facts[index % len(facts)]
+        arch = (fact.get("platform") or {}).get("architecture") or "amd64"
+        image = build_image(
+            fact["env"], arch=arch, labels={**fact.get("labels", {}), "bench.index": str(index)}
+        )
+        push_image(registry, f"bench/fleet{index:02d}", "1", image)
+        refs.append(f"{host}/bench/fleet{index:02d}:1")
+    return refs
+
+
+def measure(relay: Relay, command: list[str], env: dict[str, str]) -> tuple[float, int, int, int]:
+    """(wall seconds, requests, body bytes, exit code) of one process."""
+    requests, sent = len(relay.requests), relay.bytes_out
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, timeout=120, cwd=REPO, env=env)
+    done = subprocess.run(command, capture_output=True, timeout=300, cwd=REPO, env=env)
     wall = time.perf_counter() - started
-    time.sleep(0.05)  # let the registry flush its log line
-    entries = WRITTEN.findall(registry.log_since(mark))
-    return wall, sum(int(n) for _, n in entries), [uri for uri, _ in entries], done.returncode
-
-
-STAGES = """
-import time
-t0 = time.perf_counter()
-import gpudoctor.cli
-t1 = time.perf_counter()
-from gpudoctor.nodeinput import load_node
-node = load_node({node!r})
-t2 = time.perf_counter()
-from gpudoctor.images import fetch_image
-image = fetch_image({ref!r}, insecure_registries=[{host!r}])
-t3 = time.perf_counter()
-from gpudoctor.pipeline import diagnose
-report = diagnose(node, image)
-t4 = time.perf_counter()
-from gpudoctor.commands.common import render
-render(report, "json")
-t5 = time.perf_counter()
-names = ("import cli", "load_node (XML)", "fetch_image", "diagnose", "render json")
-print("  ".join(f"{{n}} {{1000 * d:.1f}} ms" for n, d in zip(names, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4))))
-"""
-
-
-def stage_times(registry: Registry, ref: str, env: dict[str, str]) -> str:
-    """Where preflight's time goes, in-process (after interpreter start-up)."""
-    code = STAGES.format(node=str(NODE), ref=ref, host=registry.host)
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO, env=env
-    )
-    return done.stdout.strip() or done.stderr.strip()[-300:]
+    return wall, len(relay.requests) - requests, relay.bytes_out - sent, done.returncode
 
 
 def gpudoctor_command() -> list[str]:
-    """The `gpudoctor` console script next to this interpreter, as users run it (pip installs
-    it into the venv's bin/); `python -m gpudoctor` where there is none."""
+    """The `gpudoctor` console script next to this interpreter, as users run it."""
     script = Path(sys.executable).parent / "gpudoctor"
     return [str(script)] if script.is_file() else [sys.executable, "-m", "gpudoctor"]
 
 
+def skopeo(ref: str) -> list[str]:
+    return ["skopeo", "inspect", "--config", "--tls-verify=false", f"docker://{ref}"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--layer-mib", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--layer-mib", type=int, default=256)
+    parser.add_argument("--delay-ms", type=float, default=50.0)
     args = parser.parse_args()
     if shutil.which("skopeo") is None:
         print("skopeo not installed (apt-get install skopeo)", file=sys.stderr)
         return 69
-    with running_registry() as registry:
-        started = time.perf_counter()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE" and "proxy" not in k.lower()}
+    env["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="gpd-bench-pyc-")
+    env["DOCKER_HOST"] = "unix:///nonexistent/docker.sock"  # the registry, not a local engine
+    ok = True
+    with running_registry() as registry, relaying(registry.host, delay_s=args.delay_ms / 1000) as relay:
         layer = push_big_image(registry, args.layer_mib << 20)
-        print(f"pushed {args.layer_mib} MiB layer {layer[:19]} in {time.perf_counter() - started:.1f}s")
-        ref = f"{registry.host}/bench/vllm:cu13"
-        preflight = [*gpudoctor_command(), "preflight", ref, "--insecure-registry", registry.host,
+        ref = f"{relay.host}/bench/vllm:cu13"
+        print(f"registry {registry.host} behind a {args.delay_ms:g} ms-per-request relay at {relay.host}; "
+              f"{args.layer_mib} MiB layer {layer[:19]}")  # fmt: skip
+        preflight = [*gpudoctor_command(), "preflight", ref, "--insecure-registry", relay.host,
                      "--node", str(NODE), "--format", "json"]  # fmt: skip
-        print(f"preflight command: {' '.join(preflight[:2])} ...")
-        skopeo = ["skopeo", "inspect", "--config", "--tls-verify=false", f"docker://{ref}"]
-        # As installed (pip writes bytecode), not as this checkout with PYTHONDONTWRITEBYTECODE:
-        # bytecode goes to a private cache dir, warmed by one run that is not counted.
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="gpd-bench-pyc-")
-        measure(registry, preflight, env)
-        results: dict[str, list[tuple[float, int, list[str], int]]] = {"preflight": [], "skopeo": []}
+        measure(relay, preflight, env)  # bytecode written once, not counted
+        results: dict[str, list[tuple[float, int, int, int]]] = {
+            "gpudoctor preflight": [],
+            "skopeo inspect": [],
+        }
         for _ in range(args.runs):
-            results["preflight"].append(measure(registry, preflight, env))
-            results["skopeo"].append(measure(registry, skopeo, env))
-        breakdown = stage_times(registry, ref, env)
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)
-        interpreter_ms = (time.perf_counter() - started) * 1000
-        shutil.rmtree(env["PYTHONPYCACHEPREFIX"], ignore_errors=True)
-    rows = {}
-    for name, runs in results.items():
-        walls = [r[0] for r in runs]
-        rows[name] = (
-            statistics.median(walls),
-            min(walls),
-            max(r[1] for r in runs),
-            runs[-1][2],
-            {r[3] for r in runs},
+            mark = len(relay.requests)
+            results["gpudoctor preflight"].append(measure(relay, preflight, env))
+            preflight_uris = relay.requests[mark:]
+            mark = len(relay.requests)
+            results["skopeo inspect"].append(measure(relay, skopeo(ref), env))
+            skopeo_uris = relay.requests[mark:]
+        print("\n1. one image (wall: median of runs; requests and body bytes: per process)")
+        for name, runs in results.items():
+            walls = [r[0] for r in runs]
+            print(f"   {name:20s} wall {statistics.median(walls) * 1000:7.1f} ms (min {min(walls) * 1000:.1f})  "
+                  f"requests {max(r[1] for r in runs)}  bytes {max(r[2] for r in runs)}  "
+                  f"exit {sorted({r[3] for r in runs})}")  # fmt: skip
+        print(f"   gpudoctor asked: {preflight_uris}\n   skopeo asked:    {skopeo_uris}")
+        ours, theirs = results["gpudoctor preflight"], results["skopeo inspect"]
+        layer_fetched = any(layer in uri for uri in relay.requests)
+        single_ok = (
+            max(r[1] for r in ours) <= min(r[1] for r in theirs)
+            and max(r[2] for r in ours) <= min(r[2] for r in theirs)
+            and not layer_fetched
         )
-        print(f"{name:9s} wall median {rows[name][0] * 1000:7.1f} ms (min {rows[name][1] * 1000:.1f})  "
-              f"bytes from registry {rows[name][2]:6d}  requests {len(rows[name][3])}  exit {sorted(rows[name][4])}")  # fmt: skip
-        for uri in rows[name][3]:
-            print(f"            {uri}")
-    print(f"preflight stages: python start-up {interpreter_ms:.1f} ms  {breakdown}")
-    layer_fetched = any(layer in uri for runs in results.values() for r in runs for uri in r[2])
-    ratio = rows["preflight"][0] / rows["skopeo"][0]
-    bytes_ok = rows["preflight"][2] < 64 * 1024
-    print(f"preflight/skopeo wall ratio {ratio:.2f} (target <= 3)  bytes {rows['preflight'][2]} (target < 65536)  "
-          f"layer fetched: {layer_fetched}")  # fmt: skip
-    return 0 if bytes_ok and ratio <= 3 and not layer_fetched else 1
+        print(
+            f"   requests <= skopeo's, bytes <= skopeo's, no layer fetched: {single_ok} (layer fetched: {layer_fetched})"
+        )
+        ok &= single_ok
+
+        refs = push_fleet_images(registry, relay.host)
+        fleet = [
+            *gpudoctor_command(),
+            "fleet",
+            str(FLEET),
+            "--format",
+            "json",
+            "--insecure-registry",
+            relay.host,
+        ]
+        for image_ref in refs:
+            fleet += ["--image", image_ref]
+        measure(relay, fleet, env)  # warm: bytecode
+        fleet_walls, loop_walls = [], []
+        for _ in range(max(1, args.runs // 2)):
+            wall, requests, sent, code = measure(relay, fleet, env)
+            fleet_walls.append(wall)
+            started = time.perf_counter()
+            loop_requests = len(relay.requests)
+            for image_ref in refs:
+                subprocess.run(skopeo(image_ref), capture_output=True, timeout=120, check=True, env=env)
+            loop_walls.append(time.perf_counter() - started)
+            loop_requests = len(relay.requests) - loop_requests
+        ratio = statistics.median(loop_walls) / statistics.median(fleet_walls)
+        print(f"\n2. {FLEET_IMAGES} images x the demo fleet ({len(list(FLEET.glob('*.json')))} node reports)")
+        print(f"   gpudoctor fleet --image x{FLEET_IMAGES}   wall {statistics.median(fleet_walls):6.2f} s  "
+              f"requests {requests}  bytes {sent}  exit {code}")  # fmt: skip
+        print(
+            f"   skopeo inspect --config loop  wall {statistics.median(loop_walls):6.2f} s  requests {loop_requests}"
+        )
+        print(f"   speed-up {ratio:.1f}x (target >= 4x)")
+        ok &= ratio >= 4
+    shutil.rmtree(env["PYTHONPYCACHEPREFIX"], ignore_errors=True)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -93,7 +93,8 @@ def cli() -> None:
     \b
     Exit codes: 0 ok, 1 warn, 2 fail, 3 unknown (could not diagnose);
     64 usage, 65 bad input data, 66 input missing, 69 service unavailable,
-    70 internal error, 73 cannot write output.
+    70 internal error, 73 cannot write output, 75 temporary failure (retry later),
+    77 permission refused by a registry.
     """
 
 

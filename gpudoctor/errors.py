@@ -54,3 +54,15 @@ class ServiceUnavailable(GpudoctorError):
 
 class CannotWrite(GpudoctorError):
     exit_code = exitcodes.CANTCREAT
+
+
+class TemporaryFailure(GpudoctorError):
+    """A service that may answer later: rate limited, 503, timed out after retries."""
+
+    exit_code = exitcodes.TEMPFAIL
+
+
+class PermissionRefused(GpudoctorError):
+    """A service refused the credentials, or denied access with them."""
+
+    exit_code = exitcodes.NOPERM

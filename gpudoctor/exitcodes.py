@@ -19,6 +19,8 @@ NOINPUT = 66  # EX_NOINPUT: input file missing or unreadable
 UNAVAILABLE = 69  # EX_UNAVAILABLE: a needed service (registry, docker) is unavailable
 SOFTWARE = 70  # EX_SOFTWARE: internal error (a bug in gpudoctor)
 CANTCREAT = 73  # EX_CANTCREAT: cannot write the output file
+TEMPFAIL = 75  # EX_TEMPFAIL: temporary failure (rate limited, 503, timed out after retries): retry later
+NOPERM = 77  # EX_NOPERM: the registry refused the credentials or denied access (401/403)
 
 # Severity order, worst last. "unknown" ranks above "warn": a node we could not
 # check must never look healthier than one with a known, minor problem; a

@@ -334,10 +334,14 @@ class KernelScanFacts:
 class ImageFacts:
     reference: str  # as normalised: "docker.io/library/ubuntu:22.04"
     source: str | None = None  # "registry" | "docker" | "archive" | "fixture"
+    source_endpoint: str | None = None  # the mirror or registry that answered: "https://mirror.example"
     digest: str | None = None  # manifest digest of the chosen platform
     index_digest: str | None = None  # digest of the index / manifest list, if any
     platform: Platform | None = None  # the platform chosen for this node
     platforms: list[Platform] = field(default_factory=list)  # every platform offered
+    # The platform asked for (--platform, or the node's CPU) when the image does not offer
+    # it: then nothing else was read (no other platform's config stands in for it).
+    platform_not_offered: Platform | None = None
     cuda_version: str | None = None  # CUDA runtime in the image: "13.0.0"
     # NVIDIA_REQUIRE_* values exactly as the toolkit would pass them to
     # --require= (after NVIDIA_DISABLE_REQUIRE and the legacy CUDA_VERSION rule).

@@ -44,7 +44,7 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
             ["preflight", "ubuntu", "--format", "prometheus"],
             "Invalid value for '--format': 'prometheus' is not one of 'table', 'json', 'oneline', 'html'.",
         ),
-        (["preflight"], "gpudoctor preflight: error: Missing argument 'IMAGE'."),
+        (["preflight"], "gpudoctor preflight: error: Missing argument 'IMAGE...'."),
         (["preflight", "ubuntu", "--source", "ftp"], "Invalid value for '--source': 'ftp' is not one of"),
         (
             ["preflight", "ubuntu", "--node", str(XML)],
@@ -80,8 +80,8 @@ def test_usage_error_from_the_console_script_is_64() -> None:
     done = run_gpudoctor("preflight", cwd=REPO)
     assert done.returncode == 64
     assert done.stderr.splitlines() == [
-        "Usage: gpudoctor preflight [OPTIONS] IMAGE",
-        "gpudoctor preflight: error: Missing argument 'IMAGE'.",
+        "Usage: gpudoctor preflight [OPTIONS] IMAGE...",
+        "gpudoctor preflight: error: Missing argument 'IMAGE...'.",
     ]
 
 
@@ -171,7 +171,7 @@ def test_repeatable_options_and_defaults() -> None:
     from gpudoctor.commands.preflight import command
 
     defaults = command.make_context("preflight", ["ubuntu"]).params
-    assert (defaults["insecure"], defaults["rule_dirs"], defaults["fmt"], defaults["output"]) == (
+    assert (defaults["insecure_registries"], defaults["rule_dirs"], defaults["fmt"], defaults["output"]) == (
         (),
         (),
         "table",
@@ -196,8 +196,8 @@ def test_repeatable_options_and_defaults() -> None:
             "y",
         ],
     ).params
-    assert args["image"] == "ubuntu"
-    assert args["insecure"] == ("a:5000", "b:5000") and args["rule_dirs"] == ("x", "y")
+    assert args["images"] == ("ubuntu",)
+    assert args["insecure_registries"] == ("a:5000", "b:5000") and args["rule_dirs"] == ("x", "y")
 
 
 def test_options_may_come_between_positional_values(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from gpudoctor.errors import BadInput, ServiceUnavailable
+from gpudoctor.errors import BadInput, GpudoctorError, PermissionRefused, TemporaryFailure
 from gpudoctor.facts import ImageFacts, Platform
+from gpudoctor.images.endpoints import EndpointOptions
 from gpudoctor.images.reference import parse_reference
-from gpudoctor.images.registry import fetch_from_registry
+from gpudoctor.images.registry import RegistryClient, fetch_from_registry
 from gpudoctor.images.transport import Transport
 from tests.support.cli import run_gpudoctor
 from tests.support.services import DOCKER_MANIFEST, build_image, digest_of
@@ -96,14 +97,13 @@ def serve_image(stub: Stub, *, manifest: bytes = IMAGE.manifest, config: bytes =
     stub.routes[f"/v2/app/blobs/{digest_of(IMAGE.config)}"] = lambda h: (200, {}, config)
 
 
-def fetch(stub: Stub, timeout_s: float = 5.0) -> ImageFacts:
-    transport = Transport(insecure_hosts=frozenset({stub.host}), timeout_s=timeout_s)
-    try:
-        return fetch_from_registry(
-            parse_reference(f"{stub.host}/app:1"), Platform("linux", "amd64"), transport
-        )
-    finally:
-        transport.close()
+def fetch(stub: Stub, **transport_settings: float) -> ImageFacts:
+    """The image app:1 from the stub, over plain HTTP, with quick retries."""
+    settings = {"timeout_s": 5.0, "backoff_s": 0.05, "total_deadline_s": 5.0, **transport_settings}
+    with Transport(**settings) as transport:
+        options = EndpointOptions(insecure_registries=frozenset({stub.host}), read_runtime_config=False)
+        client = RegistryClient(stub.host, transport, options)
+        return fetch_from_registry(parse_reference(f"{stub.host}/app:1"), Platform("linux", "amd64"), client)
 
 
 def test_stub_serves_a_good_image(stub: Stub) -> None:
@@ -113,23 +113,52 @@ def test_stub_serves_a_good_image(stub: Stub) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "meaning"),
+    ("status", "meaning", "exit_code", "attempts"),
     [
-        (429, "rate limited"),
-        (500, "server error"),
-        (502, "server error"),
-        (503, "server error"),
-        (403, "access denied"),
+        (429, "rate limited", 75, 5),
+        (500, "server error", 69, 1),
+        (502, "server error", 69, 5),
+        (503, "service unavailable", 75, 5),
+        (504, "gateway timeout", 75, 5),
+        (403, "access denied", 77, 1),
+        (404, "no such repository", 66, 1),
     ],
 )
-def test_statuses_are_one_line_naming_registry_and_status(stub: Stub, status: int, meaning: str) -> None:
+def test_statuses_are_one_line_naming_registry_and_status(
+    stub: Stub, status: int, meaning: str, exit_code: int, attempts: int
+) -> None:
     stub.routes["/v2/app/manifests/1"] = lambda h: (status, {}, b"nope")
-    with pytest.raises(ServiceUnavailable) as err:
+    with pytest.raises(GpudoctorError) as err:
         fetch(stub)
     message = str(err.value)
     assert message.startswith(f"registry {stub.host}: manifest app:1: HTTP {status} ")
     assert meaning in message and "\n" not in message
-    assert err.value.exit_code == 69
+    assert err.value.exit_code == exit_code
+    assert len(stub.seen) == attempts  # 429, 502, 503 and 504 are retried, with backoff
+
+
+def test_retry_after_is_honoured_then_the_answer_is_used(stub: Stub) -> None:
+    serve_image(stub)
+    image = stub.routes["/v2/app/manifests/1"]
+    asked: list[float] = []
+
+    def limited(handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes] | None:
+        asked.append(time.monotonic())
+        if len(asked) == 1:
+            return 429, {"Retry-After": "1"}, b'{"errors":[{"code":"TOOMANYREQUESTS"}]}'
+        return image(handler)
+
+    stub.routes["/v2/app/manifests/1"] = limited
+    assert fetch(stub).require == ["cuda>=12.4"]
+    assert len(asked) == 2 and asked[1] - asked[0] >= 0.95
+
+
+def test_retry_after_past_the_deadline_gives_up_at_once(stub: Stub) -> None:
+    stub.routes["/v2/app/manifests/1"] = lambda h: (503, {"Retry-After": "3600"}, b"")
+    started = time.monotonic()
+    with pytest.raises(TemporaryFailure, match="HTTP 503") as err:
+        fetch(stub)
+    assert err.value.exit_code == 75 and time.monotonic() - started < 2 and len(stub.seen) == 1
 
 
 def test_oversize_manifest_by_content_length(stub: Stub) -> None:
@@ -173,8 +202,9 @@ def test_stalled_registry_times_out(stub: Stub) -> None:
 
     stub.routes["/v2/app/manifests/1"] = stall
     started = time.monotonic()
-    with pytest.raises(ServiceUnavailable, match="timed out after 0.5s"):
-        fetch(stub, timeout_s=0.5)
+    with pytest.raises(TemporaryFailure, match="(timed out|no complete answer).*gave up after") as err:
+        fetch(stub, timeout_s=0.3, total_deadline_s=1.0)
+    assert err.value.exit_code == 75
     assert time.monotonic() - started < 2
 
 
@@ -189,11 +219,9 @@ def test_dripping_registry_hits_the_body_deadline(stub: Stub) -> None:
             time.sleep(0.05)
 
     stub.routes["/v2/app/manifests/1"] = drip
-    transport = Transport(insecure_hosts=frozenset({stub.host}), timeout_s=1.0, body_deadline_s=0.5)
     started = time.monotonic()
-    with pytest.raises(ServiceUnavailable, match="answer not complete within 0.5s"):
-        fetch_from_registry(parse_reference(f"{stub.host}/app:1"), Platform("linux", "amd64"), transport)
-    transport.close()
+    with pytest.raises(TemporaryFailure, match="no complete answer from .* within .*gave up after"):
+        fetch(stub, timeout_s=1.0, request_deadline_s=0.5, total_deadline_s=0.8)
     assert time.monotonic() - started < 2
 
 
@@ -251,7 +279,7 @@ def test_bearer_flow_anonymous_token_refused(
     bearer_registry(stub)
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     with pytest.raises(
-        ServiceUnavailable, match=f"registry {stub.host}: token service: HTTP 401 .*authentication required"
+        PermissionRefused, match=f"registry {stub.host}: token service: HTTP 401 .*authentication required"
     ):
         fetch(stub)
 
@@ -303,7 +331,7 @@ def test_credentials_and_tokens_never_in_output(stub: Stub, tmp_path: Path) -> N
     stub.routes["/v2/app/manifests/1"] = lambda h: (403, {}, b'{"errors":[{"code":"DENIED"}]}')
     denied = run_cli("preflight", f"{stub.host}/app:1", "--insecure-registry", stub.host, "--node", str(report),
                      env={"DOCKER_CONFIG": str(tmp_path)})  # fmt: skip
-    assert denied.returncode == 69
+    assert denied.returncode == 77
     assert denied.stderr.count("\n") == 1 and "Traceback" not in denied.stderr
     for result in (ok, denied):
         for secret in (PASSWORD, TOKEN, auth):
@@ -351,3 +379,28 @@ def test_identity_token_from_a_credential_helper(
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     assert fetch(stub).cuda_version == "12.4.1"
     assert [s[0] for s in stub.seen if s[1].startswith("/token")] == ["POST"]
+
+
+def test_many_images_of_one_registry_share_one_token(
+    stub: Stub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gpudoctor.images import Fetcher, RegistryOptions
+
+    bearer_registry(stub)
+    for repository in ("two", "three"):
+        stub.routes[f"/v2/{repository}/manifests/1"] = stub.routes["/v2/app/manifests/1"]
+        stub.routes[f"/v2/{repository}/blobs/{digest_of(IMAGE.config)}"] = stub.routes[
+            f"/v2/app/blobs/{digest_of(IMAGE.config)}"
+        ]
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {stub.host: {"auth": auth}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    refs = [f"{stub.host}/{repository}:1" for repository in ("app", "two", "three")]
+    options = RegistryOptions(insecure_registries=(stub.host,), read_runtime_config=False)
+    with Fetcher(options) as fetcher:
+        results = fetcher.fetch_many([(ref, Platform("linux", "amd64")) for ref in refs], source="registry")
+    assert [r.cuda_version for r in results if isinstance(r, ImageFacts)] == ["12.4.1"] * 3
+    token_calls = [path for _, path, _ in stub.seen if path.startswith("/token")]
+    assert len(token_calls) == 1, token_calls
+    for repository in ("app", "two", "three"):
+        assert f"scope=repository%3A{repository}%3Apull" in token_calls[0]

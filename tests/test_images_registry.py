@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gpudoctor.errors import BadInput, ServiceUnavailable
+from gpudoctor.errors import BadInput, InputMissing, PermissionRefused, ServiceUnavailable
 from gpudoctor.facts import Platform
 from gpudoctor.images import fetch_image
 from tests.support.services import (
@@ -113,19 +113,29 @@ def test_index_without_the_wanted_platform_says_so(registry: Registry) -> None:
 
 
 def test_missing_tag_is_404_naming_the_registry(registry: Registry) -> None:
-    with pytest.raises(ServiceUnavailable) as err:
+    with pytest.raises(InputMissing) as err:
         fetch_image(f"{registry.host}/no/such:tag", insecure_registries=[registry.host], source="registry")
     assert f"registry {registry.host}" in str(err.value)
     assert "404" in str(err.value) and "no such repository" in str(err.value)
-    assert err.value.exit_code == 69
+    assert err.value.exit_code == 66
 
 
-def test_plain_http_only_for_named_hosts(registry: Registry) -> None:
+def test_loopback_registry_is_insecure_by_default_as_dockerd_treats_it(registry: Registry) -> None:
     push_image(registry, "tls/app", "1", build_image(cuda_env()))
-    with pytest.raises(ServiceUnavailable, match="TLS failure"):
-        fetch_image(f"{registry.host}/tls/app:1", source="registry")
-    with pytest.raises(ServiceUnavailable, match="TLS failure"):
-        fetch_image(f"{registry.host}/tls/app:1", source="registry", insecure_registries=["127.0.0.1:1"])
+    facts = fetch_image(f"{registry.host}/tls/app:1", source="registry")
+    assert facts.cuda_version == "12.4.127"
+    assert facts.source_endpoint == f"http://{registry.host}"
+
+
+def test_plain_http_elsewhere_needs_the_flag_and_the_error_names_it(registry: Registry) -> None:
+    # 0.0.0.0 reaches the loopback listener but is not a loopback address, so it is not
+    # insecure by default: TLS is attempted, the server answers in plain HTTP.
+    push_image(registry, "tls/app", "1", build_image(cuda_env()))
+    host = f"0.0.0.0:{registry.port}"
+    with pytest.raises(ServiceUnavailable, match=f"does not speak TLS.*--insecure-registry {host}") as err:
+        fetch_image(f"{host}/tls/app:1", source="registry")
+    assert err.value.exit_code == 69
+    assert fetch_image(f"{host}/tls/app:1", source="registry", insecure_registries=[host]).digest
 
 
 def test_closed_port_is_unavailable() -> None:
@@ -151,8 +161,10 @@ def pushed_auth_image(auth_registry: Registry) -> str:
 
 
 def test_untrusted_ca_is_a_tls_failure(auth_registry: Registry, pushed_auth_image: str) -> None:
+    # Not via 127.0.0.1: a loopback registry's certificate is not verified (as dockerd).
+    elsewhere = pushed_auth_image.replace("127.0.0.1", "0.0.0.0")
     with pytest.raises(ServiceUnavailable, match=r"TLS failure \(certificate verify failed"):
-        fetch_image(pushed_auth_image, source="registry")
+        fetch_image(elsewhere, source="registry")
 
 
 def test_anonymous_is_refused_by_htpasswd(
@@ -160,8 +172,9 @@ def test_anonymous_is_refused_by_htpasswd(
 ) -> None:
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "empty"))
     assert auth_registry.tls is not None
-    with pytest.raises(ServiceUnavailable, match="HTTP 401 .*authentication required"):
+    with pytest.raises(PermissionRefused, match="HTTP 401 .*authentication required") as err:
         fetch_image(pushed_auth_image, source="registry", ca_bundle=str(auth_registry.tls.ca_cert))
+    assert err.value.exit_code == 77
 
 
 def test_basic_auth_from_docker_config(
@@ -184,7 +197,7 @@ def test_wrong_password_is_refused_without_echoing_it(
     )
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     assert auth_registry.tls is not None
-    with pytest.raises(ServiceUnavailable) as err:
+    with pytest.raises(PermissionRefused) as err:
         fetch_image(pushed_auth_image, source="registry", ca_bundle=str(auth_registry.tls.ca_cert))
     assert "credentials refused" in str(err.value)
     assert secret not in str(err.value) and AUTH_USER not in str(err.value)

@@ -1,24 +1,24 @@
-"""The socket HTTP/1.1 client against a scripted loopback server that writes raw bytes:
-framings (Content-Length, chunked, end of connection), keep-alive reuse, a kept-alive
-connection the server closed, interim 1xx answers, caps and malformed answers; IPv4 and
-IPv6 literals and a resolved name, redirects, timeouts and URLs the client refuses."""
+"""The registry transport (requests + urllib3) against a scripted loopback server that writes
+raw bytes: keep-alive reuse, caps whatever the framing, malformed and hostile answers
+(header floods, endless 1xx, dripping headers, absurd Content-Length), redirects (origin
+= scheme + host + port, no downgrade), deadlines, and a real forward proxy (tinyproxy)."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from gpudoctor.errors import BadInput, ServiceUnavailable
+from gpudoctor.errors import BadInput, ServiceUnavailable, TemporaryFailure
 from gpudoctor.images.transport import Response, Transport
-from tests.support.imports import modules_loaded_by
 
 # One script per accepted connection: a list of raw answers, one per request read; "{host}"
 # in an answer becomes the server's host:port.
-Script = list[bytes]
+Script = list  # of bytes, or callables that write to the connection themselves
 
 
 class RawServer:
@@ -40,17 +40,20 @@ class RawServer:
             except OSError:
                 return
             self.connections += 1
-            with conn:
+            with conn, contextlib.suppress(OSError):  # the client may hang up first
                 for answer in script:
                     request = _read_request(conn)
                     if not request:
                         break
                     self.requests.append(request)
-                    conn.sendall(answer.replace(b"{host}", self.host.encode()))
+                    if callable(answer):
+                        answer(conn)
+                    else:
+                        conn.sendall(answer.replace(b"{host}", self.host.encode()))
 
     def close(self) -> None:
         self.listener.close()
-        self.thread.join(timeout=5)
+        self.thread.join(timeout=15)
 
 
 def _read_request(conn: socket.socket) -> bytes:
@@ -79,10 +82,16 @@ def get(
     transport: Transport | None = None,
     host: str | None = None,
     headers: dict[str, str] | None = None,
+    scheme: str = "http",
 ) -> Response:
-    transport = transport or Transport(insecure_hosts=frozenset({server.host}), timeout_s=2)
-    url = f"http://{host or server.host}{path}"
+    transport = transport or quick()
+    url = f"{scheme}://{host or server.host}{path}"
     return transport.request("GET", url, headers or {"User-Agent": "t"}, max_bytes, "test")
+
+
+def quick(**settings: float) -> Transport:
+    """Short timeouts and one attempt, unless a test asks for more."""
+    return Transport(**{"timeout_s": 2.0, "total_deadline_s": 0.5, "request_deadline_s": 3.0, **settings})
 
 
 def ok(body: bytes, extra: str = "") -> bytes:
@@ -98,40 +107,20 @@ def test_content_length_body_and_request_line() -> None:
     assert f"Host: {server.host}\r\n".encode() in server.requests[0]
 
 
-def test_chunked_body_with_extensions_and_trailers() -> None:
-    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;name=v\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Trailer: 1\r\n\r\n"
-    with serving([answer, ok(b"second")]) as server:
-        transport = Transport(insecure_hosts=frozenset({server.host}), timeout_s=2)
-        assert get(server, transport=transport).body == b"Wikipedia"
-        # The chunked body was read to its end, so the connection carries the next request.
-        assert get(server, transport=transport).body == b"second"
+def test_keep_alive_reuses_one_connection() -> None:
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"
+    with serving([ok(b"one"), chunked, ok(b"three")]) as server, quick() as transport:
+        assert [get(server, transport=transport).body for _ in range(3)] == [b"one", b"Wikipedia", b"three"]
     assert server.connections == 1
 
 
-def test_keep_alive_reuses_one_connection_and_counts_bytes() -> None:
-    first, second = ok(b"one"), ok(b"two-two")
-    with serving([first, second]) as server:
-        transport = Transport(insecure_hosts=frozenset({server.host}), timeout_s=2)
-        assert [get(server, transport=transport).body for _ in range(2)] == [b"one", b"two-two"]
-        transport.close()
-    assert server.connections == 1
-    assert transport.bytes_received == len(first) + len(second)
-
-
-def test_kept_alive_connection_closed_by_the_server_is_retried_once() -> None:
-    with serving([ok(b"one")], [ok(b"fresh")]) as server:
-        transport = Transport(insecure_hosts=frozenset({server.host}), timeout_s=2)
+def test_a_kept_alive_connection_the_server_closed_is_replaced() -> None:
+    with (
+        serving([ok(b"one")], [ok(b"fresh")]) as server,
+        quick(total_deadline_s=5, backoff_s=0.01) as transport,
+    ):
         assert get(server, transport=transport).body == b"one"
         assert get(server, transport=transport).body == b"fresh"
-    assert server.connections == 2
-
-
-def test_connection_close_and_http10_bodies_end_with_the_connection() -> None:
-    with serving([b"HTTP/1.0 200 OK\r\n\r\nuntil the end"], [ok(b"next", "Connection: close\r\n")]) as server:
-        transport = Transport(insecure_hosts=frozenset({server.host}), timeout_s=2)
-        assert get(server, transport=transport).body == b"until the end"
-        assert get(server, transport=transport).body == b"next"
-        assert transport._connections == {}
     assert server.connections == 2
 
 
@@ -155,50 +144,84 @@ def test_body_over_the_cap_is_refused_whatever_the_framing(answer: bytes) -> Non
 
 
 @pytest.mark.parametrize(
-    ("answer", "message"),
+    "answer",
     [
-        (b"SSH-2.0-OpenSSH_9.2\r\n", "test: not an HTTP answer"),
-        (b"HTTP/1.1 200 OK\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n", "test: answer has more than 100 headers"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "test: connection lost"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", "test: connection lost"),
-        (b"", "test: connection lost"),
+        b"SSH-2.0-OpenSSH_9.2\r\n",
+        b"HTTP/1.1 200 OK\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort",
+        b"",
     ],
-    ids=["not-http", "header-flood", "bad-chunk", "short-body", "no-answer"],
+    ids=["not-http", "header-flood", "header-line-too-long", "bad-chunk", "short-body", "no-answer"],
 )
-def test_malformed_answers_are_one_line_errors(answer: bytes, message: str) -> None:
-    with serving([answer]) as server, pytest.raises((ServiceUnavailable, BadInput)) as err:
+def test_malformed_answers_are_one_line_errors(answer: bytes) -> None:
+    with serving([answer]) as server, pytest.raises((ServiceUnavailable, BadInput, TemporaryFailure)) as err:
         get(server)
-    assert str(err.value).startswith(message)
-    assert "\n" not in str(err.value)
+    message = str(err.value)
+    assert message.startswith("test: ") and "\n" not in message and len(message) < 300
+
+
+def test_content_length_in_unicode_digits_is_not_a_crash() -> None:
+    # "²" passes str.isdigit() but not int(): the old client died with exit 70 on it.
+    answer = "HTTP/1.1 200 OK\r\nContent-Length: \u00b2\r\nConnection: close\r\n\r\n{}".encode()
+    with serving([answer]) as server:
+        try:
+            assert get(server).body == b"{}"
+        except (BadInput, ServiceUnavailable, TemporaryFailure) as exc:
+            assert "\n" not in str(exc)
+
+
+def test_a_10_gb_content_length_is_refused_before_the_body() -> None:
+    sent: list[int] = []
+
+    def huge(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\n\r\n")
+        total = 0
+        with contextlib.suppress(OSError):
+            for _ in range(10_000):  # up to 640 MB if nobody stops it
+                total += conn.send(b"x" * 65536)
+        sent.append(total)
+
+    with (
+        serving([huge]) as server,
+        pytest.raises(BadInput, match="10000000000 bytes is over the 100-byte cap"),
+    ):
+        get(server, max_bytes=100)
+    server.close()
+    assert sent and sent[0] < 64 << 20
+
+
+def test_headers_dripping_a_byte_at_a_time_hit_the_request_deadline() -> None:
+    def drip(conn: socket.socket) -> None:
+        for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100:
+            conn.sendall(bytes([byte]))
+            time.sleep(0.05)
+
+    with serving([drip]) as server, pytest.raises(TemporaryFailure, match="no complete answer .* within"):
+        started = time.monotonic()
+        get(server, transport=quick(request_deadline_s=0.5, total_deadline_s=0.6))
+    assert time.monotonic() - started < 2
+
+
+def test_an_endless_run_of_100_continue_hits_the_request_deadline() -> None:
+    def endless(conn: socket.socket) -> None:
+        for _ in range(10_000):
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            time.sleep(0.001)
+
+    with serving([endless]) as server, pytest.raises(TemporaryFailure, match="no complete answer"):
+        started = time.monotonic()
+        get(server, transport=quick(request_deadline_s=0.5, total_deadline_s=0.6))
+    assert time.monotonic() - started < 2
 
 
 def test_nothing_listening_is_cannot_connect() -> None:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]
-    transport = Transport(insecure_hosts=frozenset({f"127.0.0.1:{port}"}), timeout_s=2)
-    with pytest.raises(ServiceUnavailable, match="test: cannot connect"):
-        transport.request("GET", f"http://127.0.0.1:{port}/v2/", {}, 100, "test")
-
-
-def ipv6_loopback() -> bool:
-    try:
-        with socket.create_server(("::1", 0), family=socket.AF_INET6):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not ipv6_loopback(), reason="::1 cannot be bound here")
-def test_ipv6_literal_is_connected_and_named_in_brackets() -> None:
-    with serving([ok(b"six")], bind="::1") as server:
-        assert get(server).body == b"six"
-    assert f"Host: [::1]:{server.port}\r\n".encode() in server.requests[0]
-
-
-def test_a_host_name_is_resolved() -> None:
-    with serving([ok(b"by name")]) as server:
-        assert get(server, host=f"localhost:{server.port}").body == b"by name"
-    assert f"Host: localhost:{server.port}\r\n".encode() in server.requests[0]
+    with pytest.raises(ServiceUnavailable, match="test: cannot connect to 127.0.0.1:.* refused") as err:
+        quick().request("GET", f"http://127.0.0.1:{port}/v2/", {}, 100, "test")
+    assert err.value.exit_code == 69
 
 
 def moved(status: int, location: str) -> bytes:
@@ -210,49 +233,48 @@ def moved(status: int, location: str) -> bytes:
     [
         ("/v2/elsewhere?x=1", "/v2/elsewhere?x=1"),
         ("../other", "/v2/other"),
-        ("sibling#part", "/v2/app/sibling"),
         ("?page=2", "/v2/app/blob?page=2"),
         ("http://{host}/absolute#fragment", "/absolute"),
-        ("HTTP://{host}", "/"),
     ],
-    ids=["path", "dot-dot", "relative-fragment", "query-only", "absolute", "absolute-no-path"],
+    ids=["path", "dot-dot", "query-only", "absolute"],
 )
-def test_redirects_on_the_same_host_keep_the_connection_and_credentials(location: str, target: str) -> None:
+def test_redirects_on_the_same_origin_keep_the_connection_and_credentials(location: str, target: str) -> None:
     with serving([moved(302, location), ok(b"moved")]) as server:
         response = get(server, "/v2/app/blob", headers={"Authorization": "Bearer t"})
     assert response.body == b"moved"
-    assert response.url == f"http://{server.host}{target}"
+    assert response.url.startswith(f"http://{server.host}{target.split('#')[0]}")
     assert server.requests[1].startswith(f"GET {target} HTTP/1.1\r\n".encode())
     assert b"Authorization: Bearer t\r\n" in server.requests[1]
     assert server.connections == 1
 
 
+def test_a_redirect_to_another_port_of_the_same_host_drops_credentials() -> None:
+    with serving([ok(b"elsewhere")]) as other, serving([moved(307, f"http://{other.host}/x")]) as server:
+        assert get(server, headers={"Authorization": "Basic c2VjcmV0"}).body == b"elsewhere"
+    assert b"Authorization" in server.requests[0] and b"Authorization" not in other.requests[0]
+
+
 def test_a_303_after_a_post_is_followed_with_a_get() -> None:
     with serving([moved(303, "/done"), ok(b"done")]) as server:
-        transport = Transport(insecure_hosts=frozenset({server.host}), timeout_s=2)
-        response = transport.request("POST", f"http://{server.host}/form", {}, 100, "test", body=b"a=1")
+        response = quick().request("POST", f"http://{server.host}/form", {}, 100, "test", body=b"a=1")
     assert response.body == b"done"
-    assert server.requests[1].startswith(b"GET /done HTTP/1.1\r\n")
-    assert b"Content-Length" not in server.requests[1]
+    assert b"GET /done HTTP/1.1\r\n" in server.requests[1]
 
 
 @pytest.mark.parametrize(
     ("location", "error", "message"),
     [
         ("ftp://{host}/x", ServiceUnavailable, "test: redirected to an unsupported URL scheme 'ftp'"),
-        ("http://127.0.0.1:99999/x", BadInput, "test: bad port in '127.0.0.1:99999'"),
-        ("http://user:secret@{host}/x", BadInput, "test: URLs with user info are not supported"),
-        ("http://[127.0.0.1]/x", BadInput, "test: bad IPv6 address in '[127.0.0.1]'"),
-        ("//[::1/x", BadInput, "test: redirected to a malformed URL"),
+        ("http://[::1/x", BadInput, "test: malformed answer from 127.0.0.1"),
     ],
-    ids=["scheme", "port", "user-info", "bracketed-ipv4", "unclosed-bracket"],
+    ids=["scheme", "unclosed-bracket"],
 )
 def test_redirects_the_client_refuses_are_one_line_errors(
     location: str, error: type[Exception], message: str
 ) -> None:
     with serving([moved(301, location)]) as server, pytest.raises(error) as err:
         get(server)
-    assert str(err.value) == message
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
     assert len(server.requests) == 1
 
 
@@ -260,23 +282,6 @@ def test_too_many_redirects() -> None:
     with serving([moved(302, "/again")] * 6) as server, pytest.raises(ServiceUnavailable) as err:
         get(server)
     assert str(err.value) == "test: more than 5 redirects"
-
-
-@pytest.mark.parametrize(
-    ("netloc", "message"),
-    [
-        ("127.0.0.1:65536", "test: bad port in '127.0.0.1:65536'"),
-        ("127.0.0.1:0", "test: bad port in '127.0.0.1:0'"),
-        ("registry:5o00", "test: bad port in 'registry:5o00'"),
-        ("[::1]:x", "test: bad port in '[::1]:x'"),
-        ("[registry]:5000", "test: bad IPv6 address in '[registry]:5000'"),
-    ],
-)
-def test_urls_the_client_refuses_name_what_was_asked(netloc: str, message: str) -> None:
-    transport = Transport(timeout_s=1)
-    with pytest.raises(BadInput) as err:
-        transport.request("GET", f"http://{netloc}/v2/", {}, 100, "test")
-    assert str(err.value) == message
 
 
 @contextlib.contextmanager
@@ -287,38 +292,8 @@ def silent_listener() -> Iterator[str]:
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
-def test_a_silent_server_is_a_one_line_timeout(scheme: str) -> None:
-    # https times out in the TLS handshake: the descriptor handed to ssl keeps the timeout.
-    with silent_listener() as host:
-        transport = Transport(insecure_hosts=frozenset({host} if scheme == "http" else ()), timeout_s=0.3)
-        with pytest.raises(ServiceUnavailable) as err:
-            transport.request("GET", f"{transport.base_url(host)}/v2/", {}, 100, "test")
-    assert str(err.value) == "test: timed out after 0.3s"
-
-
-# A real plain-HTTP request in a fresh interpreter whose own server is built on _socket,
-# so that whatever loads socket, urllib.parse, base64 or pathlib is the client's doing.
-PLAIN_HTTP_REQUEST = """
-import _socket, threading
-import gpudoctor.images, gpudoctor.images.registry
-from gpudoctor.images.transport import Transport
-listener = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
-listener.bind(("127.0.0.1", 0))
-listener.listen()
-host = "{name}:%d" % listener.getsockname()[1]
-def answer():
-    conn = _socket.socket(fileno=listener._accept()[0])
-    conn.recv(65536)
-    conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\n{{}}")
-    conn.close()
-threading.Thread(target=answer).start()
-assert Transport(insecure_hosts=frozenset({{host}})).request("GET", f"http://{{host}}/v2/", {{}}, 100, "t").body == b"{{}}"
-"""
-CLIENT_MUST_NOT_LOAD = (
-    "socket", "urllib", "ipaddress", "base64", "pathlib", "ssl", "http.client", "email", "encodings.idna"
-)  # fmt: skip
-
-
-@pytest.mark.parametrize("name", ["127.0.0.1", "localhost"])
-def test_a_plain_http_request_imports_no_socket_url_ssl_http_client_or_idna(name: str) -> None:
-    assert modules_loaded_by(PLAIN_HTTP_REQUEST.format(name=name), CLIENT_MUST_NOT_LOAD) == []
+def test_a_silent_server_is_a_one_line_temporary_failure(scheme: str) -> None:
+    with silent_listener() as host, pytest.raises(TemporaryFailure) as err:
+        quick(timeout_s=0.3, total_deadline_s=0.5).request("GET", f"{scheme}://{host}/v2/", {}, 100, "test")
+    assert str(err.value).startswith("test: ") and "gave up after" in str(err.value)
+    assert err.value.exit_code == 75

@@ -221,14 +221,17 @@ def test_table_output(registry: Registry, images: dict[str, Any]) -> None:
     [
         (["UPPER/Case"], 64, "invalid image reference"),
         (["pf/x:1", "--platform", "linux"], 64, "invalid platform"),
-        (["pf/missing:1"], 69, "404"),
+        (["pf/missing:1"], 66, "404"),
+        (["./no-such-image.tar"], 66, "no such file"),
+        (["images/nonexistent.tar"], 66, "no such file"),
         (["pf/cuda:12.4", "--ca-bundle", "/nonexistent.pem"], 66, "no such file"),
     ],
 )
 def test_errors_are_one_line_with_documented_codes(
     registry: Registry, images: dict[str, Any], args: list[str], exit_code: int, fragment: str
 ) -> None:
-    image = args[0] if args[0].isupper() or "/" not in args[0] else f"{registry.host}/{args[0]}"
+    as_is = args[0].isupper() or "/" not in args[0] or args[0].endswith(".tar")
+    image = args[0] if as_is else f"{registry.host}/{args[0]}"
     done = run_gpudoctor(
         "preflight", image, *args[1:], "--insecure-registry", registry.host,
         "--node", str(XML / "A100-SXM4-80GB_535.54.03.xml"), timeout=60, cwd=REPO,

@@ -21,6 +21,7 @@ from gpudoctor import exitcodes
 
 if TYPE_CHECKING:
     from gpudoctor.facts import NodeFacts
+    from gpudoctor.images import RegistryOptions
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -216,3 +217,78 @@ def rule_dirs_from(options: tuple[str, ...]) -> list[str]:
     """Site-local rule files and directories: the --rules values, then $GPUDOCTOR_RULES."""
     env = os.environ.get(RULES_ENV, "")
     return [*options, *(p for p in env.split(os.pathsep) if p)]
+
+
+def registry_options(function: F) -> F:
+    """How registries are reached (preflight, fleet): --insecure-registry, --ca-bundle,
+    --proxy, --registry-mirror (mirrors are read under the host root: preflight's root option,
+    fleet's registry_host_root_option)."""
+    options = [
+        click.option(
+            "--insecure-registry",
+            "insecure_registries",
+            multiple=True,
+            metavar="HOST:PORT",
+            help="Use plain HTTP for this registry (repeatable). Loopback registries (127.0.0.0/8, ::1, "
+            "localhost) are insecure by default, as dockerd treats them; every other one uses verified TLS.",
+        ),
+        click.option(
+            "--ca-bundle",
+            type=FILE,
+            default=None,
+            help="PEM file of CA certificates to trust for registry TLS.",
+        ),
+        click.option(
+            "--proxy",
+            default=None,
+            metavar="URL",
+            help="HTTP(S) proxy for registry requests (default: $HTTPS_PROXY / $HTTP_PROXY; $NO_PROXY applies).",
+        ),
+        click.option(
+            "--registry-mirror",
+            "registry_mirrors",
+            multiple=True,
+            metavar="URL|REGISTRY=URL",
+            help="Try this mirror first: for Docker Hub (URL) or for REGISTRY (repeatable). The node's "
+            "/etc/docker/daemon.json registry-mirrors and /etc/containerd/certs.d/*/hosts.toml apply too.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+# fleet reads no live node: there --host-root only says where the node's daemon.json and
+# containerd hosts.toml are (preflight's --host-root, from root_options, means that too).
+registry_host_root_option = click.option(
+    "--host-root",
+    type=click.Path(file_okay=False),
+    default="/",
+    show_default=True,
+    metavar="DIR",
+    help="Read the node's daemon.json and containerd hosts.toml under DIR (a host mounted in a container).",
+)
+
+
+def registry_options_from(
+    insecure_registries: tuple[str, ...],
+    ca_bundle: str | None,
+    proxy: str | None,
+    registry_mirrors: tuple[str, ...],
+    host_root: str,
+) -> RegistryOptions:
+    """RegistryOptions from the option values (a --ca-bundle that does not exist is 66)."""
+    from gpudoctor.errors import InputMissing
+    from gpudoctor.images import RegistryOptions
+
+    if ca_bundle is not None and not os.path.isfile(ca_bundle):
+        raise InputMissing(f"{ca_bundle}: no such file (--ca-bundle)")
+    if proxy is not None and "://" not in proxy:
+        proxy = f"http://{proxy}"
+    return RegistryOptions(
+        insecure_registries=tuple(insecure_registries),
+        ca_bundle=ca_bundle,
+        proxy=proxy,
+        mirrors=tuple(registry_mirrors),
+        host_root=host_root,
+    )

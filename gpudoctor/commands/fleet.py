@@ -13,6 +13,9 @@ from gpudoctor.commands.common import (
     Command,
     format_option,
     output_option,
+    registry_host_root_option,
+    registry_options,
+    registry_options_from,
     rule_dirs_from,
     rules_option,
     timed,
@@ -49,13 +52,8 @@ Examples:
     metavar="REF",
     help="Image to evaluate on every node class (repeatable).",
 )
-@click.option(
-    "--insecure-registry",
-    "insecure_registries",
-    multiple=True,
-    metavar="HOST:PORT",
-    help="Registry to reach over plain HTTP (repeatable).",
-)
+@registry_options
+@registry_host_root_option
 @click.option(
     "--what-if",
     "what_if",
@@ -84,6 +82,10 @@ def command(
     paths: tuple[str, ...],
     images: tuple[str, ...],
     insecure_registries: tuple[str, ...],
+    ca_bundle: str | None,
+    proxy: str | None,
+    registry_mirrors: tuple[str, ...],
+    host_root: str,
     what_if: tuple[str, ...],
     plan: bool,
     details: bool,
@@ -95,7 +97,8 @@ def command(
     PATHS into node classes; with --image, say per image and class: ok, warn, fail or unknown.
 
     Exit code: the worst verdict over classes and matrix (0 ok, 1 warn, 2 fail, 3 unknown);
-    unreadable or foreign files are listed and do not change it.
+    unreadable or foreign files are listed and do not change it. An image that cannot be
+    fetched is `unknown` in the matrix, with the reason.
     """
     from gpudoctor.fleet.build import build_fleet
 
@@ -104,10 +107,11 @@ def command(
         raise InputMissing(f"no such file or directory: {missing[0]}")
     if plan and not images:
         raise UsageError("--plan needs at least one --image")
+    options = None
+    if images:  # the images are fetched concurrently: one token and one connection pool per registry
+        options = registry_options_from(insecure_registries, ca_bundle, proxy, registry_mirrors, host_root)
     with timed("fleet"):
-        document = build_fleet(
-            paths, images, insecure_registries, rule_dirs_from(rule_dirs), what_if=what_if, plan=plan
-        )
+        document = build_fleet(paths, images, options, rule_dirs_from(rule_dirs), what_if=what_if, plan=plan)
     if document["nodes_total"] == 0:
         if document["invalid_total"]:
             first = document["invalid_reports"][0]

@@ -1,26 +1,29 @@
-"""`gpudoctor preflight IMAGE`: decide before the pull whether an image will run on a node."""
+"""`gpudoctor preflight IMAGE...`: decide before the pull whether an image will run on a node."""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
+from gpudoctor import exitcodes
 from gpudoctor.commands.common import (
-    FILE,
     Command,
     collect_live,
     emit,
     format_option,
     node_option,
     output_option,
+    registry_options,
+    registry_options_from,
+    render,
     root_options,
     rule_dirs_from,
     rules_option,
     timed,
+    write_text,
 )
-from gpudoctor.errors import InputMissing
+from gpudoctor.errors import GpudoctorError
 
 
 @click.command(
@@ -32,9 +35,11 @@ Examples:
   gpudoctor preflight vllm/vllm-openai:latest --node node.xml --format json
   gpudoctor preflight ./app.tar --platform linux/arm64 --node report.json
   gpudoctor preflight localhost:5000/app:1 --deep --pull-layers
+  gpudoctor preflight app:1 app:2 app:3 --node report.json --format json
+  HTTPS_PROXY=http://proxy:3128 gpudoctor preflight nvcr.io/nvidia/cuda:12.4.1-base-ubuntu22.04
 """,
 )
-@click.argument("image")
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
 @node_option("Judge against a saved gpudoctor JSON report or `nvidia-smi -q -x` XML instead of this node.")
 @root_options
 @click.option(
@@ -51,16 +56,7 @@ Examples:
     help="Where to read the image metadata (default: an existing path is an archive; "
     "else the local engine if it has the image; else the registry).",
 )
-@click.option(
-    "--insecure-registry",
-    "insecure",
-    multiple=True,
-    metavar="HOST:PORT",
-    help="Use plain HTTP for this registry (repeatable). Every other registry uses verified TLS.",
-)
-@click.option(
-    "--ca-bundle", type=FILE, default=None, help="PEM file of CA certificates to trust for registry TLS."
-)
+@registry_options
 @click.option(
     "--docker-host", default=None, metavar="URL", help="Docker engine to ask (default: $DOCKER_HOST)."
 )
@@ -80,14 +76,16 @@ Examples:
 @output_option
 @rules_option
 def command(
-    image: str,
+    images: tuple[str, ...],
     node_file: str | None,
     host_root: str | None,
     sysfs_root: str | None,
     platform_text: str | None,
     source: str | None,
-    insecure: tuple[str, ...],
+    insecure_registries: tuple[str, ...],
     ca_bundle: str | None,
+    proxy: str | None,
+    registry_mirrors: tuple[str, ...],
     docker_host: str | None,
     deep: bool,
     pull_layers: bool,
@@ -98,16 +96,19 @@ def command(
     """Read IMAGE's manifest and config only (never a layer) and judge it against a node.
 
     IMAGE is a reference (ubuntu, nvcr.io/nvidia/pytorch:25.01-py3, host:5000/app@sha256:...)
-    or a path to a `docker save` tarball or an OCI layout (directory or tar).
+    or a path to a `docker save` tarball or an OCI layout (directory or tar). Several images
+    are fetched concurrently and judged one after the other (--format json: a list).
 
-    Exit code is the verdict: 0 ok, 1 warn, 2 fail, 3 unknown; 65 bad image data,
-    66 missing input, 69 registry or engine unavailable.
+    Exit code is the verdict (the worst of several): 0 ok, 1 warn, 2 fail, 3 unknown;
+    65 bad image data, 66 no such image, tag or file, 69 registry or engine unavailable,
+    75 rate limited or timed out after retries (try later), 77 credentials refused.
     """
     from gpudoctor.derive.platform import OCI_TO_CPU, node_architecture
-    from gpudoctor.images import fetch_image
+    from gpudoctor.images import Fetcher
     from gpudoctor.images.platform import parse_platform
     from gpudoctor.pipeline import diagnose
 
+    options = registry_options_from(insecure_registries, ca_bundle, proxy, registry_mirrors, host_root or "/")
     wanted = parse_platform(platform_text) if platform_text else None
     if node_file is not None and host_root is None and sysfs_root is None:
         from gpudoctor.nodeinput import load_node
@@ -124,30 +125,47 @@ def command(
         # user's statement of it, and the platform rules should use it.
         node.host.cpu_arch = OCI_TO_CPU[wanted.architecture]
         node.host.unknown.pop("cpu_arch", None)
-    if ca_bundle is not None and not Path(ca_bundle).is_file():
-        raise InputMissing(f"{ca_bundle}: no such file (--ca-bundle)")
-    with timed("image"):
-        facts = fetch_image(
-            image,
-            source=source,
-            platform=wanted,
-            insecure_registries=insecure,
-            ca_bundle=ca_bundle,
-            docker_host=docker_host,
-        )
-    if deep or pull_layers:
-        # Fill facts.kernels (gpudoctor.kernels.deep); a remote image needs --pull-layers.
-        from gpudoctor.kernels.deep import scan_image
+    with timed("image"), Fetcher(options, docker_host) as fetcher:
+        fetched = fetcher.fetch_many([(image, wanted) for image in images], source=source)
+    reports = []
+    failures: list[GpudoctorError] = []
+    for image, facts in zip(images, fetched, strict=True):
+        if isinstance(facts, GpudoctorError):
+            if len(images) == 1:
+                raise facts
+            print(f"gpudoctor: {image}: {facts}", file=sys.stderr)
+            failures.append(facts)
+            continue
+        if deep or pull_layers:
+            # Fill facts.kernels (gpudoctor.kernels.deep); a remote image needs --pull-layers.
+            from gpudoctor.kernels.deep import scan_image
 
-        facts.kernels = scan_image(
-            image,
-            facts,
-            pull_layers=pull_layers,
-            docker_host=docker_host,
-            insecure_registries=insecure,
-            ca_bundle=ca_bundle,
-            announce=lambda text: print(f"gpudoctor: {text}", file=sys.stderr),
-        )
-    with timed("rules"):
-        report = diagnose(node, facts, rule_dirs=rule_dirs_from(rule_dirs))
-    return emit(report, fmt, output)
+            facts.kernels = scan_image(
+                image,
+                facts,
+                pull_layers=pull_layers,
+                docker_host=docker_host,
+                options=options,
+                announce=lambda text: print(f"gpudoctor: {text}", file=sys.stderr),
+            )
+        with timed("rules"):
+            reports.append(diagnose(node, facts, rule_dirs=rule_dirs_from(rule_dirs)))
+    if len(images) == 1:
+        return emit(reports[0], fmt, output)
+    return _emit_many(reports, failures, fmt, output)
+
+
+def _emit_many(
+    reports: list[dict[str, object]], failures: list[GpudoctorError], fmt: str, output: str | None
+) -> int:
+    """Several reports: a JSON list, one line each (oneline), or the tables one after the
+    other. The exit code is the first fetch failure's, else the worst verdict."""
+    texts = [render(report, fmt).rstrip("\n") for report in reports]
+    if fmt == "json":
+        text = "[\n" + ",\n".join(texts) + "\n]\n"
+    else:
+        text = ("\n" if fmt == "oneline" else "\n\n").join(texts) + "\n"
+    write_text(text, output)
+    if failures:
+        return failures[0].exit_code
+    return exitcodes.for_verdict(exitcodes.worst(str(r["verdict"]) for r in reports))

@@ -317,6 +317,14 @@ def _platform(context: dict[str, Any], derived: dict[str, Any]) -> None:
     chosen = (image.get("platform") or {}).get("architecture")
     offered = [p.get("architecture") for p in image.get("platforms") or [] if p.get("architecture")]
     derived["image_platform_architectures"] = offered or ([chosen] if chosen else [])
+    missing = image.get("platform_not_offered") or {}
+    derived["image_platform_not_offered"] = (
+        "/".join(str(missing[k]) for k in ("os", "architecture", "variant") if missing.get(k)) or None
+    )
+    derived["image_platforms_offered"] = [
+        "/".join(str(p[k]) for k in ("os", "architecture", "variant") if p.get(k))
+        for p in image.get("platforms") or []
+    ]
     if node_arch is None:
         derived["image_platform_matches"] = None
         derived["unknown"]["image_platform_matches"] = (

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpudoctor import __version__
 from gpudoctor.exitcodes import SEVERITY_ORDER, worst
@@ -13,6 +14,9 @@ from gpudoctor.fleet import FLEET_SCHEMA_VERSION
 from gpudoctor.fleet.aggregate import NodeClass, aggregate, findings_by_rule
 from gpudoctor.fleet.load import InvalidReport, NodeRecord, iter_report_paths, read_record
 from gpudoctor.progress import progress
+
+if TYPE_CHECKING:
+    from gpudoctor.images import RegistryOptions
 
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}
 
@@ -117,7 +121,7 @@ def _class_row(node_class: NodeClass, titles: dict[str, str]) -> dict[str, Any]:
 def build_fleet(
     paths: Sequence[str],
     images: Sequence[str] = (),
-    insecure_registries: Sequence[str] = (),
+    registry_options: RegistryOptions | None = None,
     rule_dirs: Sequence[str] = (),
     what_if: Sequence[str] = (),
     plan: bool = False,
@@ -140,9 +144,11 @@ def build_fleet(
     evaluator = None
     fleet_image_list: list[Any] = []
     if images or changes:
-        from gpudoctor.fleet.matrix import MatrixEvaluator, fleet_images
+        from gpudoctor.fleet.matrix import MatrixEvaluator, fleet_images, prefetch
 
-        fleet_image_list = fleet_images(images, insecure_registries)
+        fleet_image_list = fleet_images(images, registry_options)
+        cpu_archs = [json.loads(signature)["cpu_arch"] for c in classes for signature in c.groups]
+        prefetch(fleet_image_list, cpu_archs, registry_options)
         evaluator = MatrixEvaluator(rule_dirs)
     if images:
         document["matrix"] = [evaluator.row(image, c) for image in fleet_image_list for c in classes]

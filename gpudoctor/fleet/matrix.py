@@ -21,6 +21,7 @@ from gpudoctor.facts import ImageFacts, NodeFacts
 from gpudoctor.findings import Finding
 from gpudoctor.fleet.aggregate import NodeClass
 from gpudoctor.fleet.load import load_node_report
+from gpudoctor.images import RegistryOptions
 
 
 @dataclass
@@ -32,34 +33,17 @@ class ImageFetch:
 
 @dataclass
 class FleetImage:
-    """One --image: fetched lazily, once per node CPU architecture."""
+    """One --image: fetched once per node CPU architecture (all of them at once, in
+    `prefetch`, or lazily)."""
 
     reference: str
-    insecure_registries: tuple[str, ...] = ()
+    options: RegistryOptions | None = None
     fetches: dict[str | None, ImageFetch] = field(default_factory=dict)
 
     def for_cpu(self, cpu_arch: str | None) -> ImageFetch:
         if cpu_arch not in self.fetches:
-            self.fetches[cpu_arch] = self._fetch(cpu_arch)
+            prefetch([self], [cpu_arch], self.options)
         return self.fetches[cpu_arch]
-
-    def _fetch(self, cpu_arch: str | None) -> ImageFetch:
-        try:
-            from gpudoctor.images import fetch_image
-            from gpudoctor.images.platform import platform_for_cpu
-        except ImportError:  # a build without the image side: unknown, with the reason
-            return ImageFetch("default", None, "image fetching is not available in this build")
-        platform = platform_for_cpu(cpu_arch)
-        name = str(platform) if platform else "default"
-        try:
-            facts = fetch_image(
-                self.reference, platform=platform, insecure_registries=self.insecure_registries
-            )
-        except GpudoctorError as exc:
-            return ImageFetch(name, None, str(exc))
-        except Exception as exc:  # noqa: BLE001 - a bug in one image's fetch must not void the fleet report
-            return ImageFetch(name, None, f"internal error: {type(exc).__name__}: {exc} (please report this)")
-        return ImageFetch(name, facts)
 
     def summary(self) -> dict[str, Any]:
         fetches = list(self.fetches.values())
@@ -75,8 +59,44 @@ class FleetImage:
         }
 
 
-def fleet_images(references: Sequence[str], insecure_registries: Sequence[str] = ()) -> list[FleetImage]:
-    return [FleetImage(ref, tuple(insecure_registries)) for ref in dict.fromkeys(references)]
+def prefetch(
+    images: Sequence[FleetImage], cpu_archs: Sequence[str | None], options: RegistryOptions | None
+) -> None:
+    """Every image for every CPU architecture not fetched yet, concurrently (one token and
+    one connection pool per registry); a failure is that fetch's error, never the run's."""
+    try:
+        from gpudoctor.images import Fetcher
+        from gpudoctor.images.platform import platform_for_cpu
+    except ImportError:  # a build without the image side: unknown, with the reason
+        for image in images:
+            for cpu_arch in cpu_archs:
+                image.fetches[cpu_arch] = ImageFetch(
+                    "default", None, "image fetching is not available in this build"
+                )
+        return
+    wanted = [
+        (image, arch) for image in images for arch in dict.fromkeys(cpu_archs) if arch not in image.fetches
+    ]
+    platforms = [platform_for_cpu(arch) for _, arch in wanted]
+    with Fetcher(options or RegistryOptions()) as fetcher:
+        try:
+            results = fetcher.fetch_many(
+                [(image.reference, p) for (image, _), p in zip(wanted, platforms, strict=True)]
+            )
+        except Exception as exc:  # noqa: BLE001 - a bug in fetching must not void the fleet report
+            results = [RuntimeError(f"{type(exc).__name__}: {exc}")] * len(wanted)
+    for (image, arch), platform, result in zip(wanted, platforms, results, strict=True):
+        name = str(platform) if platform else "default"
+        if isinstance(result, ImageFacts):
+            image.fetches[arch] = ImageFetch(name, result)
+        elif isinstance(result, GpudoctorError):
+            image.fetches[arch] = ImageFetch(name, None, str(result))
+        else:
+            image.fetches[arch] = ImageFetch(name, None, f"internal error: {result} (please report this)")
+
+
+def fleet_images(references: Sequence[str], options: RegistryOptions | None = None) -> list[FleetImage]:
+    return [FleetImage(ref, options) for ref in dict.fromkeys(references)]
 
 
 def finding_brief(finding: Finding) -> dict[str, Any]:

@@ -17,12 +17,12 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
-from gpudoctor.errors import BadInput, InputMissing, one_line
+from gpudoctor.errors import BadInput, InputMissing
 from gpudoctor.facts import ImageFacts, Platform
 from gpudoctor.images import manifest as mf
-from gpudoctor.images.registry import finish, resolve
+from gpudoctor.images.registry import finish, missing_platform, resolve
 from gpudoctor.inputs import open_regular
 
 
@@ -91,37 +91,45 @@ class _TarReader:
         return data
 
 
+def open_in_layout(root: Path, name: str) -> BinaryIO | None:
+    """`name` under `root` opened for reading, or None unless it is a regular file inside
+    the tree: no absolute or climbing names, no symlink at the end (O_NOFOLLOW) or on the way
+    out of the tree, no FIFO or device (O_NONBLOCK, so opening a FIFO cannot block, then
+    fstat on what was actually opened)."""
+    safe = _safe_name(name)
+    if safe is None:
+        return None
+    path = root / safe
+    try:
+        resolved = path.resolve()
+        if resolved.parent != (root / posixpath.dirname(safe)).resolve() or not resolved.is_relative_to(root):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop in resolve()
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 class _DirReader:
     def __init__(self, root: Path) -> None:
         self._root = root.resolve()
 
-    def _path(self, name: str) -> Path | None:
-        safe = _safe_name(name)
-        if safe is None:
-            return None
-        path = self._root / safe
-        try:
-            info = os.lstat(path)
-        except OSError:
-            return None
-        if (
-            not stat.S_ISREG(info.st_mode)
-            or path.resolve().parent != (self._root / posixpath.dirname(safe)).resolve()
-        ):
-            return None
-        if not path.resolve().is_relative_to(self._root):
-            return None
-        return path
-
     def size(self, name: str) -> int | None:
-        path = self._path(name)
-        return path.stat().st_size if path else None
+        stream = open_in_layout(self._root, name)
+        if stream is None:
+            return None
+        with stream:
+            return os.fstat(stream.fileno()).st_size
 
     def read(self, name: str, max_bytes: int) -> bytes | None:
-        path = self._path(name)
-        if path is None:
+        stream = open_in_layout(self._root, name)
+        if stream is None:
             return None
-        with path.open("rb") as stream:
+        with stream:
             data = stream.read(max_bytes + 1)
         if len(data) > max_bytes:
             raise BadInput(f"{self._root}: {name} is over the {max_bytes}-byte cap")
@@ -141,15 +149,15 @@ def _open(path: Path) -> Iterator[_Reader]:
             raise BadInput(f"{path}: not a readable tar archive ({exc.__class__.__name__})") from None
 
 
-def _blob_name(digest: str, where: str) -> str:
-    algorithm, _, encoded = digest.partition(":")
-    if not algorithm.isalnum() or not encoded.isalnum():
-        raise BadInput(f"{where}: invalid blob digest {one_line(repr(digest), 120)}")
+def blob_name(digest: str, where: str) -> str:
+    """`blobs/ALGORITHM/HEX` for a digest checked first (`sha256:` + 64 hex, ...): a path is
+    never built from an unchecked digest such as `sha256:/abs` or `sha256:../x`."""
+    algorithm, _, encoded = mf.check_digest(digest, f"{where}: blob").partition(":")
     return f"blobs/{algorithm}/{encoded}"
 
 
 def _blob(reader: _Reader, digest: str, max_bytes: int, where: str) -> bytes:
-    data = reader.read(_blob_name(digest, where), max_bytes)
+    data = reader.read(blob_name(digest, where), max_bytes)
     if data is None:
         raise BadInput(f"{where}: blob {digest[:19]} is missing from the archive")
     mf.verify_digest(data, digest, f"{where}: blob {digest[:19]}")
@@ -176,6 +184,8 @@ def _from_oci(reader: _Reader, wanted: Platform, where: str) -> ImageFacts:
     index_digest = None
     entry, platforms, note = resolve(top, wanted, where)
     for _ in range(4):  # docker save nests: index.json -> image index -> manifest
+        if entry is None:
+            return missing_platform(reference, "archive", wanted, index_digest, platforms, note)
         doc = mf.load_json(_blob(reader, entry.digest, mf.MAX_MANIFEST_BYTES, where), where)
         parsed = mf.parse(doc, mf.media_type_of(doc, entry.media_type, where), where)
         if isinstance(parsed, mf.Manifest):

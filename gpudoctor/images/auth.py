@@ -12,12 +12,9 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from gpudoctor.errors import BadInput, ServiceUnavailable
-
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
-if TYPE_CHECKING:
-    from typing import Any
 
 HELPER_TIMEOUT_S = 10.0
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"

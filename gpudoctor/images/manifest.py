@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,12 @@ ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
 # 100 KB; anything far larger is not an image description.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
+
+# The digest algorithms the OCI image spec registers, with their encoded form. A digest is
+# checked against this before it is used for anything (a URL, a path in a layout, a
+# comparison): `md5:...`, `foo:...`, `sha256:../../x` are bad data, never used unverified.
+# https://github.com/opencontainers/image-spec/blob/main/descriptor.md#registered-algorithms
+_DIGEST = {"sha256": re.compile(r"[a-f0-9]{64}"), "sha512": re.compile(r"[a-f0-9]{128}")}
 
 
 @dataclass
@@ -55,10 +62,21 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def check_digest(digest: object, what: str) -> str:
+    """The digest if it is `sha256:` + 64 or `sha512:` + 128 lower-case hex; else BadInput."""
+    if isinstance(digest, str):
+        algorithm, colon, encoded = digest.partition(":")
+        pattern = _DIGEST.get(algorithm)
+        if colon and pattern is not None and pattern.fullmatch(encoded):
+            return digest
+        if colon and algorithm.isascii() and algorithm.isalnum() and algorithm not in _DIGEST:
+            raise BadInput(f"{what}: unsupported digest algorithm {algorithm[:20]!r} (sha256 or sha512)")
+    shown = repr(digest)[:80]
+    raise BadInput(f"{what}: invalid digest {shown}")
+
+
 def verify_digest(data: bytes, expected: str, what: str) -> None:
-    algorithm, _, _ = expected.partition(":")
-    if algorithm not in ("sha256", "sha512"):
-        return  # an algorithm we cannot check: not a reason to refuse
+    algorithm = check_digest(expected, what).partition(":")[0]
     actual = algorithm + ":" + hashlib.new(algorithm, data).hexdigest()
     if actual != expected:
         raise BadInput(f"{what}: digest mismatch (expected {expected}, got {actual})")
@@ -96,7 +114,7 @@ def _descriptor(data: Any, what: str) -> Descriptor:
     size = data.get("size")
     return Descriptor(
         media_type=_str(data.get("mediaType")),
-        digest=data["digest"],
+        digest=check_digest(data["digest"], what),
         size=size if isinstance(size, int) and not isinstance(size, bool) else None,
         platform=_platform(data.get("platform")),
     )

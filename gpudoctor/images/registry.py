@@ -1,23 +1,41 @@
 """Registry source: only the manifest (and the index above it) and the config blob.
 Never a layer.
 
-Auth: anonymous first; on 401 the challenge decides: Basic with the user's
-credentials, or the Docker token flow (realm/service/scope) with them.
+One `RegistryClient` per registry, shared by the threads that fetch its images: its
+endpoints (mirrors, then the registry), one Authorization per endpoint, and a token that
+covers every repository asked for (the Docker token flow takes several `scope`s).
+
+Auth: anonymous first; on 401 the challenge decides: Basic with the user's credentials,
+or the Docker token flow (realm/service/scope) with them. Credentials go only over TLS,
+or to a registry the user named insecure (or a loopback one); a token realm must be https
+unless its host is such a registry; a token must be fit to be a header value.
+
+Status -> exit code: 404 -> 66 (no such image or tag), 401/403 -> 77, 429/503/504 after
+the transport's retries -> 75, any other failure -> 69, bad data -> 65.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from functools import cached_property
+from urllib.parse import urlencode
 
-from gpudoctor.errors import BadInput, ServiceUnavailable
+from gpudoctor.errors import (
+    BadInput,
+    GpudoctorError,
+    InputMissing,
+    PermissionRefused,
+    ServiceUnavailable,
+    TemporaryFailure,
+)
 from gpudoctor.facts import ImageFacts, Platform
 from gpudoctor.images import manifest as mf
 from gpudoctor.images.auth import Credentials, credentials_for, parse_challenge
 from gpudoctor.images.config import facts_from_config
+from gpudoctor.images.endpoints import Endpoint, EndpointOptions, endpoints_for, is_loopback
 from gpudoctor.images.platform import choose
-from gpudoctor.images.reference import Reference
-from gpudoctor.images.transport import Response, Transport
+from gpudoctor.images.reference import DOCKER_HUB, DOCKER_HUB_API, Reference
+from gpudoctor.images.transport import Response, Target, Transport, clip, visible_header_value
 
 MAX_TOKEN_BYTES = 64 * 1024
 _STATUS_MEANING = {
@@ -25,139 +43,290 @@ _STATUS_MEANING = {
     403: "access denied",
     404: "no such repository, tag or digest",
     429: "too many requests (rate limited)",
+    503: "service unavailable",
+    504: "gateway timeout",
 }
+
+
+def status_error(status: int, reason: str, what: str, meaning: str | None = None) -> GpudoctorError:
+    """The exception for a registry's final answer, with the documented exit code."""
+    meaning = (
+        meaning or _STATUS_MEANING.get(status) or ("server error" if status >= 500 else "unexpected answer")
+    )
+    message = f"{what}: HTTP {status} {reason} ({meaning})".replace(" ()", "")
+    if status == 404:
+        return InputMissing(message)
+    if status in (401, 403):
+        return PermissionRefused(message)
+    if status in (429, 503, 504):
+        return TemporaryFailure(message + ", retried until the deadline; try again later")
+    return ServiceUnavailable(message)
 
 
 @dataclass
 class RegistryClient:
-    ref: Reference
+    registry: str  # as in the reference: "docker.io", "127.0.0.1:5000"
     transport: Transport
-    _authorization: str | None = None
-    _tried: set[str] = field(default_factory=set)
+    options: EndpointOptions = EndpointOptions()
+    endpoints: list[Endpoint] = field(default_factory=list)
+    repositories: set[str] = field(default_factory=set)  # scopes for the next token
+    _authorization: dict[str, str] = field(default_factory=dict)  # endpoint base -> header
+    _unusable: set[str] = field(default_factory=set)  # endpoints that do not speak HTTP(S) as set up
+    _credentials: dict[str, Credentials | None] = field(default_factory=dict)  # host -> from Docker config
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _auth_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if not self.endpoints:
+            self.endpoints = endpoints_for(self.registry, self.options)
 
     @property
     def name(self) -> str:
-        return f"registry {self.ref.registry}"
+        return f"registry {self.registry}"
 
-    @cached_property
-    def _creds(self) -> Credentials | None:
-        """Read from the Docker config only once a registry asks for them."""
-        return credentials_for(self.ref.registry)
+    def expect(self, repository: str) -> None:
+        """A repository this run will read: the next token is asked to cover it too."""
+        with self._lock:
+            self.repositories.add(repository)
 
-    def get(self, path: str, accept: str | None, max_bytes: int, what: str) -> Response:
-        url = f"{self.transport.base_url(self.ref.api_host)}/v2/{self.ref.repository}/{path}"
-        for _ in range(2):
-            headers = {"User-Agent": "gpudoctor"}
-            if accept:
-                headers["Accept"] = accept
-            if self._authorization:
-                headers["Authorization"] = self._authorization
-            response = self.transport.request("GET", url, headers, max_bytes, f"{self.name}: {what}")
-            if response.status != 401 or not self._authenticate(response):
-                break
-        if response.status != 200:
-            raise self._status_error(response, what)
-        return response
+    def _creds(self, netloc: str) -> Credentials | None:
+        """From the Docker config, only once a registry asks for them; for the host asked."""
+        with self._lock:
+            if netloc not in self._credentials:
+                key = self.registry if netloc in (self.registry, _api_host(self.registry)) else netloc
+                self._credentials[netloc] = credentials_for(key)
+            return self._credentials[netloc]
 
-    def _status_error(self, response: Response, what: str) -> ServiceUnavailable:
-        meaning = _STATUS_MEANING.get(response.status)
-        if meaning is None:
-            meaning = "server error" if response.status >= 500 else "unexpected answer"
-        if response.status == 401 and self._creds is not None:
-            meaning = "credentials refused"
-        return ServiceUnavailable(
-            f"{self.name}: {what}: HTTP {response.status} {response.reason} ({meaning})"
+    def get(
+        self, repository: str, path: str, capability: str, accept: str | None, max_bytes: int, what: str
+    ) -> tuple[Response, Endpoint]:
+        """A 200 answer from the first endpoint that gives one, mirrors first. A mirror that
+        fails or lacks the content passes the request on; the registry's own failure is final."""
+        label = f"{self.name}: {what}"
+        candidates = [
+            e for e in self.endpoints if capability in e.capabilities and e.base not in self._unusable
+        ]
+        if not candidates:
+            raise ServiceUnavailable(f"{label}: no endpoint may {capability} (hosts.toml capabilities)")
+        failure: GpudoctorError | None = None
+        answered: set[str] = set()  # hosts that spoke HTTP: their plain-HTTP twin is not tried
+        for endpoint in candidates:
+            if endpoint.netloc in answered:
+                continue
+            try:
+                response = self._get_from(endpoint, repository, path, accept, max_bytes, label)
+            except (ServiceUnavailable, TemporaryFailure, PermissionRefused) as exc:
+                if "TLS failure" in str(exc) and self._has_plain_twin(endpoint):
+                    self._unusable.add(endpoint.base)  # a plain-HTTP loopback registry: use http://
+                else:
+                    answered.add(endpoint.netloc)
+                failure = exc
+                continue
+            if response.status == 200:
+                return response, endpoint
+            answered.add(endpoint.netloc)
+            failure = self._status_error(endpoint, response, label)
+        assert failure is not None
+        raise failure
+
+    def _has_plain_twin(self, endpoint: Endpoint) -> bool:
+        return not endpoint.plain_http and any(
+            e.plain_http and e.netloc == endpoint.netloc for e in self.endpoints
         )
 
-    def _authenticate(self, response: Response) -> bool:
-        """Set the Authorization for the challenge; False when there is nothing new to try."""
+    def _status_error(self, endpoint: Endpoint, response: Response, label: str) -> GpudoctorError:
+        meaning = None
+        if response.status == 401:
+            meaning = (
+                "credentials refused"
+                if self._creds(endpoint.netloc)
+                else "authentication required (no credentials in the Docker config), or no such repository"
+            )
+        where = "" if endpoint.origin == "registry" else f" from {endpoint.describe()}"
+        return status_error(response.status, response.reason, label + where, meaning)
+
+    def _get_from(
+        self, endpoint: Endpoint, repository: str, path: str, accept: str | None, max_bytes: int, label: str
+    ) -> Response:
+        url = endpoint.url(f"{repository}/{path}")
+        tried: set[str] = set()
+        while True:
+            headers = {"Accept": accept} if accept else {}
+            sent = self._authorization.get(endpoint.base)
+            if sent:
+                headers["Authorization"] = sent
+            response = self.transport.request("GET", url, headers, max_bytes, label, target=endpoint.target)
+            if response.status != 401 or not self._authenticate(endpoint, response, repository, sent, tried):
+                return response
+
+    def _authenticate(
+        self, endpoint: Endpoint, response: Response, repository: str, sent: str | None, tried: set[str]
+    ) -> bool:
+        """Set the endpoint's Authorization for the challenge; False when there is nothing new
+        to try. Under the lock, so concurrent fetches ask the token service once."""
         scheme, params = parse_challenge(response.headers.get("www-authenticate", ""))
-        creds = self._creds
-        if scheme == "basic":
-            basic = creds.basic() if creds else None
-            if basic is None or "basic" in self._tried:
-                return False
-            self._tried.add("basic")
-            self._authorization = basic
-            return True
-        if scheme == "bearer" and params.get("realm") and "bearer" not in self._tried:
-            self._tried.add("bearer")
-            self._authorization = "Bearer " + self._token(params, creds)
-            return True
-        return False
+        if scheme in tried or scheme not in ("basic", "bearer"):
+            return False
+        tried.add(scheme)
+        with self._auth_lock:  # one token request at a time; the others use its answer
+            with self._lock:
+                self.repositories.add(repository)
+            if self._authorization.get(endpoint.base) != sent:  # another thread authenticated meanwhile
+                return True
+            creds = self._creds(endpoint.netloc)
+            if scheme == "basic":
+                basic = creds.basic() if creds else None
+                if basic is None:
+                    return False
+                self._refuse_clear_text(endpoint.base, endpoint.netloc, "send credentials")
+                authorization = basic
+            else:
+                authorization = "Bearer " + self._token(endpoint, params, creds)
+            self._authorization[endpoint.base] = authorization
+        return True
 
-    def _token(self, params: dict[str, str], creds: Credentials | None) -> str:
-        # Only the token flow builds a query: urllib.parse costs ~2.5 ms, off the anonymous path.
-        from urllib.parse import urlencode
+    def _refuse_clear_text(self, url: str, netloc: str, doing: str) -> None:
+        """Secrets travel over TLS, or to a registry the user (or loopback) made insecure."""
+        if url.startswith("https://") or self._insecure(netloc):
+            return
+        raise ServiceUnavailable(
+            f"{self.name}: refused to {doing} over plain HTTP to {netloc} (not an --insecure-registry)"
+        )
 
-        realm = params["realm"]
-        scope = params.get("scope") or f"repository:{self.ref.repository}:pull"
-        query = {"scope": scope}
+    def _insecure(self, netloc: str) -> bool:
+        return netloc in self.options.insecure_registries or is_loopback(netloc)
+
+    def _token(self, endpoint: Endpoint, params: dict[str, str], creds: Credentials | None) -> str:
+        what = f"{self.name}: token service"
+        realm = params.get("realm") or ""
+        if not visible_header_value(realm) or " " in realm:
+            raise BadInput(f"{what}: the challenge's realm is not a usable URL")
+        scheme, _, rest = realm.partition("://")
+        realm_netloc = rest.split("/", 1)[0].split("?", 1)[0]
+        if scheme.lower() not in ("http", "https") or not realm_netloc or "@" in realm_netloc:
+            raise BadInput(f"{what}: realm {clip(realm, 80)!r} is not an http(s) URL")
+        if scheme.lower() != "https" and not self._insecure(realm_netloc):
+            raise ServiceUnavailable(
+                f"{what}: refused a token realm over plain HTTP ({realm_netloc} is not an --insecure-registry)"
+            )
+        with self._lock:
+            repositories = sorted(self.repositories)
+        scopes = [f"repository:{r}:pull" for r in repositories]
+        if params.get("scope") and params["scope"] not in scopes:
+            scopes.insert(0, params["scope"])
+        query: dict[str, object] = {"scope": scopes}
         if params.get("service"):
             query["service"] = params["service"]
-        what = f"{self.name}: token service"
-        if realm.split("://", 1)[0] not in ("http", "https"):
-            raise BadInput(f"{what}: realm is not an http(s) URL")
-        headers = {"User-Agent": "gpudoctor"}
+        target = Target(verify=self._verify_for(realm_netloc, endpoint))
+        headers: dict[str, str] = {}
         if creds is not None and creds.identity_token:
-            form = dict(
-                query, grant_type="refresh_token", client_id="gpudoctor", refresh_token=creds.identity_token
-            )
+            form = {**query, "grant_type": "refresh_token", "client_id": "gpudoctor",
+                    "refresh_token": creds.identity_token}  # fmt: skip
             headers["Content-Type"] = "application/x-www-form-urlencoded"
+            body = urlencode(form, doseq=True).encode()
             response = self.transport.request(
-                "POST", realm, headers, MAX_TOKEN_BYTES, what, body=urlencode(form).encode()
+                "POST", realm, headers, MAX_TOKEN_BYTES, what, body=body, target=target
             )
         else:
             basic = creds.basic() if creds else None
             if basic:
                 headers["Authorization"] = basic
-            response = self.transport.request(
-                "GET", f"{realm}?{urlencode(query)}", headers, MAX_TOKEN_BYTES, what
-            )
+            url = f"{realm}{'&' if '?' in realm else '?'}{urlencode(query, doseq=True)}"
+            response = self.transport.request("GET", url, headers, MAX_TOKEN_BYTES, what, target=target)
         if response.status != 200:
-            meaning = "no token"
+            meaning = None
             if response.status in (401, 403):
                 meaning = (
                     "credentials refused"
                     if creds
                     else "authentication required (no credentials in the Docker config)"
                 )
-            raise ServiceUnavailable(f"{what}: HTTP {response.status} {response.reason} ({meaning})")
+            raise status_error(response.status, response.reason, what, meaning or "no token")
         data = mf.load_json(response.body, what)
         token = data.get("token") or data.get("access_token")
         if not isinstance(token, str) or not token:
             raise BadInput(f"{what}: answer has no token")
+        if not visible_header_value(token) or " " in token:
+            raise BadInput(f"{what}: the token has characters a header cannot carry (refused)")
         return token
 
-    def manifest(self, reference: str, what: str) -> tuple[mf.Manifest | mf.Index, str]:
-        """A manifest or index by tag or digest, with its digest (checked where known)."""
-        response = self.get(f"manifests/{reference}", mf.ACCEPT, mf.MAX_MANIFEST_BYTES, what)
+    def _verify_for(self, netloc: str, endpoint: Endpoint) -> bool | str:
+        if netloc == endpoint.netloc:
+            return endpoint.target.verify
+        if self.options.ca_bundle:
+            return self.options.ca_bundle
+        return not self._insecure(netloc)
+
+    def manifest(
+        self, repository: str, reference: str, what: str
+    ) -> tuple[mf.Manifest | mf.Index, str, Endpoint]:
+        """A manifest or index by tag (resolve) or digest (pull), its digest (checked), and
+        the endpoint that answered."""
+        by_digest = ":" in reference
+        if by_digest:
+            mf.check_digest(reference, f"{self.name}: {what}")
+        response, endpoint = self.get(
+            repository, f"manifests/{reference}", "pull" if by_digest else "resolve",
+            mf.ACCEPT, mf.MAX_MANIFEST_BYTES, what,
+        )  # fmt: skip
         label = f"{self.name}: {what}"
         digest = mf.sha256_digest(response.body)
-        if reference.startswith("sha") and ":" in reference:
+        if by_digest:
             mf.verify_digest(response.body, reference, label)
             digest = reference
         elif response.headers.get("docker-content-digest"):
-            mf.verify_digest(response.body, response.headers["docker-content-digest"], label)
+            mf.verify_digest(response.body, response.headers["docker-content-digest"].strip(), label)
         doc = mf.load_json(response.body, label)
         media_type = mf.media_type_of(doc, response.headers.get("content-type"), label)
-        return mf.parse(doc, media_type, label), digest
+        return mf.parse(doc, media_type, label), digest, endpoint
 
-    def config(self, descriptor: mf.Descriptor) -> dict[str, object]:
+    def config(self, repository: str, descriptor: mf.Descriptor) -> dict[str, object]:
         what = f"config blob {descriptor.digest[:19]}"
         if descriptor.size is not None and descriptor.size > mf.MAX_CONFIG_BYTES:
             raise BadInput(
                 f"{self.name}: {what} is {descriptor.size} bytes, over the {mf.MAX_CONFIG_BYTES}-byte cap"
             )
-        response = self.get(f"blobs/{descriptor.digest}", None, mf.MAX_CONFIG_BYTES, what)
+        response, _ = self.get(
+            repository, f"blobs/{descriptor.digest}", "pull", None, mf.MAX_CONFIG_BYTES, what
+        )
         mf.verify_digest(response.body, descriptor.digest, f"{self.name}: {what}")
         return mf.load_json(response.body, f"{self.name}: {what}")
+
+    def authorization_for(self, endpoint: Endpoint) -> str | None:
+        return self._authorization.get(endpoint.base)
+
+
+def _api_host(registry: str) -> str:
+    return DOCKER_HUB_API if registry == DOCKER_HUB else registry
+
+
+@dataclass
+class Registries:
+    """The clients of one run, one per registry, made on first use (thread-safe)."""
+
+    transport: Transport
+    options: EndpointOptions = EndpointOptions()
+    _clients: dict[str, RegistryClient] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def client(self, registry: str) -> RegistryClient:
+        with self._lock:
+            found = self._clients.get(registry)
+            if found is None:
+                found = self._clients[registry] = RegistryClient(registry, self.transport, self.options)
+            return found
+
+    def announce(self, references: list[Reference]) -> None:
+        """Tell each registry every repository it will be asked for: one token covers them."""
+        for ref in references:
+            self.client(ref.registry).expect(ref.repository)
 
 
 def resolve(
     index: mf.Index, wanted: Platform, where: str
-) -> tuple[mf.Descriptor, list[Platform], str | None]:
-    """The index entry for `wanted` (or the first real platform, noted), every platform offered."""
+) -> tuple[mf.Descriptor | None, list[Platform], str | None]:
+    """The index entry for `wanted` and every platform offered; None (and why) when the
+    image does not offer `wanted`: another platform's config is never read in its place."""
     entries = mf.real_platforms(index)
     offered = [p for _, p in entries]
     if not entries:
@@ -168,24 +337,48 @@ def resolve(
     chosen = choose(offered, wanted)
     if chosen is not None:
         return index.manifests[entries[chosen][0]], offered, None
-    note = f"the image offers no {wanted}; facts are read from {offered[0]}"
-    return index.manifests[entries[0][0]], offered, note
+    names = ", ".join(dict.fromkeys(str(p) for p in offered))
+    return None, offered, f"the image offers no {wanted} (it offers {names}); nothing was read for {wanted}"
 
 
-def fetch_from_registry(ref: Reference, wanted: Platform, transport: Transport) -> ImageFacts:
-    client = RegistryClient(ref, transport)
-    top, top_digest = client.manifest(ref.manifest_ref, f"manifest {ref.repository}:{ref.manifest_ref}")
+def fetch_from_registry(ref: Reference, wanted: Platform, client: RegistryClient) -> ImageFacts:
+    top, top_digest, endpoint = client.manifest(
+        ref.repository, ref.manifest_ref, f"manifest {ref.repository}:{ref.manifest_ref}"
+    )
     index_digest, platforms, note = None, [], None
     if isinstance(top, mf.Index):
         index_digest = top_digest
         descriptor, platforms, note = resolve(top, wanted, f"{client.name}: {ref}")
-        top, top_digest = client.manifest(
-            descriptor.digest, f"manifest {ref.repository}@{descriptor.digest[:19]}"
+        if descriptor is None:
+            facts = missing_platform(str(ref), "registry", wanted, index_digest, platforms, note)
+            facts.source_endpoint = endpoint.describe()
+            return facts
+        top, top_digest, _ = client.manifest(
+            ref.repository, descriptor.digest, f"manifest {ref.repository}@{descriptor.digest[:19]}"
         )
         if isinstance(top, mf.Index):
             raise BadInput(f"{client.name}: {ref}: an index inside an index is not supported")
-    config = client.config(top.config)
-    return finish(config, str(ref), "registry", top, top_digest, index_digest, platforms, note)
+    config = client.config(ref.repository, top.config)
+    facts = finish(config, str(ref), "registry", top, top_digest, index_digest, platforms, note)
+    facts.source_endpoint = endpoint.describe()
+    return facts
+
+
+def missing_platform(
+    reference: str,
+    source: str,
+    wanted: Platform,
+    index_digest: str | None,
+    platforms: list[Platform],
+    note: str | None,
+) -> ImageFacts:
+    """Facts for an image without the wanted platform: what it offers, and nothing else."""
+    facts = ImageFacts(reference=reference, source=source, index_digest=index_digest, platforms=platforms)
+    facts.platform_not_offered = wanted
+    reason = note or f"the image offers no {wanted}"
+    facts.unknown["platform"] = reason
+    facts.unknown["cuda_version"] = f"no config read: {reason}"
+    return facts
 
 
 def finish(

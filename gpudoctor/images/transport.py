@@ -1,412 +1,489 @@
-"""A small HTTP/1.1 client on sockets for registry reads.
+"""HTTP for registry reads, on requests + urllib3.
 
-Why not requests/httpx, a registry library or even http.client: preflight reads two or
-three small documents and has to stay within a few times a Go binary's wall time.
-requests alone costs more than skopeo's whole run; http.client drags in the email
-package and ssl (~10 ms) even for a plain-HTTP registry. No maintained Python
-registry client covers Docker credential helpers, manifest-list platform listing, size
-caps and digest checks together. What a registry read needs of HTTP is small: GET and
-POST, a body framed by Content-Length, chunked coding or the connection's end, redirects,
-and keep-alive so a TLS handshake is paid once per host. ssl is imported only for https;
-plain HTTP runs on the C module `_socket` and splits URLs itself (`images/urls.py`), since
-`socket` and `urllib.parse` cost ~6 ms to import between them.
+One `Transport` is one `requests.Session`: a urllib3 connection pool per host, shared by
+the threads that fetch many images at once. What a registry read adds to plain requests:
 
-Secrets: request headers are never put in errors or logs; only the host, the status
-line and what was asked for.
+* proxies from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`) or `--proxy`,
+  decided here per URL (the session does not trust the environment: that would also read
+  `~/.netrc` and `REQUESTS_CA_BUNDLE` behind the user's back);
+* retries with backoff on 429/502/503/504, connection resets and timeouts, honouring
+  `Retry-After`, all under one total deadline (urllib3's `Retry` has no deadline, and a
+  `Retry-After` past it must end the wait at once, not after sleeping);
+* a deadline per request covering connect, headers and body: requests' timeout is per
+  socket read, so a server dripping one header byte a second, or an endless run of
+  `100 Continue`, would never trip it. A timer shuts the request's socket down at the
+  deadline (`_Watchdog`), whatever the request is waiting for;
+* size caps: a declared `Content-Length` over the cap stops before the body, and a body
+  is read in chunks that stop at the cap;
+* redirects followed here, not by requests: never from https to http, and credentials
+  (`Authorization`) only to the origin (scheme, host and port) they were meant for.
+
+Errors are one line naming what was asked and the host, never a header value: the
+request headers carry credentials.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
+import socket
+import threading
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin, urlsplit
 
-from gpudoctor.errors import BadInput, ServiceUnavailable
-from gpudoctor.images.urls import BadURL, host_and_port, join_url, literal_family, sockets, split_url
+import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
+import urllib3.exceptions
+from urllib3.util import parse_url
 
-TYPE_CHECKING = False  # typing is not imported at run time: see docs/startup.md
+from gpudoctor.errors import BadInput, GpudoctorError, ServiceUnavailable, TemporaryFailure
+
 if TYPE_CHECKING:
-    import ssl
+    from requests.structures import CaseInsensitiveDict
 
-    from _typeshed import WriteableBuffer
-
-DEFAULT_TIMEOUT_S = 15.0  # per connect / per read
-DEFAULT_BODY_DEADLINE_S = 30.0  # per response body, however the bytes trickle in
+TIMEOUT_S = 15.0  # connect, and each read
+REQUEST_DEADLINE_S = 30.0  # one request: connect + TLS + headers + body
+TOTAL_DEADLINE_S = 90.0  # one request with its retries and redirects
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+MAX_ATTEMPTS = 5
+BACKOFF_S = 0.5  # then 1, 2, 4 ...
+MAX_BACKOFF_S = 8.0
 MAX_REDIRECTS = 5
-MAX_HEADER_LINE = 64 * 1024
-MAX_HEADERS = 100
-_READ_CHUNK = 64 * 1024
-_NO_BODY = (204, 304)
+POOL_SIZE = 32  # connections kept per host: the width of the image fetch pool
+MAX_MESSAGE_TEXT = 120  # characters of server-supplied text quoted in an error
+_CHUNK = 64 * 1024
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
+def clip(text: str, limit: int = MAX_MESSAGE_TEXT) -> str:
+    """Server text for an error message: printable, one line, at most `limit` characters."""
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def visible_header_value(value: str) -> bool:
+    """True for a value fit to send as a header: visible ASCII and inner spaces only. A
+    value from a server (a token, a realm) with CR, LF or other controls would split or
+    smuggle headers; one outside ASCII cannot be sent as Latin-1 without guessing."""
+    return bool(value) and value.isascii() and value.isprintable() and value == value.strip()
+
+
+@dataclass(frozen=True)
 class Response:
-    __slots__ = ("status", "reason", "headers", "body", "url")
-
-    def __init__(self, status: int, reason: str, headers: dict[str, str], body: bytes, url: str) -> None:
-        self.status = status
-        self.reason = reason
-        self.headers = headers  # lower-case names; a repeated header keeps its last value
-        self.body = body
-        self.url = url
+    status: int
+    reason: str
+    headers: CaseInsensitiveDict[str]
+    body: bytes
+    url: str
 
 
-class _Closed(Exception):
-    """The server closed a kept-alive connection before answering: retry on a fresh one."""
+@dataclass(frozen=True)
+class Target:
+    """How to reach one endpoint: TLS verification (True, False or a CA file) and a proxy
+    that overrides the environment (hosts.toml `proxy`)."""
+
+    verify: bool | str = True
+    proxy: str | None = None
 
 
-class _Receiver(io.RawIOBase):
-    """What `sock.makefile("rb")` buffers, for a `_socket.socket` (which has no makefile)
-    and an `ssl.SSLSocket` alike. A timeout surfaces from recv_into as TimeoutError."""
-
-    def __init__(self, sock: sockets.socket) -> None:
-        super().__init__()
-        self.sock = sock
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        return self.sock.recv_into(buffer)
+# --- the per-request deadline ---------------------------------------------------------
 
 
-class _Connection:
-    """One socket to one (scheme, host:port), reusable while responses are fully read."""
+class _Watchdog:
+    """Shuts down every socket the current request uses once its deadline passes, so a
+    blocked connect, TLS handshake, header or body read returns at once."""
 
-    def __init__(self, sock: sockets.socket) -> None:
-        self.sock = sock
-        self.reader = io.BufferedReader(_Receiver(sock))
-        self.used = False  # has answered before: an immediate EOF means a stale keep-alive
-        self.reusable = True
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
+        self._timer.daemon = True
 
-    def close(self) -> None:
-        self.reader.close()
-        self.sock.close()
+    def __enter__(self) -> _Watchdog:
+        _current.watchdog = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        _current.watchdog = None
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self.fired:
+                _shutdown(sock)
+            else:
+                self._sockets.append(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            for sock in self._sockets:
+                _shutdown(sock)
 
 
-class _Body:
-    """Reads one response body under a byte cap and a deadline, counting what arrived."""
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)
 
-    def __init__(self, conn: _Connection, max_bytes: int, deadline: float, on_late: str) -> None:
-        self.conn = conn
-        self.left = max_bytes + 1  # one byte over the cap is enough to know it is over
-        self.deadline = deadline
-        self.on_late = on_late
-        self.parts: list[bytes] = []
-        self.received = 0
 
-    def _read(self, size: int, line: bool = False) -> bytes:
-        if time.monotonic() > self.deadline:
-            raise ServiceUnavailable(self.on_late)
-        data = self.conn.reader.readline(size) if line else self.conn.reader.read1(size)
-        self.received += len(data)
-        return data
+class _Current(threading.local):
+    watchdog: _Watchdog | None = None
 
-    def exactly(self, size: int) -> bool:
-        """Keep `size` bytes (fewer if over the cap); False when the cap stopped us."""
-        while size > 0:
-            if self.left <= 0:
-                return False
-            data = self._read(min(size, self.left, _READ_CHUNK))
-            if not data:
-                raise ConnectionResetError("body ended early")
-            self.parts.append(data)
-            self.left -= len(data)
-            size -= len(data)
-        return True
 
-    def until_close(self) -> None:
-        while self.left > 0:
-            data = self._read(min(self.left, _READ_CHUNK))
-            if not data:
-                return
-            self.parts.append(data)
-            self.left -= len(data)
+_current = _Current()
 
-    def chunked(self) -> bool:
-        while True:
-            size_line = self._read(MAX_HEADER_LINE, line=True)
-            try:
-                size = int(size_line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise ConnectionResetError("bad chunk size") from None
-            if size == 0:
-                break
-            if not self.exactly(size):
-                return False
-            if self._read(2, line=True) not in (b"\r\n", b"\n"):
-                raise ConnectionResetError("bad chunk end")
-        while self._read(MAX_HEADER_LINE, line=True) not in (b"\r\n", b"\n", b""):
-            pass  # trailers
-        return True
 
-    def value(self) -> bytes:
-        return b"".join(self.parts)
+class _Watched:
+    """Mixed into urllib3's connections: a new socket, or a kept-alive one starting its
+    next request, is handed to the current request's watchdog."""
+
+    sock: socket.socket | None
+
+    def _new_conn(self) -> socket.socket:
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        if _current.watchdog is not None:
+            _current.watchdog.watch(sock)
+        return sock
+
+    def request(self, *args: object, **kwargs: object) -> None:
+        if self.sock is not None and _current.watchdog is not None:
+            _current.watchdog.watch(self.sock)
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class _Adapter(requests.adapters.HTTPAdapter):
+    """requests' adapter with watched connections, direct and through a proxy. Retries are
+    the transport's (under its deadline), so urllib3 makes one attempt."""
+
+    def __init__(self) -> None:
+        super().__init__(pool_maxsize=POOL_SIZE, max_retries=0)
+
+    def init_poolmanager(self, *args: object, **kwargs: object) -> None:
+        super().init_poolmanager(*args, **kwargs)  # type: ignore[arg-type]
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: object) -> urllib3.PoolManager:
+        manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = _POOLS
+        return manager
+
+
+# --- failures --------------------------------------------------------------------------
+
+
+class _Retryable(Exception):
+    """A transient failure (reset, timeout): worth another attempt while time is left."""
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parsed = parse_url(url)
+    scheme = (parsed.scheme or "").lower()
+    return scheme, (parsed.host or "").lower(), parsed.port or (443 if scheme == "https" else 80)
+
+
+def _netloc(url: str) -> str:
+    scheme, host, port = _origin(url)
+    host = f"[{host}]" if ":" in host else host
+    return host if port == (443 if scheme == "https" else 80) else f"{host}:{port}"
+
+
+def _describe_tls(exc: BaseException, netloc: str) -> str:
+    text = str(exc)
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
+        return (
+            f"TLS failure (the server does not speak TLS; if {netloc} is a plain-HTTP registry, "
+            f"pass --insecure-registry {netloc})"
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        reason = text.split("certificate verify failed:", 1)[-1].split("(_ssl", 1)[0].strip(" )'\"")
+        return f"TLS failure (certificate verify failed: {clip(reason, 80)})"
+    return "TLS failure (handshake failed)"
+
+
+def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """`kind` anywhere in the chain of causes requests and urllib3 wrap around a failure."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        item = stack.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, kind):
+            return item
+        stack.extend(
+            [item.__cause__, item.__context__, *[a for a in item.args if isinstance(a, BaseException)]]
+        )
+        reason = getattr(item, "reason", None)
+        if isinstance(reason, BaseException):
+            stack.append(reason)
+    return None
+
+
+# --- the transport -----------------------------------------------------------------------
 
 
 class Transport:
-    """Keeps one connection per (scheme, host); counts bytes received."""
+    """One session (connection pools, per host) for every registry request of a run."""
 
     def __init__(
         self,
-        insecure_hosts: frozenset[str] = frozenset(),
-        ca_bundle: str | None = None,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        body_deadline_s: float = DEFAULT_BODY_DEADLINE_S,
+        *,
+        proxy: str | None = None,
+        timeout_s: float = TIMEOUT_S,
+        request_deadline_s: float = REQUEST_DEADLINE_S,
+        total_deadline_s: float = TOTAL_DEADLINE_S,
+        backoff_s: float = BACKOFF_S,
     ) -> None:
-        self.insecure_hosts = insecure_hosts
-        self.ca_bundle = ca_bundle
+        self.proxy = proxy
         self.timeout_s = timeout_s
-        self.body_deadline_s = body_deadline_s
-        self.bytes_received = 0
-        self._connections: dict[tuple[str, str], _Connection] = {}
-        self._ssl_context: object | None = None
-
-    def base_url(self, host: str) -> str:
-        return f"{'http' if host in self.insecure_hosts else 'https'}://{host}"
+        self.request_deadline_s = request_deadline_s
+        self.total_deadline_s = total_deadline_s
+        self.backoff_s = backoff_s
+        self.session = requests.Session()
+        self.session.trust_env = False  # proxies are decided per URL below; no ~/.netrc
+        adapter = _Adapter()
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        # requests adds `Accept-Encoding: gzip, deflate`; a registry answer is small JSON,
+        # and an encoded one would be inflated past what the cap counts.
+        self.session.headers = {"User-Agent": "gpudoctor", "Accept-Encoding": "identity"}  # type: ignore[assignment]
 
     def close(self) -> None:
-        for conn in self._connections.values():
-            conn.close()
-        self._connections.clear()
+        self.session.close()
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def proxies_for(self, url: str, target: Target) -> dict[str, str]:
+        if target.proxy:
+            return {"http": target.proxy, "https": target.proxy}
+        if requests.utils.should_bypass_proxies(url, no_proxy=None):
+            return {}
+        if self.proxy:
+            return {"http": self.proxy, "https": self.proxy}
+        return requests.utils.get_environ_proxies(url, no_proxy=None)
 
     def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        max_bytes: int,
+        what: str,
+        *,
+        body: bytes | None = None,
+        target: Target = Target(),
+    ) -> Response:
+        """One answer, after redirects and retries. A 429/5xx that outlasts the retries is
+        returned as it is, for the caller to name; a transport failure raises."""
+        deadline = time.monotonic() + self.total_deadline_s
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                response = self._follow(method, url, headers, max_bytes, what, body, target, deadline)
+            except _Retryable as exc:
+                problem, wait, response = str(exc), self._backoff(attempt), None
+            else:
+                if response.status not in RETRY_STATUSES:
+                    return response
+                problem = f"HTTP {response.status}"
+                wait = self._retry_after(response.headers.get("retry-after"), attempt)
+            left = deadline - time.monotonic()
+            if attempt == MAX_ATTEMPTS or wait > left:
+                if response is not None:
+                    return response
+                raise TemporaryFailure(f"{what}: {problem} (gave up after {attempt} attempts)")
+            time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
+
+    def _retry_after(self, value: str | None, attempt: int) -> float:
+        if value:
+            try:
+                return max(urllib3.util.Retry().parse_retry_after(value), 0.0)
+            except (urllib3.exceptions.InvalidHeader, ValueError, OverflowError):
+                pass  # an unreadable Retry-After: our own backoff
+        return self._backoff(attempt)
+
+    def _follow(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        max_bytes: int,
+        what: str,
+        body: bytes | None,
+        target: Target,
+        deadline: float,
+    ) -> Response:
+        origin = _origin(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            here = _origin(url)
+            if here[0] not in ("http", "https"):
+                raise ServiceUnavailable(
+                    f"{what}: redirected to an unsupported URL scheme {clip(here[0], 20)!r}"
+                )
+            send = dict(headers)
+            if here != origin:  # credentials are for the origin they were given for, only
+                send.pop("Authorization", None)
+            response = self._once(method, url, send, max_bytes, what, body, target, deadline)
+            if response.status not in _REDIRECTS or "location" not in response.headers:
+                return response
+            location = response.headers["location"]
+            try:
+                next_url = urljoin(url, location)
+                urlsplit(next_url).port  # noqa: B018 - raises ValueError on a bad host or port
+                parse_url(next_url)
+            except (ValueError, urllib3.exceptions.LocationParseError):
+                raise BadInput(f"{what}: redirected to a malformed URL") from None
+            if here[0] == "https" and _origin(next_url)[0] != "https":
+                raise ServiceUnavailable(
+                    f"{what}: refused a redirect from https to plain http ({_netloc(next_url)})"
+                )
+            url = next_url
+            if response.status == 303:
+                method, body = "GET", None
+        raise ServiceUnavailable(f"{what}: more than {MAX_REDIRECTS} redirects")
+
+    def _once(
         self,
         method: str,
         url: str,
         headers: dict[str, str],
         max_bytes: int,
         what: str,
-        body: bytes | None = None,
-    ) -> Response:
-        """One request, following redirects (credentials are not sent to another host)."""
-        origin: str | None = None  # the first URL's netloc: credentials go nowhere else
-        for _ in range(MAX_REDIRECTS + 1):
-            scheme, netloc, path = split_url(url)
-            if scheme not in ("http", "https"):
-                raise ServiceUnavailable(f"{what}: redirected to an unsupported URL scheme {scheme!r}")
-            try:
-                address = host_and_port(netloc, 443 if scheme == "https" else 80)
-            except BadURL as exc:
-                raise BadInput(f"{what}: {exc}") from None
-            origin = origin or netloc
-            send = dict(headers)
-            if netloc != origin:
-                send.pop("Authorization", None)
-            response = self._once(method, scheme, netloc, address, path, send, max_bytes, what, body)
-            if response.status in (301, 302, 303, 307, 308) and "location" in response.headers:
-                try:
-                    url = join_url(url, response.headers["location"])
-                except ValueError:  # urljoin refusing a malformed Location (a bracket, say)
-                    raise BadInput(f"{what}: redirected to a malformed URL") from None
-                if response.status == 303:
-                    method, body = "GET", None
-                continue
-            return response
-        raise ServiceUnavailable(f"{what}: more than {MAX_REDIRECTS} redirects")
-
-    def _once(
-        self,
-        method: str,
-        scheme: str,
-        netloc: str,
-        address: tuple[str, int],
-        path: str,
-        headers: dict[str, str],
-        max_bytes: int,
-        what: str,
         body: bytes | None,
+        target: Target,
+        deadline: float,
     ) -> Response:
-        for attempt in (1, 2):
+        netloc = _netloc(url)
+        seconds = min(self.request_deadline_s, deadline - time.monotonic())
+        if seconds <= 0:
+            raise TemporaryFailure(f"{what}: no answer from {netloc} within {self.total_deadline_s:g}s")
+        with _Watchdog(seconds) as watchdog:
             try:
-                conn = self._connection(scheme, netloc, address)
-                return self._exchange(conn, method, scheme, netloc, path, headers, max_bytes, what, body)
-            except _Closed:
-                self._drop(scheme, netloc)
-                if attempt == 2:
-                    raise ServiceUnavailable(f"{what}: connection closed without an answer") from None
-            except TimeoutError:
-                self._drop(scheme, netloc)
-                raise ServiceUnavailable(f"{what}: timed out after {self.timeout_s:g}s") from None
-            except (ServiceUnavailable, BadInput):
-                self._drop(scheme, netloc)
+                return self._exchange(method, url, headers, max_bytes, what, body, target, seconds)
+            except GpudoctorError:
                 raise
-            except OSError as exc:
-                self._drop(scheme, netloc)
-                raise ServiceUnavailable(f"{what}: {_describe(exc)}") from None
-        raise AssertionError("unreachable")
-
-    def _connection(self, scheme: str, netloc: str, address: tuple[str, int]) -> _Connection:
-        key = (scheme, netloc)
-        conn = self._connections.get(key)
-        if conn is None:
-            sock = _connect(*address, self.timeout_s)
-            if scheme == "https":
-                sock = self._tls(sock, address[0])
-            conn = self._connections[key] = _Connection(sock)
-        return conn
-
-    def _tls(self, raw: sockets.socket, host: str) -> ssl.SSLSocket:
-        """The connected socket wrapped in TLS; ssl wants a `socket.socket`, so the https
-        branch (and only it) imports socket and hands the descriptor over to one."""
-        try:
-            context = self._context()
-        except BaseException:
-            raw.close()
-            raise
-        import socket
-
-        sock = socket.socket(raw.family, raw.type, raw.proto, raw.detach())
-        sock.settimeout(self.timeout_s)  # a socket made from a descriptor starts blocking
-        try:
-            return context.wrap_socket(sock, server_hostname=host)
-        except BaseException:
-            sock.close()
-            raise
-
-    def _context(self) -> ssl.SSLContext:
-        import ssl
-
-        if self._ssl_context is None:
-            try:
-                self._ssl_context = ssl.create_default_context(cafile=self.ca_bundle)
-            except (OSError, ssl.SSLError) as exc:
-                raise BadInput(f"cannot use CA bundle {self.ca_bundle}: {exc.__class__.__name__}") from None
-        return self._ssl_context  # type: ignore[return-value]
+            except Exception as exc:  # noqa: BLE001 - every library failure becomes one line
+                if watchdog.fired:
+                    raise _Retryable(f"no complete answer from {netloc} within {seconds:.1f}s") from None
+                raise self._failure(exc, what, netloc) from None
 
     def _exchange(
         self,
-        conn: _Connection,
         method: str,
-        scheme: str,
-        netloc: str,
-        path: str,
+        url: str,
         headers: dict[str, str],
         max_bytes: int,
         what: str,
         body: bytes | None,
+        target: Target,
+        seconds: float,
     ) -> Response:
-        lines = [
-            f"{method} {path} HTTP/1.1",
-            f"Host: {netloc}",
-            "Accept-Encoding: identity",
-        ]
-        lines.extend(f"{name}: {value}" for name, value in headers.items())
-        if body is not None:
-            lines.append(f"Content-Length: {len(body)}")
-        reused, conn.used = conn.used, True
-        try:
-            conn.sock.sendall("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + (body or b""))
-            status, reason, version, received = self._status_line(conn, what)
-        except (ConnectionResetError, BrokenPipeError):
-            if reused:  # the server closed a kept-alive connection: not this request's failure
-                raise _Closed from None
-            raise
-        while 100 <= status < 200:  # 100 Continue and friends: the real answer follows
-            received += self._headers(conn, what)[1]
-            status, reason, version, more = self._status_line(conn, what)
-            received += more
-        response_headers, header_bytes = self._headers(conn, what)
-        received += header_bytes
-        declared = response_headers.get("content-length", "").strip()
-        if status < 300 and declared.isdigit() and int(declared) > max_bytes:
-            raise BadInput(f"{what}: response of {int(declared)} bytes is over the {max_bytes}-byte cap")
-        reader = _Body(
-            conn, max_bytes, time.monotonic() + self.body_deadline_s,
-            f"{what}: answer not complete within {self.body_deadline_s:g}s",
-        )  # fmt: skip
-        complete = self._read_body(reader, method, status, response_headers)
-        self.bytes_received += received + reader.received
-        if not complete:
-            raise BadInput(f"{what}: response is over the {max_bytes}-byte cap")
-        keep = version == "HTTP/1.1" and "close" not in response_headers.get("connection", "").lower()
-        conn.reusable = conn.reusable and keep
-        if not conn.reusable:
-            self._drop(scheme, netloc)
-        return Response(status, reason, response_headers, reader.value(), f"{scheme}://{netloc}{path}")
+        started = time.monotonic()
+        netloc = _netloc(url)
+        with self.session.request(
+            method,
+            url,
+            headers=headers,
+            data=body,
+            stream=True,
+            allow_redirects=False,
+            verify=target.verify,
+            proxies=self.proxies_for(url, target),
+            timeout=(min(self.timeout_s, seconds), self.timeout_s),
+        ) as answer:
+            declared = answer.headers.get("content-length", "").strip()
+            declared_ok = declared.isascii() and declared.isdigit()
+            if answer.status_code < 300 and declared_ok and int(declared) > max_bytes:
+                raise BadInput(f"{what}: answer of {declared[:24]} bytes is over the {max_bytes}-byte cap")
+            parts: list[bytes] = []
+            size = 0
+            if method != "HEAD":
+                for chunk in answer.iter_content(_CHUNK):
+                    parts.append(chunk)
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise BadInput(f"{what}: answer is over the {max_bytes}-byte cap")
+                    if time.monotonic() - started > seconds:
+                        raise _Retryable(f"no complete answer from {netloc} within {seconds:.1f}s")
+            return Response(
+                answer.status_code, clip(answer.reason or ""), answer.headers, b"".join(parts), url
+            )
 
     @staticmethod
-    def _read_body(reader: _Body, method: str, status: int, headers: dict[str, str]) -> bool:
-        """The body by its framing; False when it is over the cap (the connection is then spent)."""
-        if method == "HEAD" or status in _NO_BODY:
-            return True
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            complete = reader.chunked()
-        elif headers.get("content-length", "").strip().isdigit():
-            complete = reader.exactly(int(headers["content-length"].strip()))
-        else:
-            reader.conn.reusable = False  # framed by the end of the connection
-            reader.until_close()
-            complete = reader.left > 0
-        if not complete:
-            reader.conn.reusable = False
-        return complete
-
-    @staticmethod
-    def _status_line(conn: _Connection, what: str) -> tuple[int, str, str, int]:
-        line = conn.reader.readline(MAX_HEADER_LINE)
-        if not line:
-            raise ConnectionResetError("connection closed without an answer")
-        version, _, rest = line.decode("latin-1").strip().partition(" ")
-        code, _, reason = rest.partition(" ")
-        if not version.startswith("HTTP/") or not code.isdigit():
-            raise ServiceUnavailable(f"{what}: not an HTTP answer: {line[:40]!r}")
-        return int(code), reason, version, len(line)
-
-    @staticmethod
-    def _headers(conn: _Connection, what: str) -> tuple[dict[str, str], int]:
-        headers: dict[str, str] = {}
-        received = 0
-        for _ in range(MAX_HEADERS + 1):
-            line = conn.reader.readline(MAX_HEADER_LINE)
-            received += len(line)
-            if line in (b"\r\n", b"\n", b""):
-                return headers, received
-            name, sep, value = line.decode("latin-1").partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        raise ServiceUnavailable(f"{what}: answer has more than {MAX_HEADERS} headers")
-
-    def _drop(self, scheme: str, netloc: str) -> None:
-        conn = self._connections.pop((scheme, netloc), None)
-        if conn is not None:
-            conn.close()
+    def _failure(exc: BaseException, what: str, netloc: str) -> Exception:
+        """A requests/urllib3 failure as one line: transient ones to be retried."""
+        if _find(exc, urllib3.exceptions.SSLError) is not None or isinstance(
+            exc, requests.exceptions.SSLError
+        ):
+            return ServiceUnavailable(f"{what}: {_describe_tls(exc, netloc)}")
+        if isinstance(exc, requests.exceptions.ProxyError) or _find(exc, urllib3.exceptions.ProxyError):
+            return ServiceUnavailable(f"{what}: the proxy refused or failed the connection to {netloc}")
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return _Retryable(f"cannot connect to {netloc} (timed out)")
+        if isinstance(exc, requests.exceptions.Timeout) or _find(exc, TimeoutError):
+            return _Retryable(f"{netloc} stopped answering (timed out)")
+        if _find(exc, urllib3.exceptions.NameResolutionError) is not None:
+            return ServiceUnavailable(f"{what}: cannot resolve the host of {netloc}")
+        if _find(exc, ConnectionRefusedError) is not None or _find(
+            exc, urllib3.exceptions.NewConnectionError
+        ):
+            return ServiceUnavailable(f"{what}: cannot connect to {netloc} (connection refused)")
+        if isinstance(exc, requests.exceptions.InvalidHeader | UnicodeError | requests.exceptions.InvalidURL):
+            return BadInput(
+                f"{what}: a value from the server cannot be used in a request ({exc.__class__.__name__})"
+            )
+        if isinstance(exc, ValueError):  # requests parsing a Location it will not follow anyway
+            return BadInput(f"{what}: malformed answer from {netloc} ({clip(str(exc), 60)})")
+        if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.ChunkedEncodingError):
+            return _Retryable(f"connection to {netloc} lost ({clip(_root_name(exc), 60)})")
+        if isinstance(exc, urllib3.exceptions.HTTPError | requests.exceptions.RequestException | OSError):
+            return ServiceUnavailable(f"{what}: bad answer from {netloc} ({exc.__class__.__name__})")
+        return ServiceUnavailable(f"{what}: request to {netloc} failed ({exc.__class__.__name__})")
 
 
-def _connect(host: str, port: int, timeout_s: float) -> sockets.socket:
-    """A TCP connection as socket.create_connection makes one. An IP literal is connected
-    to directly: connect() parses a numeric address with inet_pton, whereas the first
-    getaddrinfo() in a process costs ~4 ms of resolver set-up even for "127.0.0.1". A name
-    is resolved and each address tried in turn; the last failure is raised."""
-    family = literal_family(host)
-    if family is not None:
-        targets = [(family, 0, (host, port))]
-    else:
-        # As bytes (host_and_port admits only ASCII): a str would load the idna codec.
-        found = sockets.getaddrinfo(host.encode("ascii"), port, 0, sockets.SOCK_STREAM)
-        targets = [(info[0], info[2], info[4]) for info in found]
-    error = OSError("getaddrinfo returns an empty list")
-    for family, proto, sockaddr in targets:
-        sock = None
-        try:
-            sock = sockets.socket(family, sockets.SOCK_STREAM, proto)
-            sock.settimeout(timeout_s)
-            sock.connect(sockaddr)
-            # A request is one write: Nagle's algorithm would only hold it back.
-            sock.setsockopt(sockets.IPPROTO_TCP, sockets.TCP_NODELAY, 1)
-            return sock
-        except OSError as exc:
-            if sock is not None:
-                sock.close()
-            error = exc
-    raise error
-
-
-def _describe(exc: OSError) -> str:
-    """One line for a socket or TLS failure, without importing ssl for plain HTTP."""
-    if type(exc).__module__ == "ssl":
-        reason = getattr(exc, "reason", None) or exc.__class__.__name__
-        if exc.__class__.__name__ == "SSLCertVerificationError":
-            reason = f"certificate verify failed: {getattr(exc, 'verify_message', '')}"
-        return f"TLS failure ({reason})"
-    if isinstance(exc, ConnectionResetError | BrokenPipeError):
-        return f"connection lost ({exc.__class__.__name__})"
-    return f"cannot connect ({exc.strerror or exc.__class__.__name__})"
+def _root_name(exc: BaseException) -> str:
+    """The innermost cause's class name: RemoteDisconnected, ConnectionResetError, ..."""
+    while True:
+        inner = exc.__cause__ or next((a for a in exc.args if isinstance(a, BaseException)), None)
+        if inner is None:
+            inner = (
+                getattr(exc, "reason", None)
+                if isinstance(getattr(exc, "reason", None), BaseException)
+                else None
+            )
+        if inner is None or inner is exc:
+            return exc.__class__.__name__
+        exc = inner

@@ -9,7 +9,6 @@ and never written to disk.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import ssl
 import urllib.error
@@ -19,6 +18,7 @@ from typing import BinaryIO
 
 from gpudoctor.errors import BadInput, ServiceUnavailable
 from gpudoctor.facts import ImageFacts, KernelScanFacts
+from gpudoctor.images import RegistryOptions
 from gpudoctor.kernels.sources import Scanner
 
 BLOB_TIMEOUT_S = 120
@@ -31,8 +31,7 @@ def scan_image(
     *,
     pull_layers: bool = False,
     docker_host: str | None = None,
-    insecure_registries: tuple[str, ...] = (),
-    ca_bundle: str | None = None,
+    options: RegistryOptions | None = None,
     announce: Callable[[str], None] = lambda _text: None,
 ) -> KernelScanFacts | None:
     """The scan, or None (with facts.unknown["kernels"] set) when it was not done."""
@@ -42,7 +41,7 @@ def scan_image(
     elif facts.source == "docker":
         scanner.add_docker_image(reference, docker_host)
     elif facts.source == "registry" and pull_layers:
-        _scan_registry(scanner, reference, facts, insecure_registries, ca_bundle, announce)
+        _scan_registry(scanner, reference, facts, options or RegistryOptions(), announce)
     else:
         facts.unknown["kernels"] = NOT_PULLED
         return None
@@ -50,20 +49,31 @@ def scan_image(
 
 
 def _scan_archive(scanner: Scanner, path: str, manifest_digest: str | None) -> None:
-    """An OCI layout directory: only the chosen manifest's layers; anything else: the whole archive."""
+    """An OCI layout directory: only the chosen manifest's layers; anything else: the whole
+    archive. Blob paths come from checked digests (sha256: + 64 hex), and only regular files
+    inside the layout are opened (no symlinks, FIFOs or devices)."""
     if manifest_digest and os.path.isdir(path):
-        manifest_path = os.path.join(path, "blobs", *manifest_digest.split(":", 1))
-        if os.path.isfile(manifest_path):
-            with open(manifest_path, "rb") as handle:
-                manifest = json.loads(handle.read(4 << 20))
-            blobs = [
-                os.path.join(path, "blobs", *str(layer.get("digest", "")).split(":", 1))
-                for layer in manifest.get("layers", [])
-            ]
-            scanner.layers.order = [os.path.relpath(blob, path) for blob in blobs]
-            for blob in blobs:
-                with open(blob, "rb") as stream:
-                    scanner.add_layer(os.path.relpath(blob, path), stream)
+        from pathlib import Path
+
+        from gpudoctor.images import manifest as mf
+        from gpudoctor.images.archive import blob_name, open_in_layout
+
+        root = Path(path).resolve()
+        stream = open_in_layout(root, blob_name(manifest_digest, path))
+        if stream is not None:
+            with stream:
+                data = stream.read(mf.MAX_MANIFEST_BYTES + 1)
+            manifest = mf.parse(mf.load_json(data, f"{path}: manifest"), mf.OCI_MANIFEST, path)
+            if not isinstance(manifest, mf.Manifest):
+                raise BadInput(f"{path}: {manifest_digest[:19]} is not an image manifest")
+            names = [blob_name(layer.digest, path) for layer in manifest.layers]
+            scanner.layers.order = names
+            for name in names:
+                layer = open_in_layout(root, name)
+                if layer is None:
+                    raise BadInput(f"{path}: {name} is missing, or not a regular file inside the layout")
+                with layer:
+                    scanner.add_layer(name, layer)
             return
     scanner.add(path)
 
@@ -72,38 +82,41 @@ def _scan_registry(
     scanner: Scanner,
     reference: str,
     facts: ImageFacts,
-    insecure_registries: tuple[str, ...],
-    ca_bundle: str | None,
+    options: RegistryOptions,
     announce: Callable[[str], None],
 ) -> None:
+    from gpudoctor.images import Fetcher
     from gpudoctor.images import manifest as mf
     from gpudoctor.images.reference import parse_reference
-    from gpudoctor.images.registry import RegistryClient
-    from gpudoctor.images.transport import Transport
 
     ref = parse_reference(reference)
-    transport = Transport(insecure_hosts=frozenset(insecure_registries), ca_bundle=ca_bundle)
-    try:
-        client = RegistryClient(ref, transport)
-        manifest, _ = client.manifest(facts.digest or ref.manifest_ref, f"manifest {ref.repository}")
+    with Fetcher(options) as fetcher:
+        client = fetcher.registries.client(ref.registry)
+        manifest, _, endpoint = client.manifest(
+            ref.repository, facts.digest or ref.manifest_ref, f"manifest {ref.repository}"
+        )
         if not isinstance(manifest, mf.Manifest):
             raise BadInput(f"{client.name}: {reference}: expected an image manifest for the chosen platform")
         total = sum(layer.size or 0 for layer in manifest.layers)
         announce(f"--pull-layers: downloading {len(manifest.layers)} layers ({total / 1e6:.0f} MB) of {ref}")
-        base = f"{transport.base_url(ref.api_host)}/v2/{ref.repository}/blobs/"
         # The client authenticated while fetching the manifest; reuse its header.
-        authorization = getattr(client, "_authorization", None)
-        context = ssl.create_default_context(cafile=ca_bundle) if base.startswith("https") else None
+        authorization = client.authorization_for(endpoint)
+        verify = endpoint.target.verify
+        context = None
+        if endpoint.base.startswith("https"):
+            context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+            if verify is False:
+                context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
         scanner.layers.order = [layer.digest for layer in manifest.layers]
         for layer in manifest.layers:
-            with _open_blob(base + layer.digest, authorization, context) as response:
+            with _open_blob(
+                endpoint.url(f"{ref.repository}/blobs/{layer.digest}"), authorization, context
+            ) as response:
                 hashed = _Hashing(response)
                 scanner.add_layer(layer.digest, hashed)  # type: ignore[arg-type]
                 hashed.drain()
                 if f"sha256:{hashed.digest.hexdigest()}" != layer.digest:
                     raise BadInput(f"{client.name}: layer {layer.digest[:19]} does not match its digest")
-    finally:
-        transport.close()
 
 
 def _open_blob(url: str, authorization: str | None, context: ssl.SSLContext | None) -> BinaryIO:

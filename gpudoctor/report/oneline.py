@@ -39,6 +39,9 @@ def render(report: dict[str, Any]) -> str:
     probe_errors = report.get("probe_errors") or []
     if probe_errors:
         text += f"; {len(probe_errors)} probe error(s)"
+    kernels_not_read = ((report.get("image") or {}).get("unknown") or {}).get("kernels")
+    if kernels_not_read:  # --deep was asked for and did not happen: say so, and why
+        text += f"; kernels not read: {_one_line(kernels_not_read)}"
     if len(text) > MAX_LENGTH:
         text = text[: MAX_LENGTH - 3] + "..."
     return text + "\n"

@@ -238,6 +238,12 @@ def _image(console: Any, image: dict[str, Any]) -> None:
         ("NVIDIA_REQUIRE_*", "; ".join(image.get("require") or []) or "none"),
     ):
         table.add_row(name, _text(value))
+    if image.get("source_endpoint"):
+        table.add_row("read from", image["source_endpoint"])
+    unknown = image.get("unknown") or {}
+    for fact in ("platform", "kernels"):  # why a fact asked for was not read (--platform, --deep)
+        if unknown.get(fact):
+            table.add_row(f"{fact} not read", str(unknown[fact]))
     console.print(table)
 
 

@@ -525,3 +525,53 @@ def oci_layout(target: Path, entries: list[tuple[BuiltImage, dict[str, str] | No
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             (target / name).write_bytes(data)
     return target
+
+
+# --- a real forward proxy -----------------------------------------------------------
+
+
+@dataclass
+class ForwardProxy:
+    """tinyproxy on 127.0.0.1 (plain-HTTP forwarding and CONNECT to any port)."""
+
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def running_forward_proxy() -> Iterator[ForwardProxy]:
+    binary = shutil.which("tinyproxy")
+    if binary is None:
+        require_service(False, "tinyproxy")
+    root = Path(tempfile.mkdtemp(prefix="gpd-proxy-"))
+    port = free_port()
+    log = root / "tinyproxy.log"
+    config = root / "tinyproxy.conf"
+    config.write_text(
+        f'Port {port}\nListen {LOOPBACK}\nTimeout 30\nAllow {LOOPBACK}\nLogFile "{log}"\n'
+        f'LogLevel Connect\nPidFile "{root / "tinyproxy.pid"}"\nMaxClients 20\nDisableViaHeader Yes\n'
+    )
+    log.touch()
+    proc = subprocess.Popen(
+        [binary, "-d", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    try:
+        _wait_for_port(port, proc, log)
+        yield ForwardProxy(port, log, proc)
+    finally:
+        stop_process(proc)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def forward_proxy() -> Iterator[ForwardProxy]:
+    with running_forward_proxy() as proxy:
+        yield proxy
