@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from gpudoctor.images.reference import parse_reference
 from gpudoctor.images.registry import RegistryClient, fetch_from_registry
 from gpudoctor.images.transport import Transport
 from tests.support.cli import run_gpudoctor
+from tests.support.relay import serving_in_thread
 from tests.support.services import DOCKER_MANIFEST, build_image, digest_of
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,14 +74,8 @@ def stub() -> Iterator[Stub]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     state = Stub(server.server_address[1])
     server.RequestHandlerClass = _handler(state)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serving_in_thread(server):
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 IMAGE = build_image({"CUDA_VERSION": "12.4.1", "NVIDIA_REQUIRE_CUDA": "cuda>=12.4"})
@@ -291,9 +285,7 @@ def test_redirect_to_another_host_drops_credentials(
     other_state = Stub(other.server_address[1])
     other.RequestHandlerClass = _handler(other_state)
     other_state.routes["/cdn/config"] = lambda h: (200, {}, IMAGE.config)
-    thread = threading.Thread(target=other.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serving_in_thread(other):
         bearer_registry(stub)
         stub.routes[f"/v2/app/blobs/{digest_of(IMAGE.config)}"] = lambda h: (
             307, {"Location": f"http://localhost:{other_state.port}/cdn/config"}, b"",
@@ -303,10 +295,6 @@ def test_redirect_to_another_host_drops_credentials(
         monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
         assert fetch(stub).cuda_version == "12.4.1"
         assert other_state.seen == [("GET", "/cdn/config", None)]
-    finally:
-        other.shutdown()
-        other.server_close()
-        thread.join(timeout=10)
 
 
 # --- secrets never in output (the real CLI, a subprocess) -------------------------------

@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
@@ -79,6 +79,19 @@ class Response:
     headers: CaseInsensitiveDict[str]
     body: bytes
     url: str
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """One request as the caller asked it; redirects replace its URL (and method)."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    max_bytes: int
+    what: str  # names the request in errors: "registry HOST: manifest app:1"
+    body: bytes | None
+    target: Target
 
 
 @dataclass(frozen=True)
@@ -305,10 +318,11 @@ class Transport:
     ) -> Response:
         """One answer, after redirects and retries. A 429/5xx that outlasts the retries is
         returned as it is, for the caller to name; a transport failure raises."""
+        ask = _Ask(method, url, dict(headers), max_bytes, what, body, target)
         deadline = time.monotonic() + self.total_deadline_s
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                response = self._follow(method, url, headers, max_bytes, what, body, target, deadline)
+                response = self._follow(ask, deadline)
             except _Retryable as exc:
                 problem, wait, response = str(exc), self._backoff(attempt), None
             else:
@@ -335,33 +349,24 @@ class Transport:
                 pass  # an unreadable Retry-After: our own backoff
         return self._backoff(attempt)
 
-    def _follow(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        max_bytes: int,
-        what: str,
-        body: bytes | None,
-        target: Target,
-        deadline: float,
-    ) -> Response:
-        origin = _origin(url)
+    def _follow(self, ask: _Ask, deadline: float) -> Response:
+        origin = _origin(ask.url)
+        what = ask.what
         for _ in range(MAX_REDIRECTS + 1):
-            here = _origin(url)
+            here = _origin(ask.url)
             if here[0] not in ("http", "https"):
                 raise ServiceUnavailable(
                     f"{what}: redirected to an unsupported URL scheme {clip(here[0], 20)!r}"
                 )
-            send = dict(headers)
             if here != origin:  # credentials are for the origin they were given for, only
-                send.pop("Authorization", None)
-            response = self._once(method, url, send, max_bytes, what, body, target, deadline)
+                ask = replace(
+                    ask, headers={k: v for k, v in ask.headers.items() if k.lower() != "authorization"}
+                )
+            response = self._once(ask, deadline)
             if response.status not in _REDIRECTS or "location" not in response.headers:
                 return response
-            location = response.headers["location"]
             try:
-                next_url = urljoin(url, location)
+                next_url = urljoin(ask.url, response.headers["location"])
                 urlsplit(next_url).port  # noqa: B018 - raises ValueError on a bad host or port
                 parse_url(next_url)
             except (ValueError, urllib3.exceptions.LocationParseError):
@@ -370,58 +375,38 @@ class Transport:
                 raise ServiceUnavailable(
                     f"{what}: refused a redirect from https to plain http ({_netloc(next_url)})"
                 )
-            url = next_url
+            ask = replace(ask, url=next_url)
             if response.status == 303:
-                method, body = "GET", None
+                ask = replace(ask, method="GET", body=None)
         raise ServiceUnavailable(f"{what}: more than {MAX_REDIRECTS} redirects")
 
-    def _once(
-        self,
-        method: str,
-        url: str,
-        headers: dict[str, str],
-        max_bytes: int,
-        what: str,
-        body: bytes | None,
-        target: Target,
-        deadline: float,
-    ) -> Response:
-        netloc = _netloc(url)
+    def _once(self, ask: _Ask, deadline: float) -> Response:
+        netloc = _netloc(ask.url)
         seconds = min(self.request_deadline_s, deadline - time.monotonic())
         if seconds <= 0:
-            raise TemporaryFailure(f"{what}: no answer from {netloc} within {self.total_deadline_s:g}s")
+            raise TemporaryFailure(f"{ask.what}: no answer from {netloc} within {self.total_deadline_s:g}s")
         with _Watchdog(seconds) as watchdog:
             try:
-                return self._exchange(method, url, headers, max_bytes, what, body, target, seconds)
+                return self._exchange(ask, seconds)
             except GpudoctorError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every library failure becomes one line
                 if watchdog.fired:
                     raise _Retryable(f"no complete answer from {netloc} within {seconds:.1f}s") from None
-                raise self._failure(exc, what, netloc) from None
+                raise self._failure(exc, ask.what, netloc) from None
 
-    def _exchange(
-        self,
-        method: str,
-        url: str,
-        headers: dict[str, str],
-        max_bytes: int,
-        what: str,
-        body: bytes | None,
-        target: Target,
-        seconds: float,
-    ) -> Response:
+    def _exchange(self, ask: _Ask, seconds: float) -> Response:
         started = time.monotonic()
-        netloc = _netloc(url)
+        what, max_bytes = ask.what, ask.max_bytes
         with self.session.request(
-            method,
-            url,
-            headers=headers,
-            data=body,
+            ask.method,
+            ask.url,
+            headers=ask.headers,
+            data=ask.body,
             stream=True,
             allow_redirects=False,
-            verify=target.verify,
-            proxies=self.proxies_for(url, target),
+            verify=ask.target.verify,
+            proxies=self.proxies_for(ask.url, ask.target),
             timeout=(min(self.timeout_s, seconds), self.timeout_s),
         ) as answer:
             declared = answer.headers.get("content-length", "").strip()
@@ -430,16 +415,16 @@ class Transport:
                 raise BadInput(f"{what}: answer of {declared[:24]} bytes is over the {max_bytes}-byte cap")
             parts: list[bytes] = []
             size = 0
-            if method != "HEAD":
+            if ask.method != "HEAD":
                 for chunk in answer.iter_content(_CHUNK):
                     parts.append(chunk)
                     size += len(chunk)
                     if size > max_bytes:
                         raise BadInput(f"{what}: answer is over the {max_bytes}-byte cap")
                     if time.monotonic() - started > seconds:
-                        raise _Retryable(f"no complete answer from {netloc} within {seconds:.1f}s")
+                        raise _Retryable(f"no complete answer from {_netloc(ask.url)} within {seconds:.1f}s")
             return Response(
-                answer.status_code, clip(answer.reason or ""), answer.headers, b"".join(parts), url
+                answer.status_code, clip(answer.reason or ""), answer.headers, b"".join(parts), ask.url
             )
 
     @staticmethod

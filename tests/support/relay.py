@@ -104,10 +104,17 @@ def relaying(upstream: str, *, delay_s: float = 0.0, refusals: list[tuple[Any, .
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(relay))
     server.daemon_threads = True
     relay.port = server.server_address[1]
+    with serving_in_thread(server):
+        yield relay
+
+
+@contextlib.contextmanager
+def serving_in_thread(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
+    """serve_forever in a daemon thread; shut down, closed and joined on the way out."""
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield relay
+        yield server
     finally:
         server.shutdown()
         server.server_close()
