@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -15,64 +14,7 @@ import pytest
 
 from gpudoctor.errors import BadInput, ServiceUnavailable, TemporaryFailure
 from gpudoctor.images.transport import Response, Transport
-
-# One script per accepted connection: a list of raw answers, one per request read; "{host}"
-# in an answer becomes the server's host:port.
-Script = list  # of bytes, or callables that write to the connection themselves
-
-
-class RawServer:
-    def __init__(self, scripts: list[Script], bind: str = "127.0.0.1") -> None:
-        family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-        self.listener = socket.create_server((bind, 0), family=family)
-        self.port = self.listener.getsockname()[1]
-        self.host = f"[{bind}]:{self.port}" if ":" in bind else f"{bind}:{self.port}"
-        self.scripts = scripts
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        for script in self.scripts:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            with conn, contextlib.suppress(OSError):  # the client may hang up first
-                for answer in script:
-                    request = _read_request(conn)
-                    if not request:
-                        break
-                    self.requests.append(request)
-                    if callable(answer):
-                        answer(conn)
-                    else:
-                        conn.sendall(answer.replace(b"{host}", self.host.encode()))
-
-    def close(self) -> None:
-        self.listener.close()
-        self.thread.join(timeout=15)
-
-
-def _read_request(conn: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
-    return data
-
-
-@contextlib.contextmanager
-def serving(*scripts: Script, bind: str = "127.0.0.1") -> Iterator[RawServer]:
-    server = RawServer(list(scripts), bind)
-    try:
-        yield server
-    finally:
-        server.close()
+from tests.support.rawserver import RawServer, moved, ok, serving
 
 
 def get(
@@ -92,10 +34,6 @@ def get(
 def quick(**settings: float) -> Transport:
     """Short timeouts and one attempt, unless a test asks for more."""
     return Transport(**{"timeout_s": 2.0, "total_deadline_s": 0.5, "request_deadline_s": 3.0, **settings})
-
-
-def ok(body: bytes, extra: str = "") -> bytes:
-    return f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
 
 
 def test_content_length_body_and_request_line() -> None:
@@ -222,10 +160,6 @@ def test_nothing_listening_is_cannot_connect() -> None:
     with pytest.raises(ServiceUnavailable, match="test: cannot connect to 127.0.0.1:.* refused") as err:
         quick().request("GET", f"http://127.0.0.1:{port}/v2/", {}, 100, "test")
     assert err.value.exit_code == 69
-
-
-def moved(status: int, location: str) -> bytes:
-    return f"HTTP/1.1 {status} Moved\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n".encode()
 
 
 @pytest.mark.parametrize(
