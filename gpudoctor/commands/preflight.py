@@ -165,7 +165,8 @@ def _emit_many(
         text = "[\n" + ",\n".join(texts) + "\n]\n"
     else:
         text = ("\n" if fmt == "oneline" else "\n\n").join(texts) + "\n"
-    write_text(text, output)
+    verdict = exitcodes.worst(str(r["verdict"]) for r in reports)
+    write_text(text, output, verdict)
     if failures:
         return failures[0].exit_code
-    return exitcodes.for_verdict(exitcodes.worst(str(r["verdict"]) for r in reports))
+    return exitcodes.for_verdict(verdict)
