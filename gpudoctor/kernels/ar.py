@@ -14,6 +14,8 @@ from gpudoctor.kernels.elf import Reader
 
 AR_MAGIC = b"!<arch>\n"
 _HEADER = 60
+# Real static libraries hold thousands of objects (libcupti_static.a: ~2,000).
+MAX_MEMBERS = 1 << 17
 
 
 class ArError(ValueError):
@@ -23,17 +25,27 @@ class ArError(ValueError):
 def _parse_header(header: bytes, at: int) -> tuple[str, int]:
     if len(header) < _HEADER or header[58:60] != b"`\n":
         raise ArError(f"ar member header at {at:#x} is malformed or truncated")
-    try:
-        length = int(header[48:58].decode("ascii").strip() or "0")
-    except (UnicodeDecodeError, ValueError):
-        raise ArError(f"ar member header at {at:#x} has a bad size") from None
+    field = header[48:58].strip(b" ")
+    # Decimal digits only: int() would also take "-60" (a walk that steps
+    # backwards forever), "+6" or "1_0".
+    if not field.isdigit():
+        raise ArError(f"ar member header at {at:#x} has a bad size {field[:10]!r}")
+    length = int(field)
     return header[:16].decode("latin-1").rstrip(), length
+
+
+def _count(seen: int) -> int:
+    if seen >= MAX_MEMBERS:
+        raise ArError(f"more than {MAX_MEMBERS} ar members")
+    return seen + 1
 
 
 def members(read: Reader, size: int) -> Iterator[tuple[str, int, int]]:
     """(name, data offset, length) for each member."""
     offset = len(AR_MAGIC)
+    count = 0
     while offset + _HEADER <= size:
+        count = _count(count)
         name, length = _parse_header(read(offset, _HEADER), offset)
         data = offset + _HEADER
         if data + length > size:
@@ -44,10 +56,12 @@ def members(read: Reader, size: int) -> Iterator[tuple[str, int, int]]:
 
 def stream_members(stream: BinaryIO) -> Iterator[tuple[str, BinaryIO]]:
     """Members of an archive whose magic was already read from `stream`, in order."""
+    count = 0
     while True:
         header = stream.read(_HEADER)
         if not header:
             return
+        count = _count(count)
         name, length = _parse_header(header, -1)
         member = _Bounded(stream, length)
         yield name, member  # type: ignore[misc]

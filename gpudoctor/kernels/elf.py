@@ -1,7 +1,7 @@
 """ELF section walking over a memory map, with every offset checked.
 
-Only what the fatbin scanner needs: the section table (name, file offset,
-size, address). ELF32/ELF64, little- and big-endian. Malformed files raise
+Only what the fatbin scanner needs: the section table (name, type, flags,
+file offset, size, address) and the RELATIVE dynamic relocations. ELF32/ELF64, little- and big-endian. Malformed files raise
 ElfError with a one-line reason; nothing is read past the end of the buffer.
 Layout: System V ABI / ELF specification (https://refspecs.linuxfoundation.org/elf/gabi4+/ch4.sheader.html).
 """
@@ -26,7 +26,17 @@ _MAX_SECTIONS = 1 << 16
 _MAX_NAME_TABLE = 16 << 20
 
 
+SHT_RELA = 4
 SHT_NOBITS = 8
+SHT_REL = 9
+SHF_ALLOC = 0x2
+SHF_EXECINSTR = 0x4
+ET_REL = 1
+# R_<machine>_RELATIVE: "base address + addend" relocations, the ones a shared
+# library's pointers to its own data get (x86-64, AArch64, PPC64 psABIs:
+# R_X86_64_RELATIVE 8, R_AARCH64_RELATIVE 1027, R_PPC64_RELATIVE 22).
+RELATIVE_TYPES = {62: 8, 183: 1027, 21: 22}
+_MAX_RELOCATIONS = 64 << 20  # bytes of relocation records read at most
 
 
 class ElfError(ValueError):
@@ -40,6 +50,7 @@ class Section:
     addr: int
     offset: int
     size: int
+    flags: int = 0
 
     @property
     def end(self) -> int:
@@ -58,6 +69,7 @@ class ElfFile:
     little_endian: bool
     sections: tuple[Section, ...]
     machine: int = 0  # e_machine: 190 (EM_CUDA) for a bare cubin
+    kind: int = 0  # e_type: 1 relocatable object, 2 executable, 3 shared object
     flags: int = 0  # e_flags
     abi_version: int = 0  # e_ident[EI_ABIVERSION]
 
@@ -66,6 +78,48 @@ class ElfFile:
             if section.name == name:
                 return section
         return None
+
+    def file_offset(self, address: int) -> tuple[Section, int] | None:
+        """The loaded section holding virtual `address`, and the address's file offset."""
+        if self.kind == ET_REL:
+            return None  # sections of an object file are not placed yet
+        for section in self.sections:
+            if (
+                section.flags & SHF_ALLOC
+                and section.has_file_data
+                and section.size
+                and section.addr <= address < section.addr + section.size
+            ):
+                return section, section.offset + address - section.addr
+        return None
+
+    @property
+    def word(self) -> str:
+        return ("<" if self.little_endian else ">") + ("Q" if self.is64 else "I")
+
+
+def relative_relocations(elf: ElfFile, read: Reader) -> dict[int, int]:
+    """{address patched: address stored} for the RELATIVE relocations in the
+    loaded relocation sections with explicit addends (SHT_RELA, as x86-64,
+    AArch64 and PPC64 use). Addresses are virtual; {} for other machines."""
+    wanted = RELATIVE_TYPES.get(elf.machine)
+    found: dict[int, int] = {}
+    if wanted is None:
+        return found
+    endian = "<" if elf.little_endian else ">"
+    record = struct.Struct(endian + ("QQq" if elf.is64 else "IIi"))
+    budget = _MAX_RELOCATIONS
+    for section in elf.sections:
+        if section.type != SHT_RELA or not section.flags & SHF_ALLOC or not section.has_file_data:
+            continue
+        length = min(section.size - section.size % record.size, budget)
+        budget -= length
+        data = read(section.offset, length)
+        for where, info, addend in record.iter_unpack(data[: len(data) - len(data) % record.size]):
+            kind = info & 0xFFFFFFFF if elf.is64 else info & 0xFF
+            if kind == wanted:
+                found[where] = addend
+    return found
 
 
 def read_elf(buf: Buffer) -> ElfFile:
@@ -115,9 +169,9 @@ def read_elf_from(read: Reader, size: int) -> ElfFile:
     of the file a streaming scanner kept (header, section table, name table)."""
     ident = read(0, 16) if size >= 16 else b""
     is64, endian = _ident(ident)
-    machine = _unpack(read, endian + "H", 0x12)[0]
+    kind, machine = _unpack(read, endian + "HH", 0x10)
     flags = _unpack(read, endian + "I", 0x30 if is64 else 0x24)[0]
-    identity = {"machine": machine, "flags": flags, "abi_version": ident[8]}
+    identity = {"machine": machine, "kind": kind, "flags": flags, "abi_version": ident[8]}
     if is64:
         header = _unpack(read, endian + "Q", 0x28)[0], *_unpack(read, endian + "HHH", 0x3A)
         entry_format, min_entsize = endian + "IIQQQQI", 64
@@ -152,6 +206,7 @@ def read_elf_from(read: Reader, size: int) -> ElfFile:
         Section(
             name=_name(names, entry[0]),
             type=entry[1],
+            flags=entry[2],
             addr=_field(entry, "addr"),
             offset=_field(entry, "offset"),
             size=_field(entry, "size"),

@@ -13,7 +13,8 @@ the public `fatbinary_section.h` / `__cudaFatCudaBinary2` description:
 
 Flags used here: 0x2000 / 0x8000 payload compressed (older LZ4 and newer
 codecs), 0x100000 arch-specific ("a") target, 0x200000 family ("f") target.
-A .nv_fatbin section may hold several containers back to back.
+A .nv_fatbin section holds one or more containers back to back (zero
+padding at most between them).
 """
 
 from __future__ import annotations
@@ -75,65 +76,90 @@ class RawEntry:
         return f"{self.version_major}.{self.version_minor}" if self.kind == KIND_PTX else None
 
 
-_SEARCH_CHUNK = 1 << 20
+# Containers follow each other directly; at most this many zero bytes of
+# alignment padding lie between two (none in nvcc's .nv_fatbin, up to 24 in
+# cuFFT's .ldata).
+MAX_PADDING = 64
+# Arch fields are major * 10 + minor, one byte in a cubin's e_flags (CUDA ELF
+# ABI 8); a larger number is a corrupt header, not a GPU.
+MAX_ARCH = 255
 
 
 def parse_containers(buf: Buffer, start: int = 0, end: int | None = None) -> list[RawEntry]:
-    """Every entry of every container in buf[start:end]."""
+    """Every entry of the containers that fill buf[start:end], back to back."""
     view = memoryview(buf)
     limit = len(view) if end is None else min(end, len(view))
     return parse_containers_from(lambda offset, length: bytes(view[offset : offset + length]), start, limit)
 
 
 def parse_containers_from(read: Reader, start: int, end: int) -> list[RawEntry]:
-    """Every entry of every container between start and end, read through `read`.
+    """Every entry of the containers that fill [start, end), read through `read`.
 
-    Containers normally follow each other directly; when the next one is not
-    right there (padding), we search for its magic rather than trust padding
-    rules that are not documented.
+    The region must hold nothing but containers and zero padding: anything
+    else where a container should start is an error, never skipped (a
+    container with a damaged header would otherwise vanish from the verdict).
     """
-    entries: list[RawEntry] = []
-    offset = start
-    while offset + _CONTAINER.size <= end:
-        found = _find_magic(read, offset, end)
-        if found is None:
-            break
-        offset = _parse_container(read, found, end, entries)
-    return entries
+    found: dict[int, list[RawEntry]] = {}
+    walk_run(read, start, end, found, strict=True)
+    return [entry for offset in sorted(found) for entry in found[offset]]
 
 
-def _find_magic(read: Reader, offset: int, end: int) -> int | None:
-    if read(offset, 4) == FATBIN_MAGIC_BYTES:
-        return offset
-    while offset < end:
-        chunk = read(offset, min(_SEARCH_CHUNK, end - offset))
-        index = chunk.find(FATBIN_MAGIC_BYTES)
-        if index >= 0:
-            return offset + index
-        if len(chunk) <= 3:
-            return None
-        offset += len(chunk) - 3  # a magic may straddle two chunks
+def walk_run(read: Reader, start: int, limit: int, found: dict[int, list[RawEntry]], *, strict: bool) -> None:
+    """Record in `found` (offset -> entries) the run of containers from `start`.
+
+    The first container must be sound. With `strict` (a region that holds only
+    containers) so must everything up to `limit`; otherwise the run ends at the
+    first thing that is not a container.
+    """
+    read_header = partial(read_exact, read)
+    offset: int | None = start
+    while offset is not None and offset not in found:
+        entries: list[RawEntry] = []
+        try:
+            end = read_container(read_header, offset, limit, entries)
+        except FatbinError:
+            if strict or offset == start:
+                raise
+            return
+        found[offset] = entries
+        offset = next_container(read, end, limit, strict=strict)
+
+
+def read_container(read_header: HeaderReader, at: int, limit: int, entries: list[RawEntry]) -> int:
+    """Append the entries of the container at `at`, which must end by `limit`; its end."""
+    if at + _CONTAINER.size > limit:
+        raise FatbinError(f"fatbin header at {at:#x} is truncated")
+    body, body_end = container_body(read_header, at)
+    if body_end > limit:
+        raise FatbinError(f"fatbin at {at:#x} claims {body_end - body} bytes, past the end of its section")
+    entries.extend(walk_entries(read_header, body, body_end))
+    return body_end
+
+
+def next_container(read: Reader, end: int, limit: int, *, strict: bool) -> int | None:
+    """Where the container after the one ending at `end` starts, or None.
+
+    Only zero padding (up to MAX_PADDING bytes) may come first. None at
+    `limit` or after padding that runs to `limit`; anything else is an error
+    when `strict` (a region known to hold only containers), else the end of
+    the run.
+    """
+    window = read(end, min(MAX_PADDING + 4, max(0, limit - end)))
+    padding = len(window) - len(window.lstrip(b"\0"))
+    if padding == len(window) and (end + padding >= limit or not strict):
+        return None  # zeros to the end of the region
+    if window[padding : padding + 4] == FATBIN_MAGIC_BYTES:
+        return end + padding
+    if strict:
+        raise FatbinError(f"no fatbin magic at {end + padding:#x}")
     return None
 
 
-def _read_exact(read: Reader, offset: int, length: int, what: str) -> bytes:
+def read_exact(read: Reader, offset: int, length: int, what: str) -> bytes:
     data = read(offset, length)
     if len(data) != length:
         raise FatbinError(f"{what} at {offset:#x} is truncated")
     return data
-
-
-def _parse_container(read: Reader, offset: int, end: int, entries: list[RawEntry]) -> int:
-    if offset + _CONTAINER.size > end:
-        raise FatbinError(f"fatbin header at {offset:#x} is truncated")
-    read_header = partial(_read_exact, read)
-    body, body_end = container_body(read_header, offset)
-    if body_end > end:
-        raise FatbinError(
-            f"fatbin at {offset:#x} claims {body_end - body} bytes, past the end of its section"
-        )
-    entries.extend(walk_entries(read_header, body, body_end))
-    return body_end
 
 
 def container_body(read_header: HeaderReader, at: int) -> tuple[int, int]:
@@ -172,6 +198,8 @@ def walk_entries(read_header: HeaderReader, body: int, body_end: int) -> Iterato
 def entry_from_header(fields: tuple[int, ...], at: int) -> RawEntry:
     """RawEntry from the unpacked _ENTRY fields of the header at `at`."""
     kind, _ev, entry_header, payload, _csize, _opt, minor, major, arch, _no, _nl, flags = fields
+    if not 0 < arch <= MAX_ARCH:
+        raise FatbinError(f"fatbin entry at {at:#x} names an impossible architecture ({arch})")
     return RawEntry(
         kind=kind,
         arch=arch,

@@ -1,16 +1,17 @@
 """One file -> BinaryFacts: its fatbin entries, from a path (mmap) or a stream.
 
-Path mode reads (pread) only the ELF section table and the
-`.nv_fatbin` section, as cuobjdump does. Stream mode (tar/OCI members, which
-are never written to disk) reads the member once, front to back, keeping only
-fatbin headers and the few KiB the section table needs; memory stays bounded
-whatever the member's size.
+Path mode reads (pread) only the headers the locator asks for (section
+table, relocations, wrappers, fatbin headers: gpudoctor/kernels/locate.py).
+Stream mode (wheel/tar/OCI members, which are never written to disk) reads the
+member once, front to back, keeping those same bytes (stream.py), then runs
+the same locator over them: same results, same error texts, bounded memory.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Callable
 from typing import BinaryIO
 
 from gpudoctor.facts import BinaryFacts, FatbinEntry
@@ -18,7 +19,7 @@ from gpudoctor.kernels.ar import AR_MAGIC, ArError
 from gpudoctor.kernels.ar import members as ar_members
 from gpudoctor.kernels.ar import stream_members as ar_members_of_stream
 from gpudoctor.kernels.cubin import EM_CUDA, cubin_entry
-from gpudoctor.kernels.elf import ELF_MAGIC, ElfError, ElfFile, Section, elf_header_shoff, read_elf_from
+from gpudoctor.kernels.elf import ELF_MAGIC, ElfError, elf_header_shoff, read_elf_from
 from gpudoctor.kernels.fatbin import (
     FATBIN_MAGIC_BYTES,
     KIND_CUBIN,
@@ -27,15 +28,18 @@ from gpudoctor.kernels.fatbin import (
     Reader,
     parse_containers_from,
 )
+from gpudoctor.kernels.locate import MagicProbe, located_entries
 from gpudoctor.kernels.ptx import toolkit_for_isa
-from gpudoctor.kernels.stream import StreamScan
+from gpudoctor.kernels.stream import HEAD_KEEP, KEEP_BEFORE_TABLE, KEEP_MAX, NotKept, StreamScan
 
-FATBIN_SECTION = ".nv_fatbin"
-# Relocatable device code (-rdc) objects carry their fatbin here until device
-# linking; cuobjdump reads it only when there is no .nv_fatbin, and so do we.
-RELOCATABLE_FATBIN_SECTION = "__nv_relfatbin"
 MAGICS = (ELF_MAGIC, FATBIN_MAGIC_BYTES, AR_MAGIC[:4])
 MAX_BARE_CUBIN = 64 << 20
+# Streaming passes over one member: the first keeps the usual windows, a
+# second (when the member can be read again) keeps what the first missed.
+MAX_PASSES = 2
+
+# () -> a fresh stream over the same member, from its first byte
+Reopen = Callable[[], "BinaryIO"]
 
 
 def is_candidate(head: bytes) -> bool:
@@ -81,49 +85,72 @@ def scan_buffer(buf: bytes | mmap.mmap, display_path: str) -> BinaryFacts | None
     return facts_from_entries(display_path, entries)
 
 
-def scan_stream(stream: BinaryIO, display_path: str, head: bytes = b"") -> BinaryFacts | None:
-    """Facts for a member read once from `stream`; `head` holds bytes already read."""
+def scan_stream(
+    stream: BinaryIO, display_path: str, head: bytes = b"", reopen: Reopen | None = None
+) -> BinaryFacts | None:
+    """Facts for a member read once from `stream`; `head` holds bytes already read.
+
+    `reopen`, where the member can be read again (a zip member), lets a
+    second pass fetch bytes the first did not keep (an unusual layout);
+    without it such a member is an error, never a guess.
+    """
     try:
         first = head + stream.read(max(0, 64 - len(head)))
         if not is_candidate(first):
             return None
-        return facts_from_entries(display_path, _stream_entries(stream, first, nested=False))
+        extra: dict[int, list[tuple[int, int]]] = {}  # ar member index (-1: none) -> ranges
+        for attempt in range(MAX_PASSES):
+            if attempt:
+                stream = reopen()  # type: ignore[misc]
+                first = stream.read(64)
+            try:
+                return facts_from_entries(display_path, _stream_entries(stream, first, extra))
+            except NotKept as missing:
+                if reopen is None or attempt + 1 == MAX_PASSES:
+                    raise ElfError(f"{missing} (an unusual layout; scan the extracted file)") from None
+                ranges = extra.setdefault(getattr(missing, "member", -1), [])
+                ranges.append((missing.offset, missing.offset + missing.length))
     except (ElfError, FatbinError, ArError) as exc:
         return BinaryFacts(path=display_path, error=str(exc))
     except (OSError, EOFError, ValueError) as exc:
         return BinaryFacts(path=display_path, error=f"cannot read: {exc}")
+    return None
 
 
-def _stream_entries(stream: BinaryIO, first: bytes, nested: bool) -> list[RawEntry]:
-    if first[:8] == AR_MAGIC and not nested:
-        rest = _Prefixed(first[8:], stream)
-        entries: list[RawEntry] = []
-        for _name, member in ar_members_of_stream(rest):  # type: ignore[arg-type]
-            member_head = member.read(64)
-            if member_head[:4] in (ELF_MAGIC, FATBIN_MAGIC_BYTES):
-                entries.extend(_stream_entries(member, member_head, nested=True))
-        return entries
-    if first[:4] not in (ELF_MAGIC, FATBIN_MAGIC_BYTES):
-        return []
+def _stream_entries(
+    stream: BinaryIO, first: bytes, extra: dict[int, list[tuple[int, int]]]
+) -> list[RawEntry]:
+    if first[:8] != AR_MAGIC:
+        return _stream_object(stream, first, extra.get(-1, []))
+    rest = _Prefixed(first[8:], stream)
+    entries: list[RawEntry] = []
+    for index, (_name, member) in enumerate(ar_members_of_stream(rest)):  # type: ignore[arg-type]
+        member_head = member.read(64)
+        if member_head[:4] in (ELF_MAGIC, FATBIN_MAGIC_BYTES):
+            try:
+                entries.extend(_stream_object(member, member_head, extra.get(index, [])))
+            except NotKept as missing:
+                missing.member = index  # type: ignore[attr-defined]
+                raise
+    return entries
+
+
+def _stream_object(stream: BinaryIO, first: bytes, extra: list[tuple[int, int]]) -> list[RawEntry]:
+    """One ELF file or bare fatbin, streamed."""
     if first[:4] == ELF_MAGIC and _is_bare_cubin(first):
         data = first + stream.read(MAX_BARE_CUBIN)
         if len(data) > MAX_BARE_CUBIN:
             raise ElfError(f"a bare cubin over {MAX_BARE_CUBIN >> 20} MiB is not plausible")
         return _entries_from_buffer(data, len(data))
-    keep = elf_header_shoff(first) if first[:4] == ELF_MAGIC else None
-    scan = StreamScan(stream, first, keep_from=keep[0] if keep else None)
-    scan.run()
-    if first[:4] != ELF_MAGIC or not scan.entries:
-        return scan.entries
-    try:
-        section = _fatbin_section(read_elf_from(scan.read_kept, scan.size))
-    except ElfError:
-        # The section names lay outside the kept window (unusual layout):
-        # every container found is real fatbin data, so report them all.
-        return scan.entries
-    if section is None:
-        return []
-    return [e for e, at in zip(scan.entries, scan.container_offsets, strict=True) if _within(section, at)]
+    windows = list(extra)
+    table = elf_header_shoff(first) if first[:4] == ELF_MAGIC else None
+    if table is not None:
+        shoff, table_size = table
+        windows.append((0, HEAD_KEEP))
+        windows.append((max(0, shoff - KEEP_BEFORE_TABLE), min(shoff + table_size, shoff + KEEP_MAX)))
+    scan = StreamScan(stream, first, windows)
+    reader = scan.run()
+    return _entries_from_reader(reader, reader.size, has_magic=scan.magics.__contains__)
 
 
 def _is_bare_cubin(head: bytes) -> bool:
@@ -132,24 +159,14 @@ def _is_bare_cubin(head: bytes) -> bool:
     return int.from_bytes(head[0x12:0x14], "little" if head[5] == 1 else "big") == EM_CUDA
 
 
-def _fatbin_section(elf: ElfFile) -> Section | None:
-    for name in (FATBIN_SECTION, RELOCATABLE_FATBIN_SECTION):
-        section = elf.section(name)
-        if section is not None and section.size and section.has_file_data:
-            return section
-    return None
-
-
-def _within(section: object, offset: int) -> bool:
-    return section.offset <= offset < section.end  # type: ignore[attr-defined]
-
-
 def _entries_from_buffer(buf: bytes | mmap.mmap, size: int) -> list[RawEntry]:
     view = memoryview(buf)
     return _entries_from_reader(lambda offset, length: bytes(view[offset : offset + length]), size)
 
 
-def _entries_from_reader(read: Reader, size: int, nested: bool = False) -> list[RawEntry]:
+def _entries_from_reader(
+    read: Reader, size: int, nested: bool = False, has_magic: MagicProbe | None = None
+) -> list[RawEntry]:
     magic = read(0, 8)
     if magic[:4] == FATBIN_MAGIC_BYTES:
         return parse_containers_from(read, 0, size)
@@ -170,12 +187,7 @@ def _entries_from_reader(read: Reader, size: int, nested: bool = False) -> list[
     elf = read_elf_from(read_exact, size)
     if elf.machine == EM_CUDA:
         return [cubin_entry(elf, read_exact)]
-    section = _fatbin_section(elf)
-    if section is None:
-        return []
-    if section.end > size:
-        raise ElfError(f"section {section.name} runs past the end of the file")
-    return parse_containers_from(read, section.offset, section.end)
+    return located_entries(elf, read, size, has_magic)
 
 
 def _shifted(read: Reader, base: int, length: int) -> Reader:

@@ -1,58 +1,87 @@
-"""Fatbin headers from a stream read once, front to back, in bounded memory.
+"""A member read once, front to back, keeping only the bytes the fatbin
+locator can ask for, in bounded memory.
 
-The walk is fatbin's own (container_body, walk_entries), fed from a sliding
-buffer: search for the container magic, read the container header, then hop
-from entry header to entry header, discarding payloads as they stream past. The
-ELF section table lies at e_shoff (known from the first 64 bytes), with the
-section name table just before it, so that tail is kept for the caller to
-check which containers sit inside `.nv_fatbin`.
+Archive members (wheel, tar, image layer) are never written to disk, and
+cannot be read twice cheaply, so one pass keeps:
+  - the head of the file (ELF header, program headers, the dynamic
+    relocations that sit right after the dynamic symbols) and the tail from
+    shortly before the section table (section names, section table);
+  - at every fatbin container magic met: the container header, each entry
+    header (hopping over payloads as they stream past) and the bytes that
+    follow the container (padding, the next magic);
+  - at every fatbin wrapper magic met: the wrapper.
+The locator then runs on a `SparseReader` over those bytes, exactly as it
+runs on a file: same checks, same error texts. A read of bytes that were not
+kept raises NotKept; the caller can stream the member again keeping them.
 """
 
 from __future__ import annotations
 
+import bisect
+import struct
 from typing import BinaryIO
 
-from gpudoctor.kernels.elf import ElfError
-from gpudoctor.kernels.fatbin import FATBIN_MAGIC_BYTES, FatbinError, RawEntry, container_body, walk_entries
+from gpudoctor.kernels.fatbin import (
+    FATBIN_MAGIC_BYTES,
+    MAX_PADDING,
+    FatbinError,
+    container_body,
+    walk_entries,
+)
 
 CHUNK = 1 << 20
-# .shstrtab precedes the section table in GNU ld and lld output; a window of
-# this size before e_shoff holds it with ample margin.
-KEEP_BEFORE_TABLE = 1 << 20
-KEEP_MAX = 8 << 20
+WRAPPER_MAGIC_BYTES = struct.pack("<I", 0x466243B1)
+_WRAPPER_SIZE = 24  # u32 magic, u32 version, two 64-bit pointers (ELF32 wrappers are 16)
+HEAD_KEEP = 8 << 20
+# .shstrtab precedes the section table in GNU ld and lld output; this window
+# before e_shoff holds it unless there are tens of thousands of sections.
+KEEP_BEFORE_TABLE = 16 << 20
+KEEP_MAX = 64 << 20
+# A member with more headers than this is not a real library (cuFFT, the
+# largest known, has about 100,000).
+MAX_PIECES = 4 << 20
+
+
+class NotKept(ValueError):
+    """The locator asked for bytes the streaming pass did not keep."""
+
+    def __init__(self, offset: int, length: int) -> None:
+        super().__init__(f"bytes {offset:#x}..{offset + length:#x} were not kept while streaming")
+        self.offset, self.length = offset, length
 
 
 class StreamScan:
-    def __init__(self, stream: BinaryIO, first: bytes, keep_from: int | None) -> None:
+    def __init__(self, stream: BinaryIO, first: bytes, windows: list[tuple[int, int]]) -> None:
+        """`windows`: absolute [start, end) ranges to keep whole."""
         self._stream = stream
         self._buf = bytearray(first)
         self._base = 0  # absolute offset of _buf[0]
         self._eof = False
-        self._head = bytes(first[:64])
-        self._keep_start = max(0, keep_from - KEEP_BEFORE_TABLE) if keep_from else None
-        self._kept = bytearray()
-        self._kept_at = 0
-        self._captured_to = 0  # absolute offset up to which bytes went through _capture
-        self._capture(bytes(first), 0)
-        self.entries: list[RawEntry] = []
-        self.container_offsets: list[int] = []
+        self._windows = sorted(windows)
+        self._kept: dict[int, bytearray] = {}  # window start -> bytes kept so far
+        self.pieces: dict[int, bytes] = {}  # offset -> header bytes kept
+        self.magics: set[int] = set()  # offsets of container magics met
         self.size = 0
+        self._capture(bytes(first), 0)
 
-    def run(self) -> None:
+    def run(self) -> SparseReader:
         while True:
             found = self._find_magic()
             if found is None:
                 break
-            self._walk_container(found)
+            at, is_wrapper = found
+            if is_wrapper:
+                self._keep(at, _WRAPPER_SIZE)
+                self._drop_before(at + 4)
+                continue
+            self.magics.add(at)
+            try:
+                self._walk_container(at)
+            except FatbinError:
+                self._drop_before(at + 4)  # what it is decides the locator, with these bytes
         self._drain()
-
-    def read_kept(self, offset: int, length: int) -> bytes:
-        if offset + length <= len(self._head):
-            return self._head[offset : offset + length]
-        start = offset - self._kept_at
-        if start < 0 or start + length > len(self._kept):
-            raise ElfError(f"bytes {offset}..{offset + length} were not kept while streaming")
-        return bytes(self._kept[start : start + length])
+        windows = {start: bytes(data) for start, data in self._kept.items()}
+        return SparseReader(windows, self.pieces, self.size)
 
     # --- buffer management -------------------------------------------------
 
@@ -88,23 +117,34 @@ class StreamScan:
         self.size = self._base + len(self._buf)
 
     def _capture(self, chunk: bytes, at: int) -> None:
-        if self._keep_start is None:
-            return
         end = at + len(chunk)
-        if end <= self._keep_start or len(self._kept) >= KEEP_MAX:
-            return
-        start = max(at, self._keep_start)
-        if not self._kept:
-            self._kept_at = start
-        self._kept += chunk[start - at : start - at + KEEP_MAX - len(self._kept)]
+        for start, stop in self._windows:
+            if stop <= at or start >= end:
+                continue
+            kept = self._kept.setdefault(start, bytearray())
+            begin = max(at, start + len(kept))
+            kept += chunk[begin - at : min(end, stop) - at]
+
+    def _keep(self, at: int, length: int) -> bytes:
+        """The bytes at [at, at + length) (fewer at the end), kept as a piece."""
+        self._fill(at + length)
+        data = bytes(self._buf[at - self._base : at - self._base + length])
+        if len(data) > len(self.pieces.get(at, b"")):
+            if len(self.pieces) >= MAX_PIECES:
+                raise FatbinError(f"more than {MAX_PIECES} fatbin headers: not a real library")
+            self.pieces[at] = data
+        return data
 
     # --- the walk ----------------------------------------------------------
 
-    def _find_magic(self) -> int | None:
+    def _find_magic(self) -> tuple[int, bool] | None:
         while True:
-            index = self._buf.find(FATBIN_MAGIC_BYTES)
-            if index >= 0:
-                return self._base + index
+            container = self._buf.find(FATBIN_MAGIC_BYTES)
+            wrapper = self._buf.find(WRAPPER_MAGIC_BYTES, 0, container if container >= 0 else len(self._buf))
+            if wrapper >= 0:
+                return self._base + wrapper, True
+            if container >= 0:
+                return self._base + container, False
             # keep 3 bytes: a magic may straddle two chunks
             self._drop_before(self._base + max(0, len(self._buf) - 3))
             if not self._fill(self._base + len(self._buf) + 1):
@@ -112,13 +152,45 @@ class StreamScan:
 
     def _header(self, at: int, length: int, what: str) -> bytes:
         self._drop_before(at)
-        if not self._fill(at + length):
+        data = self._keep(at, length)
+        if len(data) != length:
             raise FatbinError(f"{what} at {at:#x} is truncated")
-        return bytes(self._buf[at - self._base : at - self._base + length])
+        return data
 
     def _walk_container(self, at: int) -> None:
-        body, body_end = container_body(self._header, at)
-        for entry in walk_entries(self._header, body, body_end):
-            self.entries.append(entry)
-            self.container_offsets.append(at)
+        _body, body_end = container_body(self._header, at)
+        for _entry in walk_entries(self._header, _body, body_end):
+            pass
         self._drop_before(body_end)
+        self._keep(body_end, MAX_PADDING + 4)
+
+
+class SparseReader:
+    """Reads served from the kept bytes; short at the end of the member, like a file."""
+
+    def __init__(self, windows: dict[int, bytes], pieces: dict[int, bytes], size: int) -> None:
+        self._windows = windows
+        self._pieces = pieces
+        self._starts = sorted(pieces)
+        self.size = size
+
+    def __call__(self, offset: int, length: int) -> bytes:
+        if offset < 0 or offset >= self.size:
+            return b""
+        length = min(length, self.size - offset)
+        for start, data in self._windows.items():
+            if start <= offset and offset + length <= start + len(data):
+                return data[offset - start : offset - start + length]
+        out = bytearray()
+        index = bisect.bisect_right(self._starts, offset) - 1
+        while len(out) < length:
+            cursor = offset + len(out)
+            if index < 0 or index >= len(self._starts):
+                raise NotKept(offset, length)
+            start = self._starts[index]
+            piece = self._pieces[start]
+            if not start <= cursor < start + len(piece):
+                raise NotKept(offset, length)
+            out += piece[cursor - start : cursor - start + length - len(out)]
+            index += 1
+        return bytes(out)
