@@ -28,8 +28,12 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_json_contract_without_gpus(tree: Path) -> None:
     done = run(str(tree), "--format", "json")
-    assert done.returncode == 0, done.stderr
+    # broken.so (named like a library, not ELF) cannot be read: unknown, exit 3.
+    assert done.returncode == 3, done.stderr
     report = json.loads(done.stdout)
+    assert report["verdict"] == "unknown"
+    broken = next(b for b in report["binaries"] if b["path"] == "broken.so")
+    assert set(broken["per_gpu"].values()) == {"unknown"}
     torch = next(b for b in report["binaries"] if b["path"].endswith("libtorch_cuda.so"))
     assert torch["cubins"] == ["sm_75", "sm_80", "sm_86", "sm_90"]
     assert torch["ptx"] == ["sm_90"]
@@ -57,12 +61,13 @@ def test_volta_fails_and_blackwell_loses_flash_attention(tree: Path) -> None:
 def test_hopper_is_fully_covered(tree: Path) -> None:
     done = run(str(tree), "--gpu", "9.0", "--format", "json")
     report = json.loads(done.stdout)
-    # Only bin/tool (sm_89 cubin + PTX) needs JIT on Hopper; torch and FA3 are native.
-    assert [f["rule_id"] for f in report["findings"]] == ["GD-KERN-004"]
-    assert (
-        "bin/tool" in report["findings"][0]["message"] and "libtorch" not in report["findings"][0]["message"]
-    )
-    assert done.returncode == 0
+    # Only bin/tool (sm_89 cubin + PTX) needs JIT on Hopper; torch and FA3 are native;
+    # broken.so could not be read, so the verdict is unknown, never ok.
+    fired = {f["rule_id"]: f["message"] for f in report["findings"]}
+    assert set(fired) == {"GD-KERN-004", "GD-KERN-007"}
+    assert "bin/tool" in fired["GD-KERN-004"] and "libtorch" not in fired["GD-KERN-004"]
+    assert "broken.so: named like a shared library" in fired["GD-KERN-007"]
+    assert done.returncode == 3
 
 
 def test_node_driver_too_old_for_the_ptx(tree: Path) -> None:
@@ -78,7 +83,7 @@ def test_node_driver_too_old_for_the_ptx(tree: Path) -> None:
 
 def test_table_lists_per_file_errors_and_goes_on(tree: Path) -> None:
     done = run(str(tree))
-    assert done.returncode == 0
+    assert done.returncode == 3
     assert "broken.so" in done.stdout and "error: named like a shared library" in done.stdout
     assert "libtorch_cuda.so" in done.stdout
 

@@ -148,6 +148,7 @@ def _first_with_entries(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _verdict_without_findings(doc: dict[str, Any]) -> None:
     del doc["findings"]  # nothing was judged, yet the verdict says fail
+    doc["verdict"] = "fail"
 
 
 BROKEN: dict[str, Callable[[dict[str, Any]], None]] = {

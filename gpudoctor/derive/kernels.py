@@ -13,7 +13,10 @@ when the image was not scanned or the GPU's compute capability is unknown):
   flash_attn_fallback  "flash-attn 2.8.3 (fa3)" when flash-attn's kernels do not
                        cover this GPU: attention falls back to a slower path
   kernel_sm            "sm_90" for messages
-Node-wide `derived.kernels_scanned`: true when image.kernels is present.
+Node-wide `derived.kernels_scanned`: true when image.kernels is present;
+`derived.kernels_unread`: [] when every binary was read; null when some could
+not be (their kernels are unknown), with "path: error" for each in
+`derived.unknown.kernels_unread`, so a rule testing it is unknown, never ok.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ _PER_GPU = (
 def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -> None:
     scan = image.kernels if image is not None else None
     context["derived"]["kernels_scanned"] = scan is not None
+    failed = unreadable(scan) if scan is not None else []
+    context["derived"]["kernels_unread"] = None if failed else []
+    if failed:
+        context["derived"].setdefault("unknown", {})["kernels_unread"] = "could not read " + "; ".join(failed)
     driver_cuda = node.driver.cuda_version
     for gpu in context["gpus"]:
         derived = gpu["derived"]
@@ -50,6 +57,11 @@ def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -
                 unknown[name] = reason
             continue
         derived.update(coverage(scan, str(cc), driver_cuda))
+
+
+def unreadable(scan: KernelScanFacts) -> list[str]:
+    found = [f"{binary.path}: {binary.error}" for binary in scan.binaries if binary.error]
+    return found + [error.message for error in scan.errors]
 
 
 def coverage(scan: KernelScanFacts, cc: str, driver_cuda: str | None) -> dict[str, Any]:

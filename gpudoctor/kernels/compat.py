@@ -106,7 +106,11 @@ def verdict(entries: Iterable[FatbinEntry], cc: str, driver_cuda: str | None = N
 
 
 def fill_per_gpu(binary: BinaryFacts, ccs: Iterable[str], driver_cuda: str | None = None) -> None:
-    """Verdicts for binaries with device code; a host-only library needs no kernel."""
-    if binary.error is not None or not binary.fatbin_entries:
+    """Verdicts for binaries with device code; a host-only library needs no kernel.
+    A binary that could not be read is unknown for every GPU, never "none" or ok."""
+    if binary.error is not None:
+        binary.per_gpu = dict.fromkeys(ccs, UNKNOWN)
+        return
+    if not binary.fatbin_entries:
         return
     binary.per_gpu = {cc: verdict(binary.fatbin_entries, cc, driver_cuda) for cc in ccs}

@@ -38,8 +38,14 @@ def build(scan: KernelScanFacts, ccs: list[str], findings: list[Finding] | None)
     }
     if findings is not None:
         report["findings"] = [to_dict(f) for f in findings]
-    report["verdict"] = worst(f.severity for f in findings or [])
+    report["verdict"] = worst([*(f.severity for f in findings or []), *scan_unknowns(scan)])
     return report
+
+
+def scan_unknowns(scan: KernelScanFacts) -> list[str]:
+    """["unknown"] when part of the input could not be read: its kernels are not known."""
+    unreadable = scan.errors or any(binary.error for binary in scan.binaries)
+    return ["unknown"] if unreadable else []
 
 
 # Per-GPU verdict -> (word, severity whose colour and symbol it takes: report/style.py).
@@ -87,6 +93,9 @@ def render_table(report: dict[str, Any]) -> str:
         table.add_column(f"CC {escape(cc)}", justify="center", no_wrap=True)
     table.add_column("cubin / ptx", overflow="fold", ratio=1)
     for binary in report["binaries"]:
+        if "error" in binary:
+            lines.append(f"{binary['path']:<{width}}  {'?' * len(ccs)}  error: {binary['error']}")
+
         if "error" in binary or not binary["entries"]:
             note = f"error: {binary['error']}" if "error" in binary else "no device code"
             table.add_row(escape(binary["path"]), *([""] * len(ccs)), escape(note))
