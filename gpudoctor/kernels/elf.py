@@ -26,6 +26,8 @@ _MAX_SECTIONS = 1 << 16
 _MAX_NAME_TABLE = 16 << 20
 
 
+_PT_LOAD = 1
+_PF_W = 2
 SHT_RELA = 4
 SHT_NOBITS = 8
 SHT_REL = 9
@@ -151,6 +153,41 @@ def elf_header_shoff(head: bytes) -> tuple[int, int] | None:
         shoff = struct.unpack_from(endian + "I", head, 0x20)[0]
         entsize, num = struct.unpack_from(endian + "HH", head, 0x2E)
     return shoff, entsize * num
+
+
+def writable_segments(head: bytes) -> list[tuple[int, int]]:
+    """(file offset, size) of the writable PT_LOAD segments whose program
+    headers lie within `head`: where the fatbin wrappers and pointers live."""
+    try:
+        is64, endian = _ident(head)
+    except ElfError:
+        return []
+    if is64:
+        if len(head) < 0x40:
+            return []
+        phoff = struct.unpack_from(endian + "Q", head, 0x20)[0]
+        entsize, count = struct.unpack_from(endian + "HH", head, 0x36)
+        fmt = endian + "IIQQQQ"  # p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz
+    else:
+        if len(head) < 0x34:
+            return []
+        phoff = struct.unpack_from(endian + "I", head, 0x1C)[0]
+        entsize, count = struct.unpack_from(endian + "HH", head, 0x2A)
+        fmt = endian + "IIIIII"  # p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz
+    found = []
+    for index in range(min(count, 256)):
+        at = phoff + index * entsize
+        if entsize < struct.calcsize(fmt) or at + struct.calcsize(fmt) > len(head):
+            break
+        fields = struct.unpack_from(fmt, head, at)
+        if is64:
+            kind, flags, offset, size = fields[0], fields[1], fields[2], fields[5]
+        else:
+            kind, offset, size = fields[0], fields[1], fields[4]
+            flags = struct.unpack_from(endian + "I", head, at + 24)[0] if at + 28 <= len(head) else 0
+        if kind == _PT_LOAD and flags & _PF_W:
+            found.append((offset, size))
+    return found
 
 
 def _ident(head: bytes) -> tuple[bool, str]:

@@ -1,7 +1,9 @@
 """Python distributions and CUDA runtime libraries seen while walking a tree.
 
 Facts come from files, never from importing anything: `*.dist-info/METADATA`
-and `*.egg-info/PKG-INFO` (Name/Version), `torch/version.py` (`__version__`,
+and `*.egg-info/PKG-INFO` (Name/Version), `*.dist-info/RECORD` (which
+distribution installed which file: the authoritative owner of a binary,
+PyPA "Recording installed projects"), `torch/version.py` (`__version__`,
 `cuda`), flash-attn's module layout for its generation (FA2 `flash_attn_2_cuda`,
 FA3 "hopper" `flash_attn_3` / `flash_attn_interface`, FA4 CuTe `flash_attn/cute`)
 and `libcudart.so.<version>` file names.
@@ -9,6 +11,9 @@ and `libcudart.so.<version>` file names.
 
 from __future__ import annotations
 
+import csv
+import io
+import posixpath
 import re
 from dataclasses import dataclass, field
 
@@ -16,10 +21,12 @@ from gpudoctor.facts import PackageFacts
 
 # Small text files worth reading; everything else is only looked at by name.
 _METADATA = re.compile(r"(^|/)[^/]+\.(dist-info/METADATA|egg-info/PKG-INFO)$")
+_RECORD = re.compile(r"(^|/)([^/]+)\.dist-info/RECORD$")
 _TORCH_VERSION = re.compile(r"(^|/)torch/version\.py$")
 _CUDART = re.compile(r"(^|/)libcudart\.so\.(\d+(?:\.\d+)*)$")
 _VARIANT = re.compile(r"\+(cu\d+|rocm[\d.]+|cpu|xpu)\b")
 MAX_TEXT = 1 << 20
+MAX_RECORD = 32 << 20  # torch's RECORD is ~2 MB
 _PACKAGE_ROOTS = ("site-packages", "dist-packages")
 
 INTERESTING = (
@@ -44,7 +51,12 @@ def normalise(name: str) -> str:
 
 
 def is_interesting(name: str) -> bool:
-    return name in INTERESTING or name.startswith("nvidia-") or name.startswith("jax-cuda")
+    # cupy ships as cupy-cuda11x / cupy-cuda12x / cupy-cuda13x, one name per CUDA major.
+    return name in INTERESTING or name.startswith(("nvidia-", "jax-cuda", "cupy-"))
+
+
+def text_limit(path: str) -> int:
+    return MAX_RECORD if _RECORD.search(path) else MAX_TEXT
 
 
 @dataclass
@@ -53,9 +65,15 @@ class PackageCollector:
     cudart: dict[str, str] = field(default_factory=dict)  # path -> version
     flash_attn_generations: set[str] = field(default_factory=set)
     torch_version_py: dict[str, str] = field(default_factory=dict)
+    recorded: dict[str, str] = field(default_factory=dict)  # file path -> distribution, from RECORD
 
     def wants_text(self, path: str) -> bool:
-        return bool(_METADATA.search(path) or _TORCH_VERSION.search(path))
+        return bool(_METADATA.search(path) or _RECORD.search(path) or _TORCH_VERSION.search(path))
+
+    def owner_of(self, binary_path: str, packages: list[PackageFacts]) -> str | None:
+        """The distribution whose RECORD lists the file; the path rule only for files no RECORD lists."""
+        owner = self.recorded.get(posixpath.normpath(binary_path.replace("\\", "/")))
+        return owner if owner is not None else owner_of(binary_path, packages)
 
     def see_path(self, path: str) -> None:
         """Facts carried by a file's name alone."""
@@ -67,6 +85,10 @@ class PackageCollector:
             self.flash_attn_generations.add(generation)
 
     def add_text(self, path: str, text: str) -> None:
+        record = _RECORD.search(path)
+        if record:
+            self._add_record(path, record.group(2), text)
+            return
         if _TORCH_VERSION.search(path):
             self.torch_version_py = _torch_version_py(text)
             self.torch_version_py["path"] = path
@@ -81,6 +103,14 @@ class PackageCollector:
         self.packages[key] = PackageFacts(
             name=key, version=version, cuda_variant=_variant(version), path=path
         )
+
+    def _add_record(self, path: str, dist_info: str, text: str) -> None:
+        """RECORD rows are "path,hash,size", paths relative to the directory holding the .dist-info."""
+        name = normalise(dist_info.split("-", 1)[0])
+        root = posixpath.dirname(posixpath.dirname(path))
+        for row in csv.reader(io.StringIO(text)):
+            if row and row[0]:
+                self.recorded[posixpath.normpath(posixpath.join(root, row[0]))] = name
 
     def result(self) -> list[PackageFacts]:
         packages = dict(self.packages)
@@ -109,15 +139,21 @@ class PackageCollector:
 
 
 def owner_of(binary_path: str, packages: list[PackageFacts]) -> str | None:
-    """The distribution whose top-level directory holds binary_path, by name."""
+    """Where no RECORD lists the file: the distribution whose top-level
+    directory holds binary_path, by name, when exactly one can."""
     parts = binary_path.replace("\\", "/").split("/")
     for index, part in enumerate(parts[:-1]):
         candidate = normalise(part)
         if candidate == "nvidia" and index + 1 < len(parts) - 1:
+            # nvidia/curand/ may come from nvidia-curand or nvidia-curand-cu12, and
+            # nvidia/cu13/ from any CUDA 13 wheel: a name guess only when unambiguous.
             sub = normalise(parts[index + 1])
-            for package in packages:
-                if package.name.startswith(f"nvidia-{sub}"):
-                    return package.name
+            matches = [
+                p.name
+                for p in packages
+                if p.name in (f"nvidia-{sub}", f"nvidia-{sub}-cu11", f"nvidia-{sub}-cu12")
+            ]
+            return matches[0] if len(matches) == 1 else None
         for package in packages:
             if (
                 package.name == candidate

@@ -19,7 +19,7 @@ from gpudoctor.kernels.ar import AR_MAGIC, ArError
 from gpudoctor.kernels.ar import members as ar_members
 from gpudoctor.kernels.ar import stream_members as ar_members_of_stream
 from gpudoctor.kernels.cubin import EM_CUDA, cubin_entry
-from gpudoctor.kernels.elf import ELF_MAGIC, ElfError, elf_header_shoff, read_elf_from
+from gpudoctor.kernels.elf import ELF_MAGIC, ElfError, elf_header_shoff, read_elf_from, writable_segments
 from gpudoctor.kernels.fatbin import (
     FATBIN_MAGIC_BYTES,
     KIND_CUBIN,
@@ -30,13 +30,21 @@ from gpudoctor.kernels.fatbin import (
 )
 from gpudoctor.kernels.locate import MagicProbe, located_entries
 from gpudoctor.kernels.ptx import toolkit_for_isa
-from gpudoctor.kernels.stream import HEAD_KEEP, KEEP_BEFORE_TABLE, KEEP_MAX, NotKept, StreamScan
+from gpudoctor.kernels.stream import (
+    HEAD_KEEP,
+    KEEP_BEFORE_TABLE,
+    KEEP_MAX,
+    SEGMENT_KEEP,
+    NotKept,
+    StreamScan,
+)
 
 MAGICS = (ELF_MAGIC, FATBIN_MAGIC_BYTES, AR_MAGIC[:4])
 MAX_BARE_CUBIN = 64 << 20
 # Streaming passes over one member: the first keeps the usual windows, a
 # second (when the member can be read again) keeps what the first missed.
 MAX_PASSES = 2
+_PROGRAM_HEADERS = 4096  # bytes read first: program headers follow the ELF header
 
 # () -> a fresh stream over the same member, from its first byte
 Reopen = Callable[[], "BinaryIO"]
@@ -145,8 +153,10 @@ def _stream_object(stream: BinaryIO, first: bytes, extra: list[tuple[int, int]])
     windows = list(extra)
     table = elf_header_shoff(first) if first[:4] == ELF_MAGIC else None
     if table is not None:
+        first += stream.read(_PROGRAM_HEADERS - len(first))
         shoff, table_size = table
         windows.append((0, HEAD_KEEP))
+        windows += [(at, at + size) for at, size in writable_segments(first) if size <= SEGMENT_KEEP]
         windows.append((max(0, shoff - KEEP_BEFORE_TABLE), min(shoff + table_size, shoff + KEEP_MAX)))
     scan = StreamScan(stream, first, windows)
     reader = scan.run()

@@ -17,15 +17,17 @@ import re
 import stat
 import tarfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from functools import partial
+from typing import Any, BinaryIO
 
 from gpudoctor.errors import BadInput, InputMissing, ServiceUnavailable
 from gpudoctor.facts import BinaryFacts, KernelScanFacts, ProbeError
+from gpudoctor.kernels import wheel
 from gpudoctor.kernels.layers import LayerRecord
-from gpudoctor.kernels.packages import MAX_TEXT, PackageCollector, owner_of
-from gpudoctor.kernels.scan import scan_path, scan_stream
+from gpudoctor.kernels.packages import MAX_TEXT, PackageCollector, text_limit
+from gpudoctor.kernels.scan import is_candidate, scan_path, scan_stream
 
 _SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
 _GZIP = b"\x1f\x8b"
@@ -47,7 +49,7 @@ class Scanner:
     def facts(self) -> KernelScanFacts:
         packages = self.collector.result()
         for binary in self.binaries:
-            binary.package = owner_of(binary.path, packages)
+            binary.package = self.collector.owner_of(binary.path, packages)
         binaries = self.layers.resolve(self.binaries)
         return KernelScanFacts(binaries=binaries, packages=packages, errors=self.errors)
 
@@ -67,8 +69,7 @@ class Scanner:
 
     def add_file(self, path: str) -> None:
         if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                self._add_zip(archive, path)
+            self.add_zip(path)
             return
         with open(path, "rb") as handle:
             head = handle.read(512)
@@ -155,21 +156,60 @@ class Scanner:
         if handle is not None:
             self._add_member(name, handle, label, depth)
 
-    def _add_zip(self, archive: zipfile.ZipFile, label: str) -> None:
-        for info in archive.infolist():
-            if info.is_dir() or stat.S_ISLNK(info.external_attr >> 16):
-                continue
-            name = _safe_member_name(info.filename)
-            if name is None:
-                self.errors.append(
-                    ProbeError(probe="kernels", message=f"{label}: unsafe member {info.filename!r} skipped")
-                )
-                continue
-            try:
-                with archive.open(info) as handle:
-                    self._add_member(name, handle, label, MAX_NESTING)  # type: ignore[arg-type]
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-                self.binaries.append(BinaryFacts(path=name, error=f"cannot read from {label}: {exc}"))
+    def add_zip(self, path: str) -> None:
+        """A wheel: metadata read, members that may hold device code scanned in parallel."""
+        try:
+            with zipfile.ZipFile(path) as archive:
+                infos = wheel.members(archive)
+        except (
+            wheel.MemberError,
+            zipfile.BadZipFile,
+            NotImplementedError,
+            OSError,
+            ValueError,
+            EOFError,
+        ) as exc:
+            self.binaries.append(BinaryFacts(path=path, error=f"unreadable zip archive: {_one_line(exc)}"))
+            return
+        scanned: list[tuple[str, zipfile.ZipInfo]] = []
+        with wheel.MemberOpener(path) as opener:
+            for info in infos:
+                name = _safe_member_name(info.filename)
+                if name is None:
+                    self.errors.append(
+                        ProbeError(
+                            probe="kernels", message=f"{path}: unsafe member {info.filename!r} skipped"
+                        )
+                    )
+                    continue
+                self.collector.see_path(name)
+                if self.collector.wants_text(name):
+                    text = _guarded(partial(_read_member_text, opener, info, name))
+                    if isinstance(text, bytes):
+                        self.collector.add_text(name, text.decode("utf-8", "replace"))
+                    else:
+                        self.binaries.append(BinaryFacts(path=name, error=f"cannot read from {path}: {text}"))
+                elif info.file_size >= 4 or _SHARED_OBJECT.search(name):
+                    head = _guarded(partial(opener.head, info))
+                    if isinstance(head, str):
+                        self.binaries.append(BinaryFacts(path=name, error=f"cannot read from {path}: {head}"))
+                    elif is_candidate(head):
+                        scanned.append((name, info))
+                    elif _SHARED_OBJECT.search(name):
+                        self.binaries.append(
+                            BinaryFacts(path=name, error="named like a shared library but not an ELF file")
+                        )
+
+            def scan(item: tuple[str, zipfile.ZipInfo]) -> BinaryFacts | None:
+                name, info = item
+                reopen = partial(opener, info)
+                found = _guarded(lambda: _scan_zip_member(reopen, name))
+                if isinstance(found, str):
+                    return BinaryFacts(path=name, error=f"cannot read from {path}: {found}")
+                return found
+
+            for result in wheel.parallel(scan, scanned):  # type: ignore[arg-type]
+                self._keep(result)  # type: ignore[arg-type]
 
     def _add_member(self, name: str, handle: BinaryIO, label: str, depth: int) -> None:
         if self._layer and self.layers.note_whiteout(self._layer, name):
@@ -179,7 +219,7 @@ class Scanner:
             return
         self.collector.see_path(name)
         if self.collector.wants_text(name):
-            self.collector.add_text(name, handle.read(MAX_TEXT).decode("utf-8", "replace"))
+            self.collector.add_text(name, handle.read(text_limit(name)).decode("utf-8", "replace"))
             return
         head = handle.read(512)
         if depth < MAX_NESTING and _is_archive(head):
@@ -227,6 +267,27 @@ class Scanner:
                 self.layers.binary_layer[id(result)] = self._layer
 
 
+def _scan_zip_member(reopen: Callable[[], BinaryIO], name: str) -> BinaryFacts | None:
+    stream = reopen()
+    return scan_stream(stream, name, stream.read(64), reopen=reopen)
+
+
+def _read_member_text(opener: wheel.MemberOpener, info: zipfile.ZipInfo, name: str) -> bytes:
+    return opener(info).read_all(text_limit(name))
+
+
+def _guarded(read: Callable[[], Any]) -> Any:
+    """read(), or the one-line reason it failed on damaged archive data."""
+    try:
+        return read()
+    except (wheel.MemberError, *wheel.INFLATE_ERRORS, OSError, ValueError) as exc:
+        return _one_line(exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
 def scan_targets(targets: list[str]) -> KernelScanFacts:
     scanner = Scanner()
     for target in targets:
@@ -255,7 +316,7 @@ def _safe_member_name(name: str) -> str | None:
 
 def _read_text_file(path: str) -> str:
     with open(path, "rb") as handle:
-        return handle.read(MAX_TEXT).decode("utf-8", "replace")
+        return handle.read(text_limit(path)).decode("utf-8", "replace")
 
 
 class _Prefixed(io.RawIOBase):

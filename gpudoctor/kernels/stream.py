@@ -9,7 +9,8 @@ cannot be read twice cheaply, so one pass keeps:
   - at every fatbin container magic met: the container header, each entry
     header (hopping over payloads as they stream past) and the bytes that
     follow the container (padding, the next magic);
-  - at every fatbin wrapper magic met: the wrapper.
+  - the writable segments (program headers), where `.nvFatBinSegment`
+    wrappers live, when they are not huge.
 The locator then runs on a `SparseReader` over those bytes, exactly as it
 runs on a file: same checks, same error texts. A read of bytes that were not
 kept raises NotKept; the caller can stream the member again keeping them.
@@ -18,7 +19,6 @@ kept raises NotKept; the caller can stream the member again keeping them.
 from __future__ import annotations
 
 import bisect
-import struct
 from typing import BinaryIO
 
 from gpudoctor.kernels.fatbin import (
@@ -30,9 +30,8 @@ from gpudoctor.kernels.fatbin import (
 )
 
 CHUNK = 1 << 20
-WRAPPER_MAGIC_BYTES = struct.pack("<I", 0x466243B1)
-_WRAPPER_SIZE = 24  # u32 magic, u32 version, two 64-bit pointers (ELF32 wrappers are 16)
 HEAD_KEEP = 8 << 20
+SEGMENT_KEEP = 16 << 20
 # .shstrtab precedes the section table in GNU ld and lld output; this window
 # before e_shoff holds it unless there are tens of thousands of sections.
 KEEP_BEFORE_TABLE = 16 << 20
@@ -69,11 +68,7 @@ class StreamScan:
             found = self._find_magic()
             if found is None:
                 break
-            at, is_wrapper = found
-            if is_wrapper:
-                self._keep(at, _WRAPPER_SIZE)
-                self._drop_before(at + 4)
-                continue
+            at = found
             self.magics.add(at)
             try:
                 self._walk_container(at)
@@ -137,14 +132,11 @@ class StreamScan:
 
     # --- the walk ----------------------------------------------------------
 
-    def _find_magic(self) -> tuple[int, bool] | None:
+    def _find_magic(self) -> int | None:
         while True:
-            container = self._buf.find(FATBIN_MAGIC_BYTES)
-            wrapper = self._buf.find(WRAPPER_MAGIC_BYTES, 0, container if container >= 0 else len(self._buf))
-            if wrapper >= 0:
-                return self._base + wrapper, True
-            if container >= 0:
-                return self._base + container, False
+            index = self._buf.find(FATBIN_MAGIC_BYTES)
+            if index >= 0:
+                return self._base + index
             # keep 3 bytes: a magic may straddle two chunks
             self._drop_before(self._base + max(0, len(self._buf) - 3))
             if not self._fill(self._base + len(self._buf) + 1):
