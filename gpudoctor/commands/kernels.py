@@ -37,7 +37,7 @@ Examples:
     "--gpu",
     "gpus",
     multiple=True,
-    help="Compute capability to judge, e.g. 9.0 (repeatable, or comma-separated: 8.0,9.0).",
+    help="Compute capability to judge, e.g. 9.0 or sm_90 (repeatable, or comma-separated: 8.0,9.0).",
 )
 @node_option("Judge for the GPUs of a saved gpudoctor JSON report or `nvidia-smi -q -x` XML.")
 @format_option("table", "json")
@@ -56,16 +56,14 @@ def command(
     native, jit or none."""
     from gpudoctor import exitcodes
     from gpudoctor.errors import UsageError
-    from gpudoctor.kernels.compat import DEFAULT_CCS, cc_number, fill_per_gpu
+    from gpudoctor.kernels.compat import DEFAULT_CCS, cc_from_text, fill_per_gpu
     from gpudoctor.kernels.report import build, render_table
     from gpudoctor.kernels.sources import scan_targets
 
-    ccs_given = tuple(cc.strip() for value in gpus for cc in value.split(",") if cc.strip())
-    for cc in ccs_given:
-        try:
-            cc_number(cc)
-        except ValueError as exc:
-            raise UsageError(f"--gpu: {exc}") from exc
+    try:
+        ccs_given = tuple(cc_from_text(cc) for value in gpus for cc in value.split(",") if cc.strip())
+    except ValueError as exc:
+        raise UsageError(f"--gpu: {exc}") from exc
     node = None
     if node_file:
         from gpudoctor.nodeinput import load_node

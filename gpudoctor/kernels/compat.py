@@ -44,8 +44,20 @@ def cc_number(cc: str) -> int:
     """'9.0' -> 90, '12.1' -> 121; ValueError for anything else."""
     major, _, minor = cc.strip().partition(".")
     if not major.isdigit() or not minor.isdigit() or len(minor) != 1:
-        raise ValueError(f"not a compute capability: {cc!r} (expected e.g. 9.0)")
+        raise ValueError(f"not a compute capability: {cc!r} (expected e.g. 9.0 or sm_90)")
     return int(major) * 10 + int(minor)
+
+
+def cc_from_text(text: str) -> str:
+    """'9.0' or 'sm_90' / 'compute_90' (the names the report prints) -> '9.0'; ValueError otherwise."""
+    text = text.strip()
+    body = text.removeprefix("sm_").removeprefix("compute_")
+    if body != text:
+        if not body.isdigit() or len(body) < 2:
+            raise ValueError(f"not a compute capability: {text!r} (expected e.g. 9.0 or sm_90)")
+        text = f"{body[:-1]}.{body[-1]}"
+    cc_number(text)
+    return text
 
 
 def split_target(target: str) -> tuple[int, str]:

@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, BinaryIO
 
+from isal import igzip
+
 from gpudoctor.errors import BadInput, InputMissing, ServiceUnavailable
 from gpudoctor.facts import BinaryFacts, KernelScanFacts, ProbeError
 from gpudoctor.kernels import wheel
-from gpudoctor.kernels.layers import LayerRecord
+from gpudoctor.kernels.layers import WHITEOUT_PREFIX, LayerRecord
 from gpudoctor.kernels.packages import MAX_TEXT, PackageCollector, text_limit
 from gpudoctor.kernels.scan import is_candidate, scan_path, scan_stream
 
@@ -124,13 +126,23 @@ class Scanner:
                         self.add_tar_stream(handle, os.path.relpath(full, root), depth=1)
 
     def add_tar_stream(self, stream: BinaryIO, label: str, depth: int) -> None:
+        count = inflated = 0
         try:
-            with tarfile.open(fileobj=stream, mode="r|*") as archive:
+            with _open_tar(stream) as archive:
                 for member in archive:
+                    # tarfile keeps every header it has read; a stream never goes back to one.
+                    archive.members.clear()
+                    count, inflated = count + 1, inflated + max(0, member.size)
+                    if count > wheel.MAX_MEMBERS:
+                        raise wheel.MemberError(f"more than {wheel.MAX_MEMBERS} members")
+                    if inflated > wheel.MAX_INFLATED:
+                        raise wheel.MemberError(f"members inflate to more than {wheel.MAX_INFLATED >> 30} GiB")
                     self._add_tar_member(archive, member, label, depth)
-        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        except (tarfile.TarError, *wheel.INFLATE_ERRORS, wheel.MemberError, OSError, ValueError) as exc:
             self.errors.append(
-                ProbeError(probe="kernels", message=f"{label}: archive unreadable or cut short: {exc}")
+                ProbeError(
+                    probe="kernels", message=f"{label}: archive unreadable or cut short: {_one_line(exc)}"
+                )
             )
 
     def add_layer(self, name: str, stream: BinaryIO) -> None:
@@ -146,6 +158,9 @@ class Scanner:
     ) -> None:
         if not member.isreg():
             return  # links and device nodes are never followed
+        base = posixpath.basename(member.name)
+        if member.size < 4 and not base.startswith(WHITEOUT_PREFIX) and not _SHARED_OBJECT.search(base):
+            return  # nothing in it to read (whiteout markers are empty and must be seen)
         name = _safe_member_name(member.name)
         if name is None:
             self.errors.append(
@@ -293,6 +308,17 @@ def scan_targets(targets: list[str]) -> KernelScanFacts:
     for target in targets:
         scanner.add(target)
     return scanner.facts()
+
+
+def _open_tar(stream: BinaryIO) -> tarfile.TarFile:
+    """A tar stream, gzip inflated by ISA-L in large blocks (tarfile's own gzip
+    reader inflates 512-byte headers one by one, in Python)."""
+    magic = stream.read(2)
+    buffered = io.BufferedReader(_Prefixed(magic, stream), _BUFFER)
+    if magic == _GZIP:
+        inflated = io.BufferedReader(igzip.IGzipFile(fileobj=buffered, mode="rb"), _BUFFER)  # type: ignore[arg-type]
+        return tarfile.open(fileobj=inflated, mode="r|")
+    return tarfile.open(fileobj=buffered, mode="r|*")  # type: ignore[arg-type]
 
 
 def _looks_like_image(target: str) -> bool:
