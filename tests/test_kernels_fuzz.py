@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 
 from hypothesis import HealthCheck, given, settings
@@ -19,10 +20,16 @@ fuzz = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCh
 
 
 def check_both(data: bytes) -> None:
+    """No crash or hang, and file and stream modes agree exactly, error texts included."""
     mapped = scan_buffer(data, "x.so")
-    streamed = scan_stream(io.BytesIO(data), "x.so")
+    streamed = scan_stream(io.BytesIO(data), "x.so", reopen=lambda: io.BytesIO(data))
     for facts in (mapped, streamed):
         assert facts is None or facts.error is None or facts.error.strip()
+    assert (mapped is None) == (streamed is None)
+    if mapped is not None and streamed is not None:
+        assert (mapped.error, mapped.cubins, mapped.ptx) == (streamed.error, streamed.cubins, streamed.ptx)
+        for offset in re.findall(r"0x[0-9a-f]+", mapped.error or ""):
+            assert int(offset, 16) <= len(data), mapped.error
 
 
 @fuzz

@@ -44,7 +44,7 @@ def members(read: Reader, size: int) -> Iterator[tuple[str, int, int]]:
     """(name, data offset, length) for each member."""
     offset = len(AR_MAGIC)
     count = 0
-    while offset + _HEADER <= size:
+    while offset < size:
         count = _count(count)
         name, length = _parse_header(read(offset, _HEADER), offset)
         data = offset + _HEADER
@@ -57,32 +57,35 @@ def members(read: Reader, size: int) -> Iterator[tuple[str, int, int]]:
 def stream_members(stream: BinaryIO) -> Iterator[tuple[str, BinaryIO]]:
     """Members of an archive whose magic was already read from `stream`, in order."""
     count = 0
+    offset = len(AR_MAGIC)
     while True:
         header = stream.read(_HEADER)
         if not header:
             return
         count = _count(count)
-        name, length = _parse_header(header, -1)
-        member = _Bounded(stream, length)
+        name, length = _parse_header(header, offset)
+        member = _Bounded(stream, length, name)
         yield name, member  # type: ignore[misc]
         member.skip_rest()
         if length & 1:
             stream.read(1)
+        offset += _HEADER + length + (length & 1)
 
 
 class _Bounded:
     """At most `length` bytes of `stream`; the rest is skipped by the caller."""
 
-    def __init__(self, stream: BinaryIO, length: int) -> None:
+    def __init__(self, stream: BinaryIO, length: int, name: str) -> None:
         self._stream = stream
         self._left = length
+        self._name = name
 
     def read(self, size: int = -1) -> bytes:
         size = self._left if size < 0 else min(size, self._left)
         data = self._stream.read(size) if size else b""
         self._left -= len(data)
         if size and not data:
-            raise EOFError("ar member cut short")
+            raise ArError(f"ar member {self._name!r} runs past the end of the archive")
         return data
 
     def skip_rest(self) -> None:

@@ -145,19 +145,22 @@ def _stream_entries(
 
 def _stream_object(stream: BinaryIO, first: bytes, extra: list[tuple[int, int]]) -> list[RawEntry]:
     """One ELF file or bare fatbin, streamed."""
+    if first[:4] not in (ELF_MAGIC, FATBIN_MAGIC_BYTES):
+        raise ElfError("not an ELF file")  # as read_elf says in file mode
     if first[:4] == ELF_MAGIC and _is_bare_cubin(first):
         data = first + stream.read(MAX_BARE_CUBIN)
         if len(data) > MAX_BARE_CUBIN:
             raise ElfError(f"a bare cubin over {MAX_BARE_CUBIN >> 20} MiB is not plausible")
         return _entries_from_buffer(data, len(data))
     windows = list(extra)
-    table = elf_header_shoff(first) if first[:4] == ELF_MAGIC else None
-    if table is not None:
+    if first[:4] == ELF_MAGIC:
         first += stream.read(_PROGRAM_HEADERS - len(first))
-        shoff, table_size = table
         windows.append((0, HEAD_KEEP))
         windows += [(at, at + size) for at, size in writable_segments(first) if size <= SEGMENT_KEEP]
-        windows.append((max(0, shoff - KEEP_BEFORE_TABLE), min(shoff + table_size, shoff + KEEP_MAX)))
+        table = elf_header_shoff(first)
+        if table is not None:
+            shoff, table_size = table
+            windows.append((max(0, shoff - KEEP_BEFORE_TABLE), min(shoff + table_size, shoff + KEEP_MAX)))
     scan = StreamScan(stream, first, windows)
     reader = scan.run()
     return _entries_from_reader(reader, reader.size, has_magic=scan.magics.__contains__)

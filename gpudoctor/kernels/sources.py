@@ -136,7 +136,9 @@ class Scanner:
                     if count > wheel.MAX_MEMBERS:
                         raise wheel.MemberError(f"more than {wheel.MAX_MEMBERS} members")
                     if inflated > wheel.MAX_INFLATED:
-                        raise wheel.MemberError(f"members inflate to more than {wheel.MAX_INFLATED >> 30} GiB")
+                        raise wheel.MemberError(
+                            f"members inflate to more than {wheel.MAX_INFLATED >> 30} GiB"
+                        )
                     self._add_tar_member(archive, member, label, depth)
         except (tarfile.TarError, *wheel.INFLATE_ERRORS, wheel.MemberError, OSError, ValueError) as exc:
             self.errors.append(
