@@ -70,7 +70,7 @@ class Scanner:
             raise InputMissing(f"{target}: no such file, directory or local image")
 
     def add_file(self, path: str) -> None:
-        if zipfile.is_zipfile(path):
+        if path.endswith((".whl", ".zip")) or zipfile.is_zipfile(path):
             self.add_zip(path)
             return
         with open(path, "rb") as handle:
