@@ -328,6 +328,9 @@ class KernelScanFacts:
     binaries: list[BinaryFacts] = field(default_factory=list)
     packages: list[PackageFacts] = field(default_factory=list)
     errors: list[ProbeError] = field(default_factory=list)
+    # Where these facts came from when not from reading the layers now:
+    # {"from": "attestation", "attestation": digest, "tool_version": ..., "not_known": ...}
+    source: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-import tarfile
 import zipfile
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from gpudoctor.facts import BinaryFacts
 from gpudoctor.kernels import wheel
 from gpudoctor.kernels.scan import scan_path, scan_stream
 from gpudoctor.kernels.sources import scan_targets
+from tests import kernels_support
 from tests.kernels_support import FATBINS
 from tests.support.cli import run_gpudoctor
 
@@ -77,12 +77,7 @@ def both_modes(data: bytes, name: str = "lib.so") -> tuple[BinaryFacts | None, B
 
 
 def write_tar(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
+    return kernels_support.write_tar(path, members, "w:gz")
 
 
 def write_wheel(path: Path, members: dict[str, bytes]) -> Path:

@@ -39,9 +39,13 @@ LAYER_FILES = {
 }
 
 
-def kernel_image() -> BuiltImage:
-    files = {name: (FATBINS / "bin" / fixture).read_bytes() for name, fixture in LAYER_FILES.items()}
+def kernel_image(
+    layer_files: dict[str, str] = LAYER_FILES, extra: dict[str, bytes] | None = None
+) -> BuiltImage:
+    """An image with one gzip layer: nvcc-built fixtures at `layer_files` paths, torch's version.py, `extra`."""
+    files = {name: (FATBINS / "bin" / fixture).read_bytes() for name, fixture in layer_files.items()}
     files[SITE + "torch/version.py"] = b"__version__ = '2.14.1+cu130'\ncuda = '13.0'\n"
+    files.update(extra or {})
     raw = layer_tar(files)
     layer = gzip.compress(raw, mtime=0)
     config = canonical(image_config({"CUDA_VERSION": "13.0.2"}, "amd64", None, [digest_of(raw)]))

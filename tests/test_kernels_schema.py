@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from gpudoctor.report.schema import schema_path
-from tests.kernels_support import BINARIES, FATBINS
+from tests.kernels_support import BINARIES, FATBINS, write_tar
 from tests.kernels_tree import build_site_packages
 from tests.support.schema_check import REPO, printed_json, validator, violations
 
@@ -40,15 +40,6 @@ def kernels_json(*args: str) -> dict[str, Any]:
     return report
 
 
-def _tar(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
-
-
 def _layer(tree: Path) -> bytes:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as archive:
@@ -68,7 +59,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 archive.write(path, path.relative_to(tree).as_posix())
     layer = _layer(tree)
     digest = hashlib.sha256(layer).hexdigest()
-    docker_save = _tar(
+    docker_save = write_tar(
         root / "image.tar",
         {
             f"blobs/sha256/{digest}": layer,
@@ -80,7 +71,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (oci / "blobs" / "sha256" / digest).write_bytes(layer)
     (oci / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     payload = (FATBINS / "bin" / "plain_sm80.so").read_bytes()
-    hostile = _tar(root / "hostile.tar", {"../../escape.so": payload, "ok/lib.so": payload})
+    hostile = write_tar(root / "hostile.tar", {"../../escape.so": payload, "ok/lib.so": payload})
     truncated = root / "cut.tar.gz"
     truncated.write_bytes(layer[: len(layer) // 2])
     return {

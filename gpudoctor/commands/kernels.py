@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -30,6 +31,7 @@ Examples:
   gpudoctor kernels /usr/lib/python3/dist-packages/torch/lib
   gpudoctor kernels flash_attn-2.7.4-cp312-linux_x86_64.whl --gpu 9.0,10.0
   gpudoctor kernels app.tar --node node.xml --format json
+  gpudoctor kernels registry.example.com/app:1.4 --attach
 """,
 )
 @click.argument("paths", nargs=-1, required=True)
@@ -40,6 +42,30 @@ Examples:
     help="Compute capability to judge, e.g. 9.0 or sm_90 (repeatable, or comma-separated: 8.0,9.0).",
 )
 @node_option("Judge for the GPUs of a saved gpudoctor JSON report or `nvidia-smi -q -x` XML.")
+@click.option(
+    "--attach",
+    is_flag=True,
+    help="PATHS is one registry image: download its layers, scan them, and push the scan to the "
+    "registry as a kernels attestation of the image (read by `preflight` without --deep).",
+)
+@click.option(
+    "--platform",
+    "platform_text",
+    default="linux/amd64",
+    show_default=True,
+    metavar="OS/ARCH[/VARIANT]",
+    help="With --attach: the platform of a multi-platform image to scan and attest.",
+)
+@click.option(
+    "--insecure-registry",
+    "insecure",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="With --attach: plain HTTP for this registry (repeatable).",
+)
+@click.option(
+    "--ca-bundle", default=None, metavar="FILE", help="With --attach: CA certificates for registry TLS."
+)
 @format_option("table", "json")
 @output_option
 @rules_option
@@ -47,6 +73,10 @@ def command(
     paths: tuple[str, ...],
     gpus: tuple[str, ...],
     node_file: str | None,
+    attach: bool,
+    platform_text: str,
+    insecure: tuple[str, ...],
+    ca_bundle: str | None,
     fmt: str,
     output: str | None,
     rule_dirs: tuple[str, ...],
@@ -69,7 +99,12 @@ def command(
         from gpudoctor.nodeinput import load_node
 
         node = load_node(node_file)
-    scan = scan_targets(list(paths))
+    if attach:
+        if len(paths) != 1:
+            raise UsageError("--attach takes exactly one registry image")
+        scan = _scan_and_attach(paths[0], platform_text, insecure, ca_bundle)
+    else:
+        scan = scan_targets(list(paths))
     findings, node_ccs = _findings(scan, node, ccs_given, rule_dirs) if (node or ccs_given) else (None, [])
     ccs = _unique([*ccs_given, *node_ccs]) or list(DEFAULT_CCS)
     driver_cuda = node.driver.cuda_version if node else None
@@ -82,6 +117,42 @@ def command(
         report["verdict"],
     )
     return exitcodes.for_verdict(report["verdict"])
+
+
+def _scan_and_attach(
+    image: str, platform_text: str, insecure: tuple[str, ...], ca_bundle: str | None
+) -> KernelScanFacts:
+    """Scan a registry image's layers (the chosen platform's) and push the scan as its attestation."""
+    import sys
+
+    from gpudoctor.errors import UsageError
+    from gpudoctor.images import fetch_image
+    from gpudoctor.images.platform import parse_platform
+    from gpudoctor.images.reference import parse_reference
+    from gpudoctor.kernels.artifacts import attach
+    from gpudoctor.kernels.deep import scan_image
+
+    if Path(image).exists():
+        raise UsageError(f"--attach: {image} is a path; give the image's registry reference")
+    facts = fetch_image(
+        image,
+        source="registry",
+        platform=parse_platform(platform_text),
+        insecure_registries=insecure,
+        ca_bundle=ca_bundle,
+    )
+    scan = scan_image(
+        image,
+        facts,
+        pull_layers=True,
+        insecure_registries=insecure,
+        ca_bundle=ca_bundle,
+        announce=lambda text: print(f"gpudoctor: {text}", file=sys.stderr),
+    )
+    assert scan is not None and facts.digest is not None
+    digest, how = attach(parse_reference(image), facts.digest, scan, insecure, ca_bundle)
+    print(f"gpudoctor: attached kernels attestation {digest} to {facts.digest} ({how})", file=sys.stderr)
+    return scan
 
 
 def _findings(

@@ -148,6 +148,17 @@ def command(
                 options=options,
                 announce=lambda text: print(f"gpudoctor: {text}", file=sys.stderr),
             )
+        elif facts.source == "registry" and facts.digest:
+            # A kernels attestation pushed by `kernels IMAGE --attach`: kernel facts before any layer.
+            from gpudoctor.kernels.deep import attested_kernels
+
+            facts.kernels = attested_kernels(
+                image,
+                facts,
+                insecure_registries=options.insecure_registries,
+                ca_bundle=options.ca_bundle,
+                warn=lambda text: print(f"gpudoctor: warning: {text}", file=sys.stderr),
+            )
         with timed("rules"):
             reports.append(diagnose(node, facts, rule_dirs=rule_dirs_from(rule_dirs)))
     if len(images) == 1:

@@ -50,7 +50,10 @@ def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -
         cc = gpu.get("compute_capability") or derived.get("compute_capability")
         if scan is None or not cc:
             reason = (
-                "image not scanned for kernels (use --deep)" if scan is None else "compute capability unknown"
+                (image.unknown.get("kernels") if image is not None else None)
+                or "image not scanned for kernels (use --deep)"
+                if scan is None
+                else "compute capability unknown"
             )
             for name in _PER_GPU:
                 derived[name] = None

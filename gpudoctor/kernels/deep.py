@@ -48,6 +48,49 @@ def scan_image(
     return scanner.facts()
 
 
+NOT_ATTESTED = (
+    "image not scanned for kernels: no gpudoctor kernels attestation in the registry "
+    "(`gpudoctor kernels IMAGE --attach` in the build), and --deep not given"
+)
+
+
+def attested_kernels(
+    reference: str,
+    facts: ImageFacts,
+    *,
+    insecure_registries: tuple[str, ...] = (),
+    ca_bundle: str | None = None,
+    warn: Callable[[str], None] = lambda _text: None,
+) -> KernelScanFacts | None:
+    """Kernel facts from the attestation of the chosen platform's manifest, or None
+    (with facts.unknown["kernels"] saying why) when there is none to trust."""
+    from gpudoctor.images.reference import parse_reference
+    from gpudoctor.kernels.artifacts import find_attestation
+
+    assert facts.digest is not None
+    try:
+        found, where = find_attestation(
+            parse_reference(reference), facts.digest, warn, insecure_registries, ca_bundle
+        )
+    except (ServiceUnavailable, BadInput) as exc:
+        warn(f"kernel attestation lookup failed: {exc}")
+        found, where = None, "the registry (lookup failed)"
+    if found is None:
+        facts.unknown["kernels"] = NOT_ATTESTED
+        return None
+    scan = found.scan
+    scan.source = {
+        "from": "attestation",
+        "attestation": found.digest,
+        "found_by": where,
+        "tool_version": found.tool_version,
+        "created": found.created or "unknown",
+        "not_known": "the layers were not read: files the attestation does not list (or that changed "
+        "after it was made for this exact manifest) are not seen",
+    }
+    return scan
+
+
 def _scan_archive(scanner: Scanner, path: str, manifest_digest: str | None) -> None:
     """An OCI layout directory: only the chosen manifest's layers; anything else: the whole
     archive. Blob paths come from checked digests (sha256: + 64 hex), and only regular files
