@@ -29,6 +29,7 @@ import requests
 from gpudoctor.errors import BadInput, ServiceUnavailable
 from gpudoctor.facts import KernelScanFacts
 from gpudoctor.images.auth import Credentials, credentials_for, parse_challenge
+from gpudoctor.images.manifest import load_json
 from gpudoctor.images.reference import Reference
 from gpudoctor.kernels import attest
 from gpudoctor.kernels.attest import ARTIFACT_TYPE, OCI_INDEX, OCI_MANIFEST
@@ -109,13 +110,17 @@ class ArtifactRegistry:
             "GET", f"referrers/{subject}?{query}", headers={"Accept": OCI_INDEX}, ok=(200, 404)
         )
         if response.status_code == 200:
-            index = _json(_capped(response, MAX_SMALL, f"{self.name}: referrers"), f"{self.name}: referrers")
+            index = load_json(
+                _capped(response, MAX_SMALL, f"{self.name}: referrers"), f"{self.name}: referrers"
+            )
             return _descriptors(index, artifact_type), "referrers API"
         tag = referrers_tag(subject)
         found = self.manifest(tag, OCI_INDEX)
         if found is None:
             return [], f"referrers tag {tag}"
-        return _descriptors(_json(found[0], f"{self.name}: tag {tag}"), artifact_type), f"referrers tag {tag}"
+        return _descriptors(
+            load_json(found[0], f"{self.name}: tag {tag}"), artifact_type
+        ), f"referrers tag {tag}"
 
     # --- writes ----------------------------------------------------------------------
 
@@ -146,7 +151,7 @@ class ArtifactRegistry:
         """The tag-scheme fallback: the subject's `sha256-<hex>` index gets `descriptor`."""
         tag = referrers_tag(subject)
         found = self.manifest(tag, OCI_INDEX)
-        index = _json(found[0], f"{self.name}: tag {tag}") if found else {}
+        index = load_json(found[0], f"{self.name}: tag {tag}") if found else {}
         entries = [m for m in index.get("manifests", []) if isinstance(m, dict)] if found else []
         entries = [m for m in entries if m.get("digest") != descriptor["digest"]] + [descriptor]
         body = json.dumps(
@@ -209,7 +214,7 @@ class ArtifactRegistry:
             raise ServiceUnavailable(f"{what}: {_first_line(exc)}") from None
         if response.status_code != 200:
             raise ServiceUnavailable(f"{what}: HTTP {response.status_code} {response.reason}")
-        answer = _json(_capped(response, MAX_SMALL, what), what)
+        answer = load_json(_capped(response, MAX_SMALL, what), what)
         token = answer.get("token") or answer.get("access_token")
         if not isinstance(token, str) or not token.isprintable() or not token:
             raise BadInput(f"{what}: answer has no usable token")
@@ -232,16 +237,6 @@ def _capped(response: requests.Response, max_bytes: int, what: str) -> bytes:
             raise BadInput(f"{what}: over the {max_bytes}-byte cap")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _json(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        body = json.loads(data)
-    except ValueError as exc:
-        raise BadInput(f"{what}: not JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise BadInput(f"{what}: not a JSON object")
-    return body
 
 
 def _first_line(exc: BaseException) -> str:
@@ -304,7 +299,7 @@ def find_attestation(
                 if found is None:
                     raise attest.AttestationError("its manifest is gone")
                 blob, _size = attest.check_manifest(
-                    _json(found[0], f"{registry.name}: {digest[:19]}"), subject
+                    load_json(found[0], f"{registry.name}: {digest[:19]}"), subject
                 )
                 scan, tool = attest.scan_from_document(registry.blob(blob, attest.MAX_DOCUMENT), subject)
             except (attest.AttestationError, BadInput) as exc:

@@ -110,12 +110,13 @@ def check_manifest(body: dict[str, Any], subject: str) -> tuple[str, int]:
 
 def scan_from_document(data: bytes, subject: str) -> tuple[KernelScanFacts, str]:
     """(the scan, tool version) from an attested blob already checked against its digest."""
+    from gpudoctor.errors import BadInput
+    from gpudoctor.images.manifest import load_json
+
     try:
-        body = json.loads(data)
-    except ValueError as exc:
-        raise AttestationError(f"its document is not JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise AttestationError("its document is not a JSON object")
+        body = load_json(data, "its document")
+    except BadInput as exc:
+        raise AttestationError(str(exc)) from None
     version = str(body.get("schema_version", ""))
     if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
         raise AttestationError(f"schema {version[:20]!r} is not one this gpudoctor reads ({SCHEMA_VERSION})")
