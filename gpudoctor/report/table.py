@@ -236,6 +236,7 @@ def _image(console: Any, image: dict[str, Any]) -> None:
         ),
         ("CUDA runtime", image.get("cuda_version")),
         ("NVIDIA_REQUIRE_*", "; ".join(image.get("require") or []) or "none"),
+        ("kernels", _kernel_source(image)),
     ):
         table.add_row(name, _text(value))
     if image.get("source_endpoint"):
@@ -245,6 +246,20 @@ def _image(console: Any, image: dict[str, Any]) -> None:
         if unknown.get(fact):
             table.add_row(f"{fact} not read", str(unknown[fact]))
     console.print(table)
+
+
+def _kernel_source(image: dict[str, Any]) -> str:
+    """Where the image's kernel facts came from, or why there are none."""
+    kernels = image.get("kernels")
+    if not isinstance(kernels, dict):
+        return str((image.get("unknown") or {}).get("kernels") or "not scanned (use --deep)")
+    source = kernels.get("source") or {}
+    if source.get("from") == "attestation":
+        return (
+            f"from attestation {str(source.get('attestation'))[:19]} (gpudoctor {source.get('tool_version')}, "
+            f"{source.get('found_by')}); not known: {source.get('not_known')}"
+        )
+    return f"layers scanned: {len(kernels.get('binaries') or [])} binaries with device code or errors"
 
 
 def _findings(console: Any, findings: list[dict[str, Any]], verbose: bool = False) -> None:
