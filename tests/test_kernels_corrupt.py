@@ -144,9 +144,10 @@ def test_fatbin_lookalike_bytes_in_a_host_library_are_not_read(tmp_path: Path) -
     assert report["binaries"] == [] and report["errors"] == [] and code == 0
 
 
-def far_section_names(data: bytes) -> bytes:
-    """The file with .shstrtab moved 9 MiB out and the section table 17 MiB beyond it:
-    outside what a single streaming pass keeps."""
+def far_section_names(data: bytes, disguise: bool = False) -> bytes:
+    """The file with .shstrtab moved 9 MiB out and the section table 17 MiB beyond it
+    (as when a 17 MiB .strtab lies between). With `disguise`, the table's own name
+    ".shstrtab" is changed too, so nothing marks it while streaming."""
     shoff = struct.unpack_from("<Q", data, 0x28)[0]
     entsize, count, names_index = struct.unpack_from("<HHH", data, 0x3A)
     table = bytearray(data[shoff : shoff + entsize * count])
@@ -154,15 +155,26 @@ def far_section_names(data: bytes) -> bytes:
     names_offset, names_size = struct.unpack_from("<QQ", table, names_header + 0x18)
     out = bytearray(data) + bytes(9 << 20)
     struct.pack_into("<Q", table, names_header + 0x18, len(out))
-    out += data[names_offset : names_offset + names_size] + bytes(17 << 20)
+    names = data[names_offset : names_offset + names_size]
+    if disguise:
+        names = names.replace(b".shstrtab\0", b".shstrtaX\0")
+    out += names + bytes(17 << 20)
     struct.pack_into("<Q", out, 0x28, len(out))
     return bytes(out + table)
 
 
 def test_section_names_far_from_the_table(tmp_path: Path) -> None:
-    data = far_section_names((BIN / "multi_cubin_ptx.so").read_bytes())
-    on_disk = scan_path_bytes(data)
+    plain = far_section_names((BIN / "multi_cubin_ptx.so").read_bytes())
+    on_disk = scan_path_bytes(plain)
     assert on_disk.cubins == ["sm_75", "sm_80", "sm_86", "sm_90"] and on_disk.ptx == ["sm_90"]
+    # The section name table is found by its own name while streaming: one pass suffices.
+    streamed = scan_stream(io.BytesIO(plain), "lib.so")
+    assert streamed is not None and (streamed.error, streamed.cubins, streamed.ptx) == (
+        None,
+        on_disk.cubins,
+        on_disk.ptx,
+    )
+    data = far_section_names((BIN / "multi_cubin_ptx.so").read_bytes(), disguise=True)
     # A tar member is read once: what was not kept is an error, never "report every magic".
     streamed = scan_stream(io.BytesIO(data), "lib.so")
     assert (

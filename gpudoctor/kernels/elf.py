@@ -155,9 +155,10 @@ def elf_header_shoff(head: bytes) -> tuple[int, int] | None:
     return shoff, entsize * num
 
 
-def writable_segments(head: bytes) -> list[tuple[int, int]]:
-    """(file offset, size) of the writable PT_LOAD segments whose program
-    headers lie within `head`: where the fatbin wrappers and pointers live."""
+def load_segments(head: bytes) -> list[tuple[int, int, bool]]:
+    """(file offset, size, writable) of the PT_LOAD segments whose program headers
+    lie within `head`. Writable ones hold the fatbin wrappers and pointers; what lies
+    past the last one is not loaded (symbol and section name tables)."""
     try:
         is64, endian = _ident(head)
     except ElfError:
@@ -185,8 +186,8 @@ def writable_segments(head: bytes) -> list[tuple[int, int]]:
         else:
             kind, offset, size = fields[0], fields[1], fields[4]
             flags = struct.unpack_from(endian + "I", head, at + 24)[0] if at + 28 <= len(head) else 0
-        if kind == _PT_LOAD and flags & _PF_W:
-            found.append((offset, size))
+        if kind == _PT_LOAD:
+            found.append((offset, size, bool(flags & _PF_W)))
     return found
 
 

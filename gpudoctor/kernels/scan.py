@@ -19,7 +19,7 @@ from gpudoctor.kernels.ar import AR_MAGIC, ArError
 from gpudoctor.kernels.ar import members as ar_members
 from gpudoctor.kernels.ar import stream_members as ar_members_of_stream
 from gpudoctor.kernels.cubin import EM_CUDA, cubin_entry
-from gpudoctor.kernels.elf import ELF_MAGIC, ElfError, elf_header_shoff, read_elf_from, writable_segments
+from gpudoctor.kernels.elf import ELF_MAGIC, ElfError, elf_header_shoff, load_segments, read_elf_from
 from gpudoctor.kernels.fatbin import (
     FATBIN_MAGIC_BYTES,
     KIND_CUBIN,
@@ -153,15 +153,19 @@ def _stream_object(stream: BinaryIO, first: bytes, extra: list[tuple[int, int]])
             raise ElfError(f"a bare cubin over {MAX_BARE_CUBIN >> 20} MiB is not plausible")
         return _entries_from_buffer(data, len(data))
     windows = list(extra)
+    names_from = 0
     if first[:4] == ELF_MAGIC:
         first += stream.read(_PROGRAM_HEADERS - len(first))
         windows.append((0, HEAD_KEEP))
-        windows += [(at, at + size) for at, size in writable_segments(first) if size <= SEGMENT_KEEP]
+        segments = load_segments(first)
+        windows += [(at, at + size) for at, size, writable in segments if writable and size <= SEGMENT_KEEP]
+        # The host's section names lie past what is loaded; cubins inside fatbins have their own.
+        names_from = max((at + size for at, size, _ in segments), default=0)
         table = elf_header_shoff(first)
         if table is not None:
             shoff, table_size = table
             windows.append((max(0, shoff - KEEP_BEFORE_TABLE), min(shoff + table_size, shoff + KEEP_MAX)))
-    scan = StreamScan(stream, first, windows)
+    scan = StreamScan(stream, first, windows, names_from if first[:4] == ELF_MAGIC else None)
     reader = scan.run()
     return _entries_from_reader(reader, reader.size, has_magic=scan.magics.__contains__)
 

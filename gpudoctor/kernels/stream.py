@@ -31,10 +31,16 @@ from gpudoctor.kernels.fatbin import (
 
 CHUNK = 1 << 20
 HEAD_KEEP = 8 << 20
+# Around a ".shstrtab" name met while streaming: the table starts a few names
+# before it and real tables are a few KiB.
+_SHSTRTAB_NAME = b".shstrtab\0"
+NAMES_BEHIND = 4 << 10
+NAMES_AHEAD = 60 << 10
+_MAX_WINDOWS = 16
 SEGMENT_KEEP = 16 << 20
-# .shstrtab precedes the section table in GNU ld and lld output; this window
-# before e_shoff holds it unless there are tens of thousands of sections.
-KEEP_BEFORE_TABLE = 16 << 20
+# .shstrtab usually precedes the section table; this window before e_shoff holds
+# it unless .strtab lies between (then the name search below keeps it).
+KEEP_BEFORE_TABLE = 4 << 20
 KEEP_MAX = 64 << 20
 # A member with more headers than this is not a real library (cuFFT, the
 # largest known, has about 100,000).
@@ -50,8 +56,11 @@ class NotKept(ValueError):
 
 
 class StreamScan:
-    def __init__(self, stream: BinaryIO, first: bytes, windows: list[tuple[int, int]]) -> None:
-        """`windows`: absolute [start, end) ranges to keep whole."""
+    def __init__(
+        self, stream: BinaryIO, first: bytes, windows: list[tuple[int, int]], names_from: int | None = None
+    ) -> None:
+        """`windows`: absolute [start, end) ranges to keep whole; `names_from`: also keep
+        what looks like the section name table, met at or after this offset."""
         self._stream = stream
         self._buf = bytearray(first)
         self._base = 0  # absolute offset of _buf[0]
@@ -61,6 +70,8 @@ class StreamScan:
         self.pieces: dict[int, bytes] = {}  # offset -> header bytes kept
         self.magics: set[int] = set()  # offsets of container magics met
         self.size = 0
+        self._names_from = names_from
+        self._recent = b""  # the end of the previous chunk, for a look behind
         self._capture(bytes(first), 0)
 
     def run(self) -> SparseReader:
@@ -112,6 +123,8 @@ class StreamScan:
         self.size = self._base + len(self._buf)
 
     def _capture(self, chunk: bytes, at: int) -> None:
+        if self._names_from is not None and at + len(chunk) > self._names_from:
+            self._keep_section_names(chunk, at)
         end = at + len(chunk)
         for start, stop in self._windows:
             if stop <= at or start >= end:
@@ -119,6 +132,24 @@ class StreamScan:
             kept = self._kept.setdefault(start, bytearray())
             begin = max(at, start + len(kept))
             kept += chunk[begin - at : min(end, stop) - at]
+
+    def _keep_section_names(self, chunk: bytes, at: int) -> None:
+        """.shstrtab names itself: keep a window around each ".shstrtab\0" met (a few at most).
+
+        Linkers that keep .symtab put .shstrtab before .strtab, which can be tens of MB
+        long, so the table need not be near the section headers at the end."""
+        joined = self._recent + chunk
+        base = at - len(self._recent)
+        start = max(0, len(self._recent) - len(_SHSTRTAB_NAME) + 1)  # hits wholly in _recent were seen
+        while len(self._windows) < _MAX_WINDOWS:
+            found = joined.find(_SHSTRTAB_NAME, max(start, self._names_from - base))  # type: ignore[operator]
+            if found < 0:
+                break
+            begin = base + max(0, found - NAMES_BEHIND)
+            self._windows.append((begin, base + found + NAMES_AHEAD))
+            self._kept[begin] = bytearray(joined[begin - base :])[: NAMES_BEHIND + NAMES_AHEAD]
+            start = found + len(_SHSTRTAB_NAME)
+        self._recent = chunk[-NAMES_BEHIND:]
 
     def _keep(self, at: int, length: int) -> bytes:
         """The bytes at [at, at + length) (fewer at the end), kept as a piece."""
