@@ -175,3 +175,12 @@ def test_local_docker_image_is_streamed_from_the_engine(dockerd: Dockerd, tmp_pa
 def test_missing_local_image_is_one_line(tmp_path: Path) -> None:
     done = run_gpudoctor("kernels", "no-such-image:1", cwd=REPO, env={"DOCKER_HOST": "unix:///nonexistent"})
     assert done.returncode == 69 and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_layout_blob_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    layout = oci_layout(tmp_path / "layout", [(kernel_image(), None)], as_tar=False)
+    blob = layout / "blobs" / "sha256" / digest_of(kernel_image().layers[0]).split(":")[1]
+    blob.unlink()
+    blob.symlink_to("/dev/zero")  # would otherwise be read forever
+    code, _, stderr = preflight(str(layout), volta_node(tmp_path), "--deep")
+    assert code == 65 and "not a regular file" in stderr and len(stderr.strip().splitlines()) == 1
