@@ -148,7 +148,7 @@ def command(
                 options=options,
                 announce=lambda text: print(f"gpudoctor: {text}", file=sys.stderr),
             )
-        elif facts.source == "registry" and facts.digest:
+        if facts.kernels is None and facts.source == "registry" and facts.digest and not pull_layers:
             # A kernels attestation pushed by `kernels IMAGE --attach`: kernel facts before any layer.
             from gpudoctor.kernels.deep import attested_kernels
 

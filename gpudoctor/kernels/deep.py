@@ -50,7 +50,7 @@ def scan_image(
 
 NOT_ATTESTED = (
     "image not scanned for kernels: no gpudoctor kernels attestation in the registry "
-    "(`gpudoctor kernels IMAGE --attach` in the build), and --deep not given"
+    "(`gpudoctor kernels IMAGE --attach` in the build), and no --deep --pull-layers"
 )
 
 
@@ -76,8 +76,9 @@ def attested_kernels(
         warn(f"kernel attestation lookup failed: {exc}")
         found, where = None, "the registry (lookup failed)"
     if found is None:
-        facts.unknown["kernels"] = NOT_ATTESTED
+        facts.unknown.setdefault("kernels", NOT_ATTESTED)  # --deep without --pull-layers said why first
         return None
+    facts.unknown.pop("kernels", None)
     scan = found.scan
     scan.source = {
         "from": "attestation",
