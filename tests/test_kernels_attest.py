@@ -17,8 +17,11 @@ from gpudoctor.kernels import attest
 from gpudoctor.kernels.artifacts import referrers_tag
 from tests.support.cli import run_gpudoctor
 from tests.support.services import (
+    AUTH_PASSWORD,
+    AUTH_USER,
     BuiltImage,
     Registry,
+    auth_registry,  # noqa: F401 - pytest fixture
     digest_of,
     push_image,
     registry,  # noqa: F401 - pytest fixture
@@ -169,3 +172,34 @@ def test_an_untrustworthy_attestation_is_ignored_with_one_warning(
     warnings = [line for line in stderr.splitlines() if "warning" in line]
     assert warnings == [f"gpudoctor: warning: kernel attestation {digest[:19]} ignored: {expected}"], stderr
     assert report["image"]["kernels"] is None and kernel_rules(report) == set()
+
+
+def test_attach_and_read_back_over_tls_with_basic_auth(auth_registry: Registry, tmp_path: Path) -> None:  # noqa: F811
+    """The htpasswd + TLS registry: credentials from the Docker config, the CA from --ca-bundle."""
+    assert auth_registry.tls is not None
+    image = fa2_image()
+    push_image(auth_registry, "private/fa2", "1", image)
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "config.json").write_text(
+        json.dumps({"auths": {auth_registry.host: {"username": AUTH_USER, "password": AUTH_PASSWORD}}})
+    )
+    env = {"DOCKER_CONFIG": str(tmp_path / "docker"), "DOCKER_HOST": "unix:///nonexistent"}
+    reference, tls = f"{auth_registry.host}/private/fa2:1", ("--ca-bundle", str(auth_registry.tls.ca_cert))
+    done = run_gpudoctor("kernels", reference, "--attach", *tls, cwd=REPO, env=env, timeout=300)
+    assert "attached kernels attestation" in done.stderr, done.stderr
+    mark = auth_registry.log_mark()
+    done = run_gpudoctor(
+        "preflight",
+        reference,
+        "--node",
+        str(h800_node(tmp_path)),
+        "--format",
+        "json",
+        *tls,
+        cwd=REPO,
+        env=env,
+    )
+    report = json.loads(done.stdout)
+    assert "GD-KERN-002" in kernel_rules(report), done.stderr
+    assert report["image"]["kernels"]["source"]["from"] == "attestation"
+    assert layer_gets(auth_registry.log_since(mark), image) == []

@@ -69,7 +69,8 @@ class ArtifactRegistry:
         self.base = f"{scheme}://{ref.api_host}/v2/{ref.repository}/"
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "gpudoctor"
-        self.session.verify = ca_bundle or True
+        # Passed on every request: a session-level `verify` loses to $REQUESTS_CA_BUNDLE.
+        self._verify: str | bool = ca_bundle or True
         self._authorization: str | None = None
         self._tried: set[str] = set()
         self._scope = "pull"
@@ -171,8 +172,9 @@ class ArtifactRegistry:
                 headers["Authorization"] = self._authorization
             try:
                 response = self.session.request(
-                    method,
-                    url,
+                    verify=self._verify,
+                    method=method,
+                    url=url,
                     headers=headers,
                     timeout=TIMEOUT_S,
                     allow_redirects=method in ("GET", "HEAD"),
@@ -209,7 +211,9 @@ class ArtifactRegistry:
         headers = {"Authorization": creds.basic()} if creds is not None and creds.basic() else {}
         what = f"{self.name}: token service"
         try:
-            response = self.session.get(params["realm"], params=query, headers=headers, timeout=TIMEOUT_S)
+            response = self.session.get(
+                params["realm"], params=query, headers=headers, timeout=TIMEOUT_S, verify=self._verify
+            )
         except requests.RequestException as exc:
             raise ServiceUnavailable(f"{what}: {_first_line(exc)}") from None
         if response.status_code != 200:
@@ -240,7 +244,10 @@ def _capped(response: requests.Response, max_bytes: int, what: str) -> bytes:
 
 
 def _first_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]
+    """One short line; urllib3 puts the cause (TLS, refused, timeout) last."""
+    text = " ".join(str(exc).split())
+    cause = text.rfind("(Caused by ")
+    return (text[cause + 1 :] if cause >= 0 else text)[:300]
 
 
 def attach(
