@@ -335,10 +335,10 @@ def test_damaged_wheels_and_gzip_streams_are_one_line_errors(tmp_path: Path) -> 
     (tmp_path / "bad.tar.gz").write_bytes(layer[:20] + bytes(range(200)) + layer[220:])
     cases["gzip garbage"] = (tmp_path / "bad.tar.gz", "archive unreadable or cut short")
     for name, (path, text) in cases.items():
-        done = run_gpudoctor("kernels", str(path), timeout=60)
+        done = run_gpudoctor("kernels", str(path), "--format", "json", timeout=60)
         assert done.returncode == 3, (name, done.returncode, done.stderr)
         assert "Traceback" not in done.stderr and text in done.stdout, (name, done.stdout)
-        assert "verdict: unknown" in done.stdout
+        assert json.loads(done.stdout)["verdict"] == "unknown"
 
 
 # --- 5. package attribution from RECORD ----------------------------------------------------------

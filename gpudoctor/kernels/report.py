@@ -93,12 +93,11 @@ def render_table(report: dict[str, Any]) -> str:
         table.add_column(f"CC {escape(cc)}", justify="center", no_wrap=True)
     table.add_column("cubin / ptx", overflow="fold", ratio=1)
     for binary in report["binaries"]:
-        if "error" in binary:
-            lines.append(f"{binary['path']:<{width}}  {'?' * len(ccs)}  error: {binary['error']}")
-
         if "error" in binary or not binary["entries"]:
+            # an unreadable binary is unknown for every GPU; a host-only one needs no kernel
+            unknown = _cell(*_WORD["unknown"]) if "error" in binary else ""
             note = f"error: {binary['error']}" if "error" in binary else "no device code"
-            table.add_row(escape(binary["path"]), *([""] * len(ccs)), escape(note))
+            table.add_row(escape(binary["path"]), *([unknown] * len(ccs)), escape(note))
             continue
         cells = []
         for cc in ccs:
