@@ -126,7 +126,7 @@ def _scan_and_attach(
     import sys
 
     from gpudoctor.errors import UsageError
-    from gpudoctor.images import fetch_image
+    from gpudoctor.images import RegistryOptions, fetch_image
     from gpudoctor.images.platform import parse_platform
     from gpudoctor.images.reference import parse_reference
     from gpudoctor.kernels.artifacts import attach
@@ -134,19 +134,13 @@ def _scan_and_attach(
 
     if Path(image).exists():
         raise UsageError(f"--attach: {image} is a path; give the image's registry reference")
-    facts = fetch_image(
-        image,
-        source="registry",
-        platform=parse_platform(platform_text),
-        insecure_registries=insecure,
-        ca_bundle=ca_bundle,
-    )
+    options = RegistryOptions(insecure_registries=insecure, ca_bundle=ca_bundle)
+    facts = fetch_image(image, source="registry", platform=parse_platform(platform_text), options=options)
     scan = scan_image(
         image,
         facts,
         pull_layers=True,
-        insecure_registries=insecure,
-        ca_bundle=ca_bundle,
+        options=options,
         announce=lambda text: print(f"gpudoctor: {text}", file=sys.stderr),
     )
     assert scan is not None and facts.digest is not None
