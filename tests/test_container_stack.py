@@ -369,3 +369,19 @@ def test_fleet_what_if_toolkit_re_resolves_auto() -> None:
         collect_node(sysfs_root=tree("ctk-legacy")), [Change("toolkit", "1.18.0")]
     )
     assert pinned.container_runtime.mode == "legacy"  # configured explicitly: stays
+
+
+def test_fleet_what_if_runtime_mode_changes_requirement_enforcement() -> None:
+    from gpudoctor.errors import UsageError
+    from gpudoctor.fleet.whatif import Change, changed_node, parse_change
+
+    node = collect_node(sysfs_root=tree("ctk-legacy"))
+    assert node.container_runtime.mode == "legacy"
+    changed, facts, _ = changed_node(node, [parse_change("runtime-mode=CDI")])
+    assert changed.container_runtime.mode == "cdi" and facts["container_runtime.mode"] == "cdi"
+    assert requirement_enforced(changed.container_runtime.mode) is False
+    # "auto" resolves as the toolkit does for the node's release (1.18+: jit-cdi).
+    auto, _, _ = changed_node(node, [Change("toolkit", "1.18.0"), Change("runtime-mode", "auto")])
+    assert auto.container_runtime.mode == "jit-cdi"
+    with pytest.raises(UsageError):
+        parse_change("runtime-mode=docker")

@@ -60,7 +60,7 @@ Examples:
     multiple=True,
     metavar="CHANGE",
     help="Re-evaluate every class with a hypothetical change and show the difference (repeatable): "
-    "driver=VERSION, cuda-compat=VERSION, toolkit=VERSION; append @class~TEXT to limit it to "
+    "driver=VERSION, cuda-compat=VERSION, toolkit=VERSION, runtime-mode=MODE; append @class~TEXT to limit it to "
     "classes whose key contains TEXT (e.g. driver=650.12@class~A800).",
 )
 @click.option(

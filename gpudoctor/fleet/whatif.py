@@ -6,6 +6,8 @@ A change is `KIND=VALUE[@class~TEXT]`:
   cuda-compat=VERSION   the forward-compatibility package cuda-compat-X-Y in the images
                         (only images whose CUDA major.minor is at most VERSION can use it)
   toolkit=VERSION       NVIDIA Container Toolkit version on the nodes
+  runtime-mode=MODE     the nvidia runtime's configured mode (auto, legacy, csv, cdi, jit-cdi),
+                        resolved as the toolkit does ("auto" per the node's toolkit release)
   @class~TEXT           only classes whose key contains TEXT (case-insensitive)
 
 Nothing is special-cased: a change rewrites facts, and the same rules engine evaluates the
@@ -31,10 +33,11 @@ from gpudoctor.findings import Finding
 from gpudoctor.fleet.aggregate import NodeClass
 from gpudoctor.fleet.driverfacts import installed_driver, valid_driver_version
 from gpudoctor.fleet.matrix import FleetImage, MatrixEvaluator, finding_brief
+from gpudoctor.runtime_mode import MODES, refresh_mode
 from gpudoctor.versions import major_minor as _major_minor
 from gpudoctor.versions import parse_version
 
-KINDS = ("driver", "cuda-compat", "toolkit")
+KINDS = ("driver", "cuda-compat", "toolkit", "runtime-mode")
 SYNTAX = "KIND=VALUE[@class~TEXT] with KIND one of " + ", ".join(KINDS)
 RUNS = ("ok", "info", "warn")  # the image starts; warn: with a caveat the findings name
 CLEAN = ("ok", "info")
@@ -67,6 +70,8 @@ def parse_change(text: str) -> Change:
             raise UsageError(f"--what-if {text!r}: a scope is @class~TEXT (TEXT: part of a class key)")
     if kind == "driver" and not valid_driver_version(value):
         raise UsageError(f"--what-if {text!r}: driver version like 580.95.05, 650.12 or a branch (620)")
+    if kind == "runtime-mode" and value.lower() not in ("auto", *MODES):
+        raise UsageError(f"--what-if {text!r}: runtime-mode is one of auto, {', '.join(MODES)}")
     if kind in ("cuda-compat", "toolkit") and parse_version(value) is None:
         raise UsageError(f"--what-if {text!r}: {value!r} is not a version")
     return Change(kind, value, pattern.strip().lower() if at else None, text)
@@ -88,10 +93,13 @@ def changed_node(node: NodeFacts, changes: Sequence[Change]) -> tuple[NodeFacts,
             runtime["toolkit_version"] = change.value
             runtime.get("unknown", {}).pop("toolkit_version", None)
             facts["container_runtime.toolkit_version"] = change.value
+        elif change.kind == "runtime-mode":
+            data["container_runtime"]["mode_configured"] = change.value.lower()
+            facts["container_runtime.mode_configured"] = change.value.lower()
     changed = NodeFacts.from_dict(data)
-    if "container_runtime.toolkit_version" in facts and changed.container_runtime.mode_configured is not None:
+    rewritten = {"container_runtime.toolkit_version", "container_runtime.mode_configured"}
+    if rewritten & facts.keys() and changed.container_runtime.mode_configured is not None:
         # mode = "auto" resolves per toolkit release (legacy before v1.18.0, jit-cdi from it).
-        from gpudoctor.runtime_mode import refresh_mode
 
         refresh_mode(changed.container_runtime)
         facts["container_runtime.mode"] = changed.container_runtime.mode
