@@ -82,14 +82,13 @@ def test_details_show_fix_and_whole_refs(image_args: list[str]) -> None:
     assert "https://docs.nvidia.com/deploy/cuda-compatibility/forward-compatibility.html" in refs
 
 
-def _on_a_terminal(args: list[str], env: dict[str, str]) -> str:
-    """Run the CLI with stdout on a pseudo-terminal; returns what it printed."""
+def _on_a_terminal(args: list[str], env: dict[str, str], stream: str = "stdout") -> str:
+    """Run the CLI with `stream` (stdout or stderr) on a pseudo-terminal and the other one
+    discarded; returns what it wrote to the terminal."""
     leader, follower = pty.openpty()
+    streams = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, stream: follower}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gpudoctor", *args],
-        stdout=follower,
-        stderr=subprocess.PIPE,
-        env={**os.environ, **env},
+        [sys.executable, "-m", "gpudoctor", *args], **streams, env={**os.environ, **env}
     )
     os.close(follower)
     chunks = []
@@ -133,25 +132,9 @@ def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
     for number in range(600):
         report["node"]["host"]["hostname"] = f"n{number:04d}"  # one host per report, as collected
         (tmp_path / f"n{number:04d}.json").write_text(json.dumps(report))
-    leader, follower = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gpudoctor", "fleet", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=follower,
-        env={**os.environ, "GPUDOCTOR_PROGRESS_AFTER": "0", "COLUMNS": "100"},
+    shown = _on_a_terminal(
+        ["fleet", str(tmp_path)], {"GPUDOCTOR_PROGRESS_AFTER": "0", "COLUMNS": "100"}, stream="stderr"
     )
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            data = os.read(leader, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    process.wait(timeout=120)
-    os.close(leader)
-    assert "reading node reports" in b"".join(chunks).decode()
+    assert "reading node reports" in shown
     piped = run_gpudoctor("fleet", str(tmp_path), env={"GPUDOCTOR_PROGRESS_AFTER": "0"})
     assert piped.stderr == ""
