@@ -232,6 +232,17 @@ def _cuda_entries(text: str, enum_name: str, skip: str) -> list[Entry]:
     return entries
 
 
+def _entries_with_messages(text: str, enum_name: str, strings: dict[str, str], skip: str = "") -> list[Entry]:
+    """The enum's non-zero codes, each described and recognised by the library's own message text."""
+    entries = []
+    for item in parse_enum(text, enum_name):
+        if item.value == 0 or item.name == skip:
+            continue
+        message = strings.get(item.name, "")
+        entries.append(Entry(item.value, item.name, message, messages=[message] if message else []))
+    return entries
+
+
 def cuda_driver() -> Catalog:
     text = _read("cuda.h.excerpt")
     version = defines(text)["CUDA_VERSION"]
@@ -392,12 +403,7 @@ def nccl() -> Catalog:
     found = defines(text)
     version = f"{found['NCCL_MAJOR']}.{found['NCCL_MINOR']}.{found['NCCL_PATCH']}"
     strings = _string_table("nccl_error_strings.txt")
-    entries = []
-    for item in parse_enum(text, "ncclResult_t"):
-        if item.value == 0 or item.name == "ncclNumResults":
-            continue
-        message = strings.get(item.name, "")
-        entries.append(Entry(item.value, item.name, message, messages=[message] if message else []))
+    entries = _entries_with_messages(text, "ncclResult_t", strings, skip="ncclNumResults")
     return Catalog(
         family="nccl",
         id_prefix="GD-NCCL",
@@ -428,12 +434,7 @@ def ibverbs() -> Catalog:
     text = _read("verbs.h.excerpt")
     version = _header_value("verbs.h.excerpt", "VERSION")
     strings = _ibv_strings()
-    entries = []
-    for item in parse_enum(text, "ibv_wc_status"):
-        if item.value == 0:
-            continue
-        message = strings.get(item.name, "")
-        entries.append(Entry(item.value, item.name, message, messages=[message] if message else []))
+    entries = _entries_with_messages(text, "ibv_wc_status", strings)
     return Catalog(
         family="ibverbs",
         id_prefix="GD-IBV",
