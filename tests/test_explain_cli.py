@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.cli import run_on_a_terminal
 from tests.support.imports import modules_loaded_by
 
 REPO = Path(__file__).resolve().parent.parent
@@ -373,3 +374,15 @@ def test_table_puts_node_correlated_cause_first() -> None:
     )
     text = done.stdout.decode()
     assert text.index("on this node (log correlated with the node facts):") < text.index("GD-LOG-020  ")
+
+
+def test_severities_coloured_on_a_terminal_as_in_every_command_and_never_with_no_color() -> None:
+    log = str(CORPUS / "01_no-kernel-image_rtx4090-sm89_old-torch.txt")
+    coloured = run_on_a_terminal(["explain", log], {"COLUMNS": "80"})
+    assert "\x1b[1;31mFAIL" in coloured  # fail: bold red, gpudoctor/report/style.py
+    assert "\x1b[1;31m✗ FAIL" in coloured  # the verdict line too
+    plain = run_on_a_terminal(["explain", log], {"COLUMNS": "80", "NO_COLOR": "1"})
+    assert "\x1b[" not in plain and "verdict: ✗ FAIL" in plain
+    # Nothing is re-wrapped at 80 columns: each ref stays whole on its line.
+    refs = [line for line in plain.splitlines() if line.lstrip().startswith("ref ")]
+    assert refs and all(line.split()[-1].startswith("https://") for line in refs)

@@ -6,17 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import pty
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.cli import run_gpudoctor
+from tests.support.cli import run_gpudoctor, run_on_a_terminal
 from tests.support.fleet_registry import Registry, push_fixture_image, running_registry
 
 pytestmark = pytest.mark.services
@@ -82,34 +79,11 @@ def test_details_show_fix_and_whole_refs(image_args: list[str]) -> None:
     assert "https://docs.nvidia.com/deploy/cuda-compatibility/forward-compatibility.html" in refs
 
 
-def _on_a_terminal(args: list[str], env: dict[str, str], stream: str = "stdout") -> str:
-    """Run the CLI with `stream` (stdout or stderr) on a pseudo-terminal and the other one
-    discarded; returns what it wrote to the terminal."""
-    leader, follower = pty.openpty()
-    streams = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, stream: follower}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gpudoctor", *args], **streams, env={**os.environ, **env}
-    )
-    os.close(follower)
-    chunks = []
-    while True:
-        try:
-            data = os.read(leader, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    process.wait(timeout=120)
-    os.close(leader)
-    return b"".join(chunks).decode()
-
-
 def test_colour_on_a_terminal_and_never_with_no_color(image_args: list[str]) -> None:
     args = ["fleet", str(DEMO), *image_args]
-    coloured = _on_a_terminal(args, {"COLUMNS": "100"})
+    coloured = run_on_a_terminal(args, {"COLUMNS": "100"})
     assert ANSI.search(coloured) and "\x1b[1;31m✗" in coloured  # fail: bold red, as in every command
-    plain = _on_a_terminal(args, {"COLUMNS": "100", "NO_COLOR": "1"})
+    plain = run_on_a_terminal(args, {"COLUMNS": "100", "NO_COLOR": "1"})
     assert not ANSI.search(plain) and "verdict: ✗ FAIL" in plain
 
 
@@ -132,7 +106,7 @@ def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
     for number in range(600):
         report["node"]["host"]["hostname"] = f"n{number:04d}"  # one host per report, as collected
         (tmp_path / f"n{number:04d}.json").write_text(json.dumps(report))
-    shown = _on_a_terminal(
+    shown = run_on_a_terminal(
         ["fleet", str(tmp_path)], {"GPUDOCTOR_PROGRESS_AFTER": "0", "COLUMNS": "100"}, stream="stderr"
     )
     assert "reading node reports" in shown

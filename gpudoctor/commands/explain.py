@@ -96,5 +96,11 @@ def command(
         if stream is not sys.stdin.buffer:
             stream.close()
     report = build_explain_report(scan, source, node, context)
-    write_text(render_json(report) if fmt == "json" else render_table(report), output, report["verdict"])
+    if fmt == "json":
+        text = render_json(report)
+    else:
+        from gpudoctor.report.style import colour
+
+        text = render_table(report, colour=output is None and colour())
+    write_text(text, output, report["verdict"])
     return exitcodes.for_verdict(report["verdict"])

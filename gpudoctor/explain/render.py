@@ -1,7 +1,9 @@
-"""Plain-text rendering of the explain report (the JSON form is the report itself)."""
+"""Text rendering of the explain report (the JSON form is the report itself): plain when piped,
+severity words and the verdict in the colours every command uses on a terminal."""
 
 from __future__ import annotations
 
+import io
 import json
 import textwrap
 from typing import Any
@@ -24,7 +26,35 @@ def _where(match: dict[str, Any]) -> str:
     return where
 
 
-def render_table(report: dict[str, Any]) -> str:
+def render_table(report: dict[str, Any], colour: bool = False) -> str:
+    """The report as text; `colour`: paint each severity word (gpudoctor/report/style.py)."""
+    text = _text(report)
+    return _painted(text) if colour else text
+
+
+def _painted(text: str) -> str:
+    """Each line that starts with a severity word gets that word in its colour; nothing is
+    re-wrapped (soft_wrap), so a ref stays on one line."""
+    from rich.text import Text
+
+    from gpudoctor.report.style import SEVERITY_STYLE, console
+
+    buffer = io.StringIO()
+    out = console(buffer)
+    words = {name.upper(): style for name, style in SEVERITY_STYLE.items()}
+    for line in text.splitlines():
+        painted = Text(line)
+        head = line.split(" ", 1)[0]
+        if head in words:
+            painted.stylize(words[head], 0, len(head))
+        elif line.startswith("verdict: "):
+            verdict = line.rsplit(" ", 1)[-1]
+            painted.stylize(words.get(verdict, ""), len("verdict: "))
+        out.print(painted, soft_wrap=True)
+    return buffer.getvalue()
+
+
+def _text(report: dict[str, Any]) -> str:
     log = report["log"]
     out = [f"log: {log['source']} ({log['lines']} lines, {log['bytes']} bytes)"]
     node = report.get("node")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -26,3 +27,26 @@ def run_gpudoctor(
         cwd=cwd,
         env=None if env is None else {**os.environ, **env},
     )
+
+
+def run_on_a_terminal(args: list[str], env: dict[str, str], stream: str = "stdout") -> str:
+    """Run the CLI with `stream` (stdout or stderr) on a pseudo-terminal and the other one
+    discarded; returns what it wrote to the terminal."""
+    leader, follower = pty.openpty()
+    streams = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, stream: follower}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gpudoctor", *args], **streams, env={**os.environ, **env}
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    process.wait(timeout=120)
+    os.close(leader)
+    return b"".join(chunks).decode()
