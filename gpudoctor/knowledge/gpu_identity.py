@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from gpudoctor.knowledge import gpu_table, matrix
+from gpudoctor.knowledge.matrix import normal_device_id
 from gpudoctor.versions import parse_version
 
 BY_DEVICE_ID = "device id"
@@ -38,17 +39,6 @@ class GpuIdentity:
     by: str | None = None  # BY_DEVICE_ID | BY_NAME | None (unidentified)
     conflict: str | None = None  # a name glob row that contradicts the device id
     unknown_reason: str | None = None
-
-
-def normal_device_id(device_id: str | None) -> str | None:
-    """ "2330", "0x2330" or NVML's combined "233010DE" -> "2330"; None if it is none of those."""
-    if not device_id:
-        return None
-    text = device_id.strip().upper().removeprefix("0X")
-    if len(text) == 8 and text.endswith("10DE"):
-        text = text[:4]
-    valid = len(text) == 4 and text != "0000" and all(c in "0123456789ABCDEF" for c in text)
-    return text if valid else None
 
 
 def _same_cc(left: str, right: str) -> bool:

@@ -244,14 +244,23 @@ def gpu_by_name(name: str | None) -> GpuModel | None:
     return None
 
 
-@lru_cache(maxsize=4096)
-def gpu_by_pci_id(device_id: str | None) -> GpuModel | None:
-    """By PCI device id: "2330", "0x2330" or NVML's combined "233010DE"."""
+def normal_device_id(device_id: str | None) -> str | None:
+    """ "2330", "0x2330" or NVML's combined "233010DE" -> "2330"; None if it is none of those."""
     if not device_id:
         return None
     text = device_id.strip().upper().removeprefix("0X")
     if len(text) == 8 and text.endswith("10DE"):
         text = text[:4]
+    valid = len(text) == 4 and text != "0000" and all(c in "0123456789ABCDEF" for c in text)
+    return text if valid else None
+
+
+@lru_cache(maxsize=4096)
+def gpu_by_pci_id(device_id: str | None) -> GpuModel | None:
+    """By PCI device id: "2330", "0x2330" or NVML's combined "233010DE"."""
+    text = normal_device_id(device_id)
+    if text is None:
+        return None
     for model in _gpu_models():
         if text in model.pci_device_ids:
             return model
