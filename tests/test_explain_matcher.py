@@ -112,6 +112,18 @@ def test_two_gpus_are_two_incidents_each_with_its_own_converted_value() -> None:
     assert "0000:3B:00" in first["cause"] and "0000:5E:00" in second["cause"]
 
 
+def test_one_failure_told_twice_on_consecutive_lines_is_one_incident() -> None:
+    # bandwidthTest prints the 802 twice in other words (fixtures/logs/corpus/09_...): one
+    # occurrence. The same words again later, or far apart, are further occurrences.
+    told = b"-> system not yet initialized\nCUDA error at bandwidthTest.cu:256 code=802(cudaErrorSystemNotReady)\n"
+    report = build_explain_report(MATCHER.scan_bytes(told + b"other\n" * 10 + told), "test")
+    (match,) = [m for m in report["matches"] if m["signature_id"] == "GD-LOG-004"]
+    assert match["line_numbers"] == [1, 2]
+    assert (match["count"], match["last_line"]) == (4, 14)
+    far = build_explain_report(MATCHER.scan_bytes(told.replace(b"\nC", b"\n" + b"x\n" * 5 + b"C")), "test")
+    assert [m["line_numbers"] for m in far["matches"] if m["signature_id"] == "GD-LOG-004"] == [[1], [7]]
+
+
 @pytest.mark.parametrize(
     ("pattern", "literals"),
     [

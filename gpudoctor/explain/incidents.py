@@ -25,6 +25,7 @@ from gpudoctor.explain.catalog import CatalogEntry
 from gpudoctor.explain.signatures import Signature
 
 WINDOW = 30  # lines: how far apart two lines of one incident may be
+ADJACENT = 2  # lines: a differently worded line this close says the same occurrence again
 MAX_EVIDENCE = 12  # lines kept per incident
 MAX_INCIDENTS = 50  # distinct incidents kept per signature
 _RECENT = 64  # context lines remembered for an incident that starts later
@@ -97,10 +98,18 @@ class _Cluster:
     patterns: set[int] = field(default_factory=set)
     required_lines: int = 0
     last: int = 0
+    shapes: set[str] = field(default_factory=set)  # of the required lines
+    values: dict[str, str] = field(default_factory=dict)  # captured so far
 
     def repeats(self, evidence: Evidence) -> bool:
-        """A second line of a required pattern starts the next incident (identical ones merge later)."""
-        return evidence.pattern in self.patterns
+        """A second line of a required pattern starts the next incident (identical ones merge
+        later), unless it follows at once in other words and captures nothing that contradicts
+        this one: a tool's "-> system not yet initialized" and its "code=802(...)" on the next
+        line are one failure, while consecutive Xid lines of two GPUs differ in their values."""
+        if evidence.pattern not in self.patterns:
+            return False
+        rewords = evidence.line - self.last <= ADJACENT and shape(evidence.text) not in self.shapes
+        return not rewords or any(self.values.get(k, v) != v for k, v in evidence.groups.items())
 
     def add(self, evidence: Evidence, required: bool) -> None:
         self.last = max(self.last, evidence.line)
@@ -110,6 +119,9 @@ class _Cluster:
         if required:
             self.required_lines += 1
             self.anchor = evidence.line
+            self.shapes.add(shape(evidence.text))
+            for name, value in evidence.groups.items():
+                self.values.setdefault(name, value)
 
 
 class IncidentTracker:
