@@ -55,11 +55,24 @@ def test_demo_with_two_images_fits_40_lines_at_80_columns(image_args: list[str])
     assert lines[-1] == "verdict: ✗ FAIL"
     matrix_rows = [line for line in lines if re.match(r"^\d+x ", line)]
     assert len(matrix_rows) == 7
+    # Each class label whole on its row (a wrapped label would cost a line per class).
+    assert all(re.search(r" R\d+ +\d+ ", row) for row in matrix_rows), matrix_rows
     a800 = next(line for line in matrix_rows if "A800" in line)
     assert a800.split()[-3:] == ["✓", "!", "!"]  # nodes ok; both images warn (forward / minor compat)
     # Details only for what is not ok: each such rule once, with where it fired.
     assert result.stdout.count("GD-CUDA-003") == 1
     assert "GD-HLT-007" not in result.stdout  # info only: not listed
+
+
+def test_image_headings_that_do_not_fit_become_keyed_numbers(image_args: list[str]) -> None:
+    def heading(lines: list[str]) -> str:
+        return next(line for line in lines if line.startswith("node class"))
+
+    wide = fleet_text(*image_args, columns=120).stdout.splitlines()
+    assert "vllm-openai:v0.23.0" in heading(wide) and "[1]" not in heading(wide)
+    narrow = fleet_text(*image_args, columns=56).stdout.splitlines()
+    assert heading(narrow).split()[-2:] == ["[1]", "[2]"]
+    assert "[1] vllm-openai:v0.23.0  [2] cuda:12.4.1" in narrow, narrow[:14]
 
 
 def test_columns_is_honoured_when_piped(image_args: list[str]) -> None:

@@ -33,11 +33,17 @@ def _matrix(out: Any, document: dict[str, Any], labels: dict[str, str], images: 
 
     cells = {(row["image"], row["class"]): row for row in document.get("matrix", [])}
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
-    table.add_column("node class", overflow="fold", ratio=3)
+    # A wrapped class label costs a line per row: the class column keeps its width (up to half
+    # the screen). Image headings that do not fit beside it become numbers, keyed below.
+    class_width = min(max((len(label) for label in labels.values()), default=10), out.width // 2)
+    table.add_column("node class", overflow="fold", min_width=class_width)
     table.add_column("nodes", justify="right", no_wrap=True)
     table.add_column("node", justify="center", no_wrap=True)
-    for label in images.values():
-        table.add_column(escape(label), justify="center", overflow="fold", ratio=1)
+    headings = list(images.values())
+    if class_width + len("nodes  node") + sum(len(h) + 2 for h in headings) + 2 > out.width:
+        headings = [f"[{number}]" for number in range(1, len(images) + 1)]
+    for heading in headings:
+        table.add_column(escape(heading), justify="center", overflow="fold")
     for node_class in document["classes"]:
         row = [escape(labels[node_class["key"]]), str(node_class["nodes"]), _symbol(node_class["verdict"])]
         for reference in images:
@@ -47,6 +53,8 @@ def _matrix(out: Any, document: dict[str, Any], labels: dict[str, str], images: 
     out.print(table)
     legend = "  ".join(f"{_symbol(v)} {v}" for v in ("ok", "warn", "unknown", "fail"))
     out.print(f"{legend}  (node: the nodes' own findings)")
+    if headings != list(images.values()):
+        indented(out, escape("  ".join(f"{h} {label}" for h, label in zip(headings, images.values()))), 0)
 
 
 def _not_ok(document: dict[str, Any], labels: dict[str, str], images: dict[str, str]) -> list[dict[str, Any]]:
