@@ -54,7 +54,11 @@ def _matrix(out: Any, document: dict[str, Any], labels: dict[str, str], images: 
     legend = "  ".join(f"{_symbol(v)} {v}" for v in ("ok", "warn", "unknown", "fail"))
     out.print(f"{legend}  (node: the nodes' own findings)")
     if headings != list(images.values()):
-        indented(out, escape("  ".join(f"{h} {label}" for h, label in zip(headings, images.values()))), 0)
+        indented(
+            out,
+            escape("  ".join(f"{h} {label}" for h, label in zip(headings, images.values(), strict=True))),
+            0,
+        )
 
 
 def _not_ok(document: dict[str, Any], labels: dict[str, str], images: dict[str, str]) -> list[dict[str, Any]]:
