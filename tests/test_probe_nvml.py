@@ -16,7 +16,13 @@ from gpudoctor.pipeline import diagnose
 from gpudoctor.probes.collect import Deadlines, collect_node
 from gpudoctor.probes.nvml_api import LiveNvml, NvmlError, RecordingNvml, ReplayNvml, call_key
 from gpudoctor.probes.nvml_probe import probe_nvml
-from tests.support.nvml_faults import diagnose_with_fault, documented_answer, fault_cases, with_fault
+from tests.support.nvml_faults import (
+    diagnose_with_fault,
+    documented_answer,
+    fault_cases,
+    recorded_calls,
+    with_fault,
+)
 from tests.support.nvml_replay import HangingNvml, replay, snapshot
 
 SYSFS = Path(__file__).resolve().parent.parent / "fixtures" / "sysfs"
@@ -251,3 +257,77 @@ def test_not_supported_from_an_optional_feature_is_an_answer_not_a_failure() -> 
     assert gpu.unknown["ecc_mode"] == "NVML: NotSupported" and "ecc_mode" not in gpu.failed
     gpu = probe_nvml(with_fault("8x-v100s-pcie", call_key("nvmlDeviceGetName", (0,)), "NotSupported")).gpus[0]
     assert gpu.failed == ["name"]
+
+
+# --- NotSupported on a board the GPU table says has ECC memory (rules/matrix/gpus.yaml `ecc`) ---
+
+ECC_CALLS = ("nvmlDeviceGetEccMode", "nvmlDeviceGetTotalEccErrors", "nvmlDeviceGetRetiredPagesPendingStatus")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "nvmlDeviceGetEccMode|2",
+        "nvmlDeviceGetTotalEccErrors|5|uncorrected|aggregate",
+        "nvmlDeviceGetTotalEccErrors|5|uncorrected|volatile",
+        "nvmlDeviceGetRetiredPagesPendingStatus|7",
+    ],
+)
+def test_not_supported_for_ecc_on_a_v100s_is_a_failure(key: str) -> None:
+    report = diagnose_with_fault("8x-v100s-pcie", key, "NotSupported")
+    assert report["verdict"] == "unknown"
+    missing = [m for f in report["findings"] if f["severity"] == "unknown" for m in f["missing_facts"]]
+    assert any(
+        "NotSupported, but gpudoctor's GPU table says Tesla V100S-PCIE-32GB has ECC memory" in m
+        for m in missing
+    )
+
+
+def test_every_ecc_not_supported_fault_on_the_v100s_is_not_ok() -> None:
+    """The 32 faults issue 18 left ending in exit 0: NotSupported from every ECC call of the 8x V100S."""
+    keys = [k for k in recorded_calls("8x-v100s-pcie") if k.startswith(ECC_CALLS)]
+    assert len(keys) == 32
+    verdicts = {key: diagnose_with_fault("8x-v100s-pcie", key, "NotSupported")["verdict"] for key in keys}
+    assert {k: v for k, v in verdicts.items() if v in ("ok", "info")} == {}
+
+
+def test_ecc_counters_not_supported_with_ecc_disabled_are_an_answer() -> None:
+    """nvml.h: the counters "Require ECC Mode to be enabled"; a V100S with ECC off answers NotSupported."""
+    data = copy.deepcopy(snapshot("8x-v100s-pcie"))
+    data["calls"]["nvmlDeviceGetEccMode|0"] = {"value": [0, 0]}
+    for key in (
+        "nvmlDeviceGetTotalEccErrors|0|uncorrected|volatile",
+        "nvmlDeviceGetRetiredPagesPendingStatus|0",
+    ):
+        data["calls"][key] = {"error": "NotSupported"}
+    gpu = probe_nvml(ReplayNvml(data)).gpus[0]
+    assert gpu.ecc_mode == "disabled"
+    assert gpu.unknown["ecc_errors_uncorrectable_volatile"] == "NVML: NotSupported"
+    assert gpu.failed == []
+
+
+def test_a100_answers_stay_answers_where_nvml_documents_them() -> None:
+    """A100 (ECC memory): page retirement NotSupported is the answer (row remapping replaced it), and
+    the volatile counter under MIG is N/A in the real nvidia-smi output the snapshot comes from; the
+    aggregate counter or ECC mode answering NotSupported is a failure."""
+    gpu = probe_nvml(replay("a100-mig")).gpus[0]
+    assert gpu.mig_mode == "enabled" and gpu.failed == []
+    assert (
+        gpu.unknown["retired_pages_pending"]
+        == gpu.unknown["ecc_errors_uncorrectable_volatile"]
+        == "NVML: NotSupported"
+    )
+    for key, name in (
+        ("nvmlDeviceGetTotalEccErrors|0|uncorrected|aggregate", "ecc_errors_uncorrectable_aggregate"),
+        ("nvmlDeviceGetEccMode|0", "ecc_mode"),
+    ):
+        gpu = probe_nvml(with_fault("a100-mig", key, "NotSupported")).gpus[0]
+        assert gpu.failed == [name], key
+        assert "has ECC memory" in gpu.unknown[name]
+
+
+def test_ecc_not_supported_on_a_board_of_unknown_ecc_stays_an_answer() -> None:
+    """GeForce RTX 2070: the table says nothing of its ECC, so NVML's NotSupported is its answer."""
+    gpu = probe_nvml(replay("geforce-not-supported")).gpus[0]
+    for name in ("ecc_mode", "ecc_errors_uncorrectable_volatile", "retired_pages_pending"):
+        assert gpu.unknown[name] == "NVML: NotSupported" and name not in gpu.failed

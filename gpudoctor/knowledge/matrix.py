@@ -58,6 +58,7 @@ TABLES: dict[str, dict[str, tuple[str, bool]]] = {
         "min_driver_branch": (_INT, False),
         "open_module_required": (_BOOL, False),
         "forward_compat": (_STR, False),
+        "ecc": (_BOOL, False),
     },
     "gpu_chips": {
         "chips": (_STRS, True),
@@ -165,6 +166,7 @@ class GpuModel:
     min_driver_branch: int | None = None
     open_module_required: bool = False
     forward_compat: str | None = None  # FORWARD_COMPAT; None: "datacenter" if datacenter else "no"
+    ecc: bool | None = None  # True: an NVIDIA page says the board has ECC memory; None: not known
     refs: tuple[str, ...] = ()
     note: str | None = None
 

@@ -47,3 +47,14 @@ def fill_model_facts(gpu: GpuFacts, reported_cc: str | None, reported_architectu
             mark_failed(gpu, name, gpu.unknown[failed[0]])
         else:
             gpu.unknown[name] = reason
+
+
+def ecc_memory_reason(gpu: GpuFacts) -> str | None:
+    """Why the GPU is known to have ECC memory (its GPU table row says so: `ecc` in
+    rules/matrix/gpus.yaml, from NVIDIA's pages), or None where that is not known."""
+    from gpudoctor.knowledge.gpu_identity import identify
+
+    model = identify(gpu.pci_device_id, gpu.name).model
+    if model is None or not model.ecc:
+        return None
+    return f"gpudoctor's GPU table says {gpu.name or model.names[0]} has ECC memory ({model.refs[-1]})"

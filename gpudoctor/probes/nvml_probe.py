@@ -3,10 +3,12 @@
 Each NVML call that fails leaves its fact unknown with "NVML: <error>" as the
 reason. NotSupported from a call for an optional feature (ECC, page retirement,
 row remapping, NVLink, fabric, MIG, persistence) is NVML's answer that the board
-lacks it; any other error is a failure and the fact is also marked failed
-(facts.mark_failed), so no rule can pass or skip over it. A GPU that answers
-GpuIsLost to any call is recorded as fallen off the bus. Nothing here raises: the collector runs this in a worker thread with a
-deadline, because a wedged driver can hang any NVML call.
+lacks it, unless the board is known to have it (an earlier answer, or the GPU
+table's `ecc` column for ECC: see _ecc and docs/threat-model.md). Any other error
+is a failure and the fact is also marked failed (facts.mark_failed), so no rule
+can pass or skip over it. A GPU that answers GpuIsLost to any call is recorded as
+fallen off the bus. Nothing here raises: the collector runs this in a worker
+thread with a deadline, because a wedged driver can hang any NVML call.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gpudoctor.facts import DriverFacts, GpuFacts, GpuPairFacts, MigDeviceFacts, mark_failed
-from gpudoctor.probes.gpumodel import fill_model_facts
+from gpudoctor.probes.gpumodel import ecc_memory_reason, fill_model_facts
 from gpudoctor.probes.nvml_api import Arg, NvmlBackend, NvmlError
 from gpudoctor.probes.values import branch_of, cuda_version_from_int
 
@@ -116,15 +118,19 @@ class _Asker:
         function: str,
         exc: NvmlError,
         *args: Arg,
-        can_answer: bool = True,
+        has_feature: str | None = None,
     ) -> None:
-        """Record an NVML error on `names` of `target`: an answer (is_answer; never when
-        `can_answer` is false, an earlier answer having shown the feature is there) or a failure."""
+        """Record an NVML error on `names` of `target`: an answer (is_answer) or a failure.
+        `has_feature` says why the GPU is known to have the feature (an earlier answer, the GPU
+        table): then NotSupported cannot be the answer "no such feature" and is a failure too."""
         if exc.name == "GpuIsLost" and function not in _PAIR_CALLS and args and isinstance(args[0], int):
             self.lost.add(args[0])  # a pair call does not say which of its two GPUs is lost
+        answer = is_answer(function, exc)
+        reason = f"NVML: {exc.name}"
+        if answer and has_feature:
+            reason, answer = f"{reason}, but {has_feature}", False
         for name in (names,) if isinstance(names, str) else names:
-            reason = f"NVML: {exc.name}"
-            if can_answer and is_answer(function, exc):
+            if answer:
                 target.unknown[name] = reason
             else:
                 mark_failed(target, name, reason)
@@ -136,11 +142,12 @@ class _Asker:
         function: str,
         *args: Arg,
         convert: Callable[[Any], Any] = lambda v: v,
+        has_feature: str | None = None,
     ) -> Any:
         try:
             raw = self.nvml.call(function, *args)
         except NvmlError as exc:
-            self.failed(target, name, function, exc, *args)
+            self.failed(target, name, function, exc, *args, has_feature=has_feature)
             return None
         value = convert(raw)
         if value is None:
@@ -252,11 +259,7 @@ def _gpu(ask: _Asker, index: int) -> GpuFacts:
             gpu.mig_devices = _mig_devices(ask, gpu)
     else:
         _same_as(gpu, "mig_mode_pending", "mig_mode")
-    ask.fill(gpu, "ecc_mode", "nvmlDeviceGetEccMode", index, convert=lambda m: ENABLED.get(m[0]))
-    for counter in ("volatile", "aggregate"):
-        name = f"ecc_errors_uncorrectable_{counter}"
-        ask.fill(gpu, name, "nvmlDeviceGetTotalEccErrors", index, "uncorrected", counter)
-    ask.fill(gpu, "retired_pages_pending", "nvmlDeviceGetRetiredPagesPendingStatus", index, convert=bool)
+    _ecc(ask, gpu)
     rows = ask.fill(
         gpu, "remapped_rows_pending", "nvmlDeviceGetRemappedRows", index, convert=lambda r: bool(r[2])
     )
@@ -268,6 +271,41 @@ def _gpu(ask: _Asker, index: int) -> GpuFacts:
     _nvlinks(ask, gpu)
     _fabric(ask, gpu)
     return gpu
+
+
+def _ecc(ask: _Asker, gpu: GpuFacts) -> None:
+    """ECC mode, uncorrectable counters and page retirement. NotSupported is NVML's answer "no
+    ECC" only where the GPU table does not say the board has ECC memory (ecc_memory_reason);
+    where it does, it is a failed query. Counters need ECC enabled ("Requires ECC Mode to be
+    enabled", nvml.h); page retirement is the pre-Ampere scheme (row remapping replaces it); the
+    volatile counter is not reported under MIG (N/A in a real A100 MIG nvidia-smi -q, fixtures/
+    nvidia-smi/A100-SXM4-40GB-MIG_510.47.03.xml), so it stays an answer there."""
+    index = gpu.index
+    board = ecc_memory_reason(gpu)
+    ask.fill(
+        gpu, "ecc_mode", "nvmlDeviceGetEccMode", index, convert=lambda m: ENABLED.get(m[0]), has_feature=board
+    )
+    enabled = board if gpu.ecc_mode != "disabled" else None
+    for counter in ("volatile", "aggregate"):
+        name = f"ecc_errors_uncorrectable_{counter}"
+        counts = None if counter == "volatile" and gpu.mig_mode == "enabled" else enabled
+        ask.fill(gpu, name, "nvmlDeviceGetTotalEccErrors", index, "uncorrected", counter, has_feature=counts)
+    retirement = enabled if enabled and _before_row_remapping(gpu.compute_capability) else None
+    ask.fill(
+        gpu,
+        "retired_pages_pending",
+        "nvmlDeviceGetRetiredPagesPendingStatus",
+        index,
+        convert=bool,
+        has_feature=retirement and f"{retirement}, retiring pages before Ampere",
+    )
+
+
+def _before_row_remapping(cc: str | None) -> bool:
+    """Row remapping replaces page retirement from Ampere (compute capability 8.0) on (NVIDIA's
+    memory error management note, "Row Remapping")."""
+    major = (cc or "").split(".")[0]
+    return major.isdigit() and int(major) < 8
 
 
 def _same_as(gpu: GpuFacts, name: str, source: str) -> None:
@@ -302,7 +340,14 @@ def _mig_devices(ask: _Asker, gpu: GpuFacts) -> list[MigDeviceFacts]:
         slots = int(ask.nvml.call("nvmlDeviceGetMaxMigDeviceCount", index))
     except NvmlError as exc:
         # Only asked when MIG mode is enabled: the GPU has MIG, so no error is an answer.
-        ask.failed(gpu, "mig_devices", "nvmlDeviceGetMaxMigDeviceCount", exc, index, can_answer=False)
+        ask.failed(
+            gpu,
+            "mig_devices",
+            "nvmlDeviceGetMaxMigDeviceCount",
+            exc,
+            index,
+            has_feature="MIG mode is enabled",
+        )
         return []
     devices = []
     for slot in range(slots):
@@ -348,7 +393,8 @@ def _nvlinks(ask: _Asker, gpu: GpuFacts) -> None:
         up += 1 if state else 0
     if failure is not None:
         names = ("nvlink_links_up", "nvlink_links_total")
-        ask.failed(gpu, names, "nvmlDeviceGetNvLinkState", failure, gpu.index, can_answer=False)
+        links = "earlier links answered"
+        ask.failed(gpu, names, "nvmlDeviceGetNvLinkState", failure, gpu.index, has_feature=links)
     elif total:
         gpu.nvlink_links_up, gpu.nvlink_links_total = up, total
     else:
