@@ -207,3 +207,31 @@ def test_later_layers_overwrite_and_delete(tmp_path: Path) -> None:
     assert [(b.path, b.cubins) for b in binaries] == [
         (site + "torch/lib/libtorch_cuda.so", ["sm_75", "sm_80", "sm_86", "sm_90"])
     ]
+
+
+def test_members_in_flight_stay_within_the_memory_budget() -> None:
+    """Wheel members are scanned several at a time, but never more than the byte budget
+    allows at once (one at least), whatever the number of members: results in order."""
+    import threading
+    import time
+
+    from gpudoctor.kernels import wheel
+
+    lock = threading.Lock()
+    running: list[int] = []
+    together: list[int] = []  # what was in flight whenever two or more were
+
+    def work(cost: int) -> int:
+        with lock:
+            running.append(cost)
+            if len(running) > 1:
+                together.append(sum(running))
+        time.sleep(0.002)
+        with lock:
+            running.remove(cost)
+        return cost
+
+    costs = [30, 5, 5, 40, 50, 1, 1, 1, 100, 2] * 20
+    results = list(wheel.parallel(work, costs, cost=lambda cost: cost, budget=60))
+    assert results == costs
+    assert together and max(together) <= 60  # several at a time, never over budget (the 100s alone)

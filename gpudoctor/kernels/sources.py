@@ -225,8 +225,8 @@ class Scanner:
                     return BinaryFacts(path=name, error=f"cannot read from {path}: {found}")
                 return found
 
-            for result in wheel.parallel(scan, scanned):  # type: ignore[arg-type]
-                self._keep(result)  # type: ignore[arg-type]
+            for result in wheel.parallel(scan, scanned, cost=lambda item: wheel.member_cost(item[1])):
+                self._keep(result)
 
     def _add_member(self, name: str, handle: BinaryIO, label: str, depth: int) -> None:
         if self._layer and self.layers.note_whiteout(self._layer, name):

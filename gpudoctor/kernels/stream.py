@@ -29,7 +29,12 @@ from gpudoctor.kernels.fatbin import (
     walk_entries,
 )
 
-CHUNK = 1 << 20
+# Bytes inflated and scanned at a time. Small on purpose: glibc's malloc raises its mmap
+# threshold to the size of each large block freed (up to 32 MiB), after which
+# 1 MiB chunks freed by several threads come from per-thread arenas and fragment
+# them (the torch wheel scan peaked at 156 MiB RSS with 1 MiB chunks, 67 MiB with
+# 256 KiB, at the same speed; bench/bench_kernels.py).
+CHUNK = 1 << 18
 HEAD_KEEP = 8 << 20
 # Around a ".shstrtab" name met while streaming: the table starts a few names
 # before it and real tables are a few KiB.
@@ -40,7 +45,7 @@ _MAX_WINDOWS = 16
 SEGMENT_KEEP = 16 << 20
 # .shstrtab usually precedes the section table; this window before e_shoff holds
 # it unless .strtab lies between (then the name search below keeps it).
-KEEP_BEFORE_TABLE = 4 << 20
+KEEP_BEFORE_TABLE = 64 << 10
 KEEP_MAX = 64 << 20
 # A member with more headers than this is not a real library (cuFFT, the
 # largest known, has about 100,000).
@@ -86,8 +91,7 @@ class StreamScan:
             except FatbinError:
                 self._drop_before(at + 4)  # what it is decides the locator, with these bytes
         self._drain()
-        windows = {start: bytes(data) for start, data in self._kept.items()}
-        return SparseReader(windows, self.pieces, self.size)
+        return SparseReader(self._kept, self.pieces, self.size)
 
     # --- buffer management -------------------------------------------------
 
@@ -191,7 +195,7 @@ class StreamScan:
 class SparseReader:
     """Reads served from the kept bytes; short at the end of the member, like a file."""
 
-    def __init__(self, windows: dict[int, bytes], pieces: dict[int, bytes], size: int) -> None:
+    def __init__(self, windows: dict[int, bytearray], pieces: dict[int, bytes], size: int) -> None:
         self._windows = windows
         self._pieces = pieces
         self._starts = sorted(pieces)
@@ -203,7 +207,7 @@ class SparseReader:
         length = min(length, self.size - offset)
         for start, data in self._windows.items():
             if start <= offset and offset + length <= start + len(data):
-                return data[offset - start : offset - start + length]
+                return bytes(data[offset - start : offset - start + length])
         out = bytearray()
         index = bisect.bisect_right(self._starts, offset) - 1
         while len(out) < length:

@@ -16,10 +16,14 @@ import stat
 import struct
 import zipfile
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 from isal import isal_zlib
+
+from gpudoctor.kernels.stream import CHUNK, HEAD_KEEP
 
 # Bounds on what one archive (wheel, tar, layer) may cost: a zip's declared
 # sizes are checked before any inflation and no member may inflate past its
@@ -29,9 +33,10 @@ MAX_MEMBERS = 250_000
 MAX_INFLATED = 64 << 30
 _LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
 _LOCAL_MAGIC = 0x04034B50
-_CHUNK = 1 << 20
 _DEFLATED = 8
 _STORED = 0
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 INFLATE_ERRORS = (zlib.error, isal_zlib.error, zipfile.BadZipFile, EOFError)
 
 
@@ -73,7 +78,7 @@ class MemberStream:
         self._read_size = 1 << 12  # small first: most members are only sniffed
 
     def read(self, size: int = -1) -> bytes:
-        size = _CHUNK if size < 0 else size
+        size = CHUNK if size < 0 else size
         out = b""
         while not out and size and self._produced < self._expected:
             out = self._next(size)
@@ -88,7 +93,7 @@ class MemberStream:
     def _next(self, size: int) -> bytes:
         if not self._pending and self._left:
             self._pending = os.pread(self._fd, min(self._left, self._read_size), self._at)
-            self._read_size = _CHUNK
+            self._read_size = CHUNK
             if not self._pending:
                 raise MemberError("member data cut short")
             self._at += len(self._pending)
@@ -152,11 +157,43 @@ class MemberOpener:
         os.close(self._fd)
 
 
-def parallel(work: Callable[[zipfile.ZipInfo], object], infos: list[zipfile.ZipInfo]) -> Iterator[object]:
-    """work(info) for each member, several at once; results in member order."""
-    workers = max(1, min(8, os.cpu_count() or 1))
-    if workers == 1 or len(infos) < 2:
-        yield from map(work, infos)
+# What one member being scanned may hold in memory at once (stream.py's kept head,
+# writable segments and headers, a few chunks in flight), and the most all members
+# in flight together may hold: small members scan many at a time, large ones two
+# or three, whatever the number of CPUs.
+MEMBER_COST_MAX = HEAD_KEEP + 16 * CHUNK
+IN_FLIGHT_BUDGET = 64 << 20
+
+
+def member_cost(info: zipfile.ZipInfo) -> int:
+    return min(info.file_size, MEMBER_COST_MAX) + 2 * CHUNK
+
+
+def parallel(
+    work: Callable[[Item], Result],
+    items: list[Item],
+    cost: Callable[[Item], int],
+    budget: int = IN_FLIGHT_BUDGET,
+) -> Iterator[Result]:
+    """work(item) for each item (a member to scan), several at once; results in order.
+
+    An item starts while its cost (member_cost) fits in `budget` beside those in
+    flight (one at least), and at most two per worker wait: memory stays bounded on
+    any machine and any wheel, where submitting every member at once would not."""
+    workers = max(1, min(8, len(os.sched_getaffinity(0))))
+    if workers == 1 or len(items) < 2:
+        yield from map(work, items)
         return
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(work, infos)
+        waiting: deque[tuple[Future[Result], int]] = deque()
+        in_flight = 0
+        for item in items:
+            needed = cost(item)
+            while waiting and (in_flight + needed > budget or len(waiting) >= 2 * workers):
+                future, done = waiting.popleft()
+                in_flight -= done
+                yield future.result()
+            waiting.append((pool.submit(work, item), needed))
+            in_flight += needed
+        while waiting:
+            yield waiting.popleft()[0].result()
