@@ -95,3 +95,50 @@ def requirement_enforced(mode: str | None) -> bool | None:
     if mode is None:
         return None
     return mode in ENFORCING_MODES
+
+
+# How toolkit releases treat an image's /usr/local/cuda/compat libraries (forward compatibility):
+#   before v1.17.4     legacy: libnvidia-container mounts them over the host's libcuda when newer
+#                      (src/cli/compat_mode.c); cdi / jit-cdi: no support (toolkit issue 942)
+#   v1.17.4            not loaded by default ("Disable mounting of compat libs from container by
+#                      default", unless the allow-cuda-compat-libs-from-container feature flag is set)
+#   v1.17.5 and on     loaded by the enable-cuda-compat hook in every mode ("Re-added support for
+#                      CUDA Forward Compatibility", PR 906; off with the disable-cuda-compat-lib-hook
+#                      feature flag)
+#   v1.17.7 and on     legacy mode follows config.toml's cuda-compat-mode (ldconfig, the default;
+#                      mount; hook; disabled: not loaded) (PR 1082, libnvidia-container's
+#                      --cuda-compat-mode)
+_COMPAT_REMOVED = (1, 17, 4)
+_COMPAT_HOOK_FROM = (1, 17, 5)
+_COMPAT_MODE_FROM = (1, 17, 7)
+
+
+def compat_libraries_loaded(runtime: ContainerRuntimeFacts) -> tuple[bool | None, str]:
+    """(whether this node's NVIDIA runtime puts the image's cuda-compat libraries before the
+    host's libcuda, why). Feature flags are not read: the reason names the one that would differ."""
+    toolkit = release(toolkit_release(runtime))
+    mode = runtime.mode
+    if toolkit is None or mode is None:
+        missing = "toolkit version" if toolkit is None else "runtime mode"
+        reason = runtime.unknown.get("toolkit_version" if toolkit is None else "mode") or "unknown"
+        return None, (
+            f"the NVIDIA container toolkit loads an image's cuda-compat libraries by default from v1.17.5 "
+            f"(and in legacy mode before v1.17.4); this node's {missing} is unknown: {reason}"
+        )
+    shown = "v" + ".".join(str(part) for part in toolkit)
+    if toolkit == _COMPAT_REMOVED:
+        return False, (
+            f"toolkit {shown} does not load an image's cuda-compat libraries by default "
+            "(unless its allow-cuda-compat-libs-from-container feature flag is set)"
+        )
+    if mode in ("cdi", "jit-cdi") and toolkit < _COMPAT_HOOK_FROM:
+        return (
+            False,
+            f"toolkit {shown} in {mode} mode has no forward-compatibility support (it came in v1.17.5)",
+        )
+    if mode == "legacy" and toolkit >= _COMPAT_MODE_FROM and runtime.cuda_compat_mode == "disabled":
+        return False, f'toolkit {shown} in legacy mode with config.toml cuda-compat-mode = "disabled"'
+    return True, (
+        f"toolkit {shown} in {mode} mode loads them when their libcuda is newer than the host driver "
+        "(unless its disable-cuda-compat-lib-hook feature flag is set)"
+    )

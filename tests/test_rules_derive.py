@@ -36,7 +36,8 @@ def _driver(version: str, cuda: str | None) -> dict[str, Any]:
         (A100, _driver("580.95.05", "13.0"), CUDA124, None, "driver"),
         (A100, _driver("535.54.03", "12.2"), CUDA124, None, "minor_version_compat"),
         (A100, _driver("525.53", "12.0"), CUDA124, None, "insufficient"),
-        (A100, _driver("535.54.03", "12.2"), CUDA13, None, "forward_compat"),
+        # nothing in the vLLM image shows cuda-compat; the nvidia/cuda 12.4.1 image names it
+        (A100, _driver("535.54.03", "12.2"), CUDA13, None, "forward_compat_unverified"),
         (A100, _driver("470.82.01", "11.4"), CUDA124, None, "forward_compat"),
         (A100, _driver("560.35.03", "12.6"), CUDA13, None, "fc_unsupported_branch"),
         (RTX4090, _driver("535.86.05", "12.2"), CUDA13, None, "fc_unsupported_gpu"),
@@ -46,7 +47,7 @@ def _driver(version: str, cuda: str | None) -> dict[str, Any]:
             _driver("550.54.15", "12.4"),
             CUDA13,
             {"env.NVIDIA_REQUIRE_CUDA": "cuda>=13.0"},
-            "forward_compat",
+            "forward_compat_unverified",
         ),
         (
             A100,
@@ -63,6 +64,77 @@ def test_cuda_runtime_path(
 ) -> None:
     context = context_for(node, driver, image, image_patch)
     assert context["derived"]["cuda_runtime_path"] == path
+
+
+COMPAT_13_0 = {"env.NV_CUDA_COMPAT_PACKAGE": "cuda-compat-13-0"}
+R535 = _driver("535.54.03", "12.2")
+
+
+def _toolkit(version: str, mode: str, compat_mode: str | None = None) -> dict[str, Any]:
+    return {
+        "container_runtime.toolkit_version": version,
+        "container_runtime.mode": mode,
+        "container_runtime.cuda_compat_mode": compat_mode,
+    }
+
+
+@pytest.mark.parametrize(
+    ("node_patch", "image_patch", "path", "evidence"),
+    [
+        # known in the image: the official images' variable, or the compat libcuda among its binaries
+        ({}, COMPAT_13_0, "forward_compat", "NV_CUDA_COMPAT_PACKAGE=cuda-compat-13-0"),
+        (
+            {},
+            {"kernels": {"binaries": [{"path": "/usr/local/cuda-13.0/compat/libcuda.so.580.95.05"}]}},
+            "forward_compat",
+            "/usr/local/cuda-13.0/compat/libcuda.so.580.95.05 among the image's binaries",
+        ),
+        # not known: the warn path names what was looked at
+        ({}, None, "forward_compat_unverified", "no NV_CUDA_COMPAT_PACKAGE in the image config"),
+        # an older package cannot serve CUDA 13.0
+        (
+            {},
+            {"env.NV_CUDA_COMPAT_PACKAGE": "cuda-compat-12-9"},
+            "insufficient",
+            "older than the image's CUDA 13.0",
+        ),
+        # the node's toolkit decides whether the image's compat libraries are loaded
+        (_toolkit("1.18.0", "jit-cdi"), COMPAT_13_0, "forward_compat", "NV_CUDA_COMPAT_PACKAGE"),
+        (_toolkit("1.17.8", "legacy", "ldconfig"), COMPAT_13_0, "forward_compat", "NV_CUDA_COMPAT_PACKAGE"),
+        (_toolkit("1.17.3", "legacy"), COMPAT_13_0, "forward_compat", "NV_CUDA_COMPAT_PACKAGE"),
+        (
+            _toolkit("1.17.8", "legacy", "disabled"),
+            COMPAT_13_0,
+            "forward_compat_not_loaded",
+            "NV_CUDA_COMPAT",
+        ),
+        (_toolkit("1.17.4", "legacy"), COMPAT_13_0, "forward_compat_not_loaded", "NV_CUDA_COMPAT_PACKAGE"),
+        (_toolkit("1.17.3", "cdi"), COMPAT_13_0, "forward_compat_not_loaded", "NV_CUDA_COMPAT_PACKAGE"),
+        # disabled before v1.17.7 is a key that release does not read
+        (_toolkit("1.17.5", "legacy", "disabled"), COMPAT_13_0, "forward_compat", "NV_CUDA_COMPAT_PACKAGE"),
+        # a toolkit that does not load them does not matter when the package is not known to be there
+        (_toolkit("1.17.4", "legacy"), None, "forward_compat_unverified", "no NV_CUDA_COMPAT_PACKAGE"),
+    ],
+)
+def test_cuda_compat_known_or_unknown(
+    node_patch: dict[str, Any], image_patch: dict[str, Any] | None, path: str, evidence: str
+) -> None:
+    derived = context_for(A100, {**R535, **node_patch}, CUDA13, image_patch)["derived"]
+    assert derived["cuda_runtime_path"] == path
+    assert evidence in derived["image_cuda_compat_evidence"]
+    assert derived["image_cuda_compat_package"] in ("cuda-compat-13-0", "cuda-compat-12-9")
+
+
+def test_cuda_compat_of_a_newer_cuda_uses_that_packages_branch_list() -> None:
+    # cuda-compat-13-1 (libcuda 590.44.01) lists 535/550/570/575/580/590, not 565 as the 13.0 image's
+    # own NVIDIA_REQUIRE_CUDA terms do: on R565 the 13.1 package is not supported.
+    newer = {"env.NV_CUDA_COMPAT_PACKAGE": "cuda-compat-13-1"}
+    r565 = _driver("565.57.01", "12.7")
+    assert context_for(A100, r565, CUDA13, newer)["derived"]["cuda_runtime_path"] == "fc_unsupported_branch"
+    assert context_for(A100, r565, CUDA13, COMPAT_13_0)["derived"]["cuda_runtime_path"] == "forward_compat"
+    derived = context_for(A100, R535, CUDA13, newer)["derived"]
+    assert derived["cuda_runtime_path"] == "forward_compat"
+    assert derived["image_fc_branches"] == [535, 550, 570, 575, 580, 590]
 
 
 def test_unknown_runtime_path_has_a_reason() -> None:

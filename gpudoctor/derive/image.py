@@ -4,8 +4,14 @@
 driver, in NVIDIA's terms:
   driver                  the driver supports the image's CUDA (backward compatibility)
   minor_version_compat    same CUDA major, driver >= the major's MVC floor (limited: no newer PTX JIT)
-  forward_compat          a newer major through cuda-compat: a GPU NVIDIA admits (data center GPU on a
-                          supported host branch, or a Jetson board)
+  forward_compat          a newer major through cuda-compat, which the image is known to carry (its
+                          NV_CUDA_COMPAT_PACKAGE, or a .../compat/libcuda among its scanned binaries):
+                          a GPU NVIDIA admits (data center GPU on a supported host branch, or a
+                          Jetson board), and the node's container toolkit not known to skip it
+  forward_compat_unverified  the same, but nothing shows cuda-compat in the image (metadata cannot
+                          prove its absence): it runs only if the package is there
+  forward_compat_not_loaded  the image carries cuda-compat, but this node's container toolkit is
+                          known not to load it (gpudoctor.runtime_mode.compat_libraries_loaded)
   fc_unsupported_gpu      would need forward compatibility, but a GPU is not eligible (GeForce)
   fc_unsupported_branch   would need forward compatibility, but the host branch is not supported
   insufficient            none of the above: "CUDA driver version is insufficient for CUDA runtime version"
@@ -25,7 +31,9 @@ from gpudoctor.versions import parse_version
 
 # "driver>=535,driver<536" in NVIDIA_REQUIRE_CUDA: a host branch allowed through forward compatibility
 _BRANCH_TERM = re.compile(r"driver>=(\d+)(?:\.[\d.]*)?,driver<(\d+)")
-_COMPAT_ENV = ("NV_CUDA_COMPAT_PACKAGE",)
+# "cuda-compat-13-0" (NV_CUDA_COMPAT_PACKAGE of the official images), ".../cuda-13.0/compat/libcuda.so.*"
+_COMPAT_PACKAGE = re.compile(r"cuda-compat-(\d+)-(\d+)")
+_COMPAT_PATH = re.compile(r"cuda-(\d+)\.(\d+)/compat/libcuda")
 
 
 def _require_cuda(image: dict[str, Any]) -> str:
@@ -33,9 +41,17 @@ def _require_cuda(image: dict[str, Any]) -> str:
     return str(env.get("NVIDIA_REQUIRE_CUDA") or "")
 
 
-def forward_compat_branches(image: dict[str, Any], cuda: str) -> tuple[list[int] | None, str]:
+def forward_compat_branches(
+    image: dict[str, Any], cuda: str, package: str | None = None
+) -> tuple[list[int] | None, str]:
     """Host branches allowed for forward compatibility: from the image's own brand/driver
-    terms (official CUDA images list them), else from the matrix."""
+    terms (official CUDA images list them), else from the matrix. A compat package of another
+    CUDA than the image's (`package`, "13.1") has its own list: the matrix's for that package."""
+    if package and _major_minor(package) != _major_minor(cuda):
+        listed = matrix.forward_compat_branches(package)
+        return (
+            list(listed) if listed else None
+        ), f"gpudoctor forward-compatibility table (cuda-compat {package})"
     terms = [
         int(low) for low, high in _BRANCH_TERM.findall(_require_cuda(image)) if int(high) == int(low) + 1
     ]
@@ -45,15 +61,28 @@ def forward_compat_branches(image: dict[str, Any], cuda: str) -> tuple[list[int]
     return (list(from_matrix) if from_matrix else None), "gpudoctor forward-compatibility table"
 
 
-def _has_cuda_compat(image: dict[str, Any]) -> bool | None:
+def cuda_compat_in_image(image: dict[str, Any]) -> tuple[bool | None, str | None, str]:
+    """(present, the package's CUDA "X.Y" where it says, evidence or what was looked at).
+    None, not False, when nothing shows it: image metadata cannot prove its absence."""
     env = image.get("env") or {}
-    if any(env.get(name) for name in _COMPAT_ENV):
-        return True
+    package = env.get("NV_CUDA_COMPAT_PACKAGE")
+    if package:
+        match = _COMPAT_PACKAGE.search(package)
+        return True, f"{match[1]}.{match[2]}" if match else None, f"NV_CUDA_COMPAT_PACKAGE={package}"
     kernels = image.get("kernels") or {}
-    paths = [b.get("path", "") for b in kernels.get("binaries", [])]
-    if any("/compat/libcuda" in p for p in paths):
-        return True
-    return None  # metadata alone cannot prove its absence
+    paths = [str(b.get("path", "")) for b in kernels.get("binaries", [])]
+    found = next((p for p in paths if "/compat/libcuda" in p), None)
+    if found:
+        match = _COMPAT_PATH.search(found)
+        return True, f"{match[1]}.{match[2]}" if match else None, f"{found} among the image's binaries"
+    return (
+        None,
+        None,
+        (
+            "no NV_CUDA_COMPAT_PACKAGE in the image config"
+            + (" and no .../compat/libcuda among its scanned binaries" if paths else ", binaries not scanned")
+        ),
+    )
 
 
 def _runtime_path(context: dict[str, Any], derived: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -94,10 +123,12 @@ def _runtime_path(context: dict[str, Any], derived: dict[str, Any]) -> tuple[str
     if not eligible or any(e is None for e in eligible):
         reasons = [g["derived"].get("unknown", {}).get("forward_compat_eligible") for g in gpus]
         return None, next((r for r in reasons if r), "no GPU to check for forward-compatibility eligibility")
-    if jetson:
-        return "forward_compat", None
-    if branches is None:
+    if not jetson and branches is None:
         return None, "no forward-compatibility branch list for this CUDA version"
+    if derived["image_has_cuda_compat"] is None:
+        return "forward_compat_unverified", None
+    if derived["cuda_compat_loaded"] is False:
+        return "forward_compat_not_loaded", None
     return "forward_compat", None
 
 
@@ -107,8 +138,15 @@ def _ge(left: str, right: str) -> bool:
 
 
 # What the CUDA runtime path means for a container the toolkit does not check.
-_CUDA_INIT_FAILS = ("insufficient", "fc_unsupported_gpu", "fc_unsupported_branch")
-_CUDA_INIT_WORKS = ("driver", "minor_version_compat", "forward_compat")
+_CUDA_INIT_FAILS = (
+    "insufficient",
+    "fc_unsupported_gpu",
+    "fc_unsupported_branch",
+    "forward_compat_not_loaded",
+)
+# forward_compat_unverified: works if the image carries cuda-compat, which it may (official CUDA
+# images do); counted as working, as GD-CUDA-003 (warn) says what to check.
+_CUDA_INIT_WORKS = ("driver", "minor_version_compat", "forward_compat", "forward_compat_unverified")
 
 
 def _requirements(
@@ -192,11 +230,14 @@ _CUDA_INIT_ERROR = {
     "does not support it) with the image's cuda-compat libraries, else error 35 (insufficient driver)",
     "fc_unsupported_branch": "error 804 (cudaErrorCompatNotSupportedOnDevice) with the image's cuda-compat "
     "libraries on a driver branch forward compatibility does not support, else error 35 (insufficient driver)",
+    "forward_compat_not_loaded": "error 35 (insufficient driver): the container toolkit does not load the "
+    "image's cuda-compat libraries",
 }
 _CUDA_PATH_WORDS = {
     "driver": "the driver's own CUDA support",
     "minor_version_compat": "minor version compatibility",
     "forward_compat": "forward compatibility (cuda-compat)",
+    "forward_compat_unverified": "forward compatibility (if the image carries cuda-compat)",
 }
 
 
@@ -339,6 +380,27 @@ def _platform(context: dict[str, Any], derived: dict[str, Any]) -> None:
         derived["unknown"]["image_platform_matches"] = "image platform unknown"
 
 
+def _cuda_compat(
+    derived: dict[str, Any], image: dict[str, Any], node: NodeFacts, image_mm: tuple[int, int] | None
+) -> None:
+    """What is known of the image's cuda-compat package and of this node loading it."""
+    from gpudoctor.runtime_mode import compat_libraries_loaded
+
+    present, version, evidence = cuda_compat_in_image(image)
+    package_mm = _major_minor(version)
+    if present and package_mm is not None and image_mm is not None and package_mm < image_mm:
+        present = False  # an older package cannot serve a newer CUDA runtime
+        evidence += f": older than the image's CUDA {image_mm[0]}.{image_mm[1]}"
+    derived["image_has_cuda_compat"] = present
+    derived["image_cuda_compat_version"] = version
+    derived["image_cuda_compat_evidence"] = evidence
+    wanted = package_mm or image_mm
+    derived["image_cuda_compat_package"] = f"cuda-compat-{wanted[0]}-{wanted[1]}" if wanted else None
+    loaded, why = compat_libraries_loaded(node.container_runtime)
+    derived["cuda_compat_loaded"] = loaded
+    derived["cuda_compat_loaded_reason"] = why
+
+
 def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -> None:
     if image is None or context.get("image") is None:
         return
@@ -353,10 +415,12 @@ def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -
     if cuda and derived["image_min_driver"] is None:
         derived["unknown"]["image_min_driver"] = f"CUDA {cuda} is not in gpudoctor's toolkit/driver table"
     derived["image_mvc_floor"] = matrix.mvc_floor(mm[0]) if mm else None
-    branches, branches_source = forward_compat_branches(image_dict, cuda or "")
+    _cuda_compat(derived, image_dict, node, mm)
+    branches, branches_source = forward_compat_branches(
+        image_dict, cuda or "", derived["image_cuda_compat_version"]
+    )
     derived["image_fc_branches"] = branches
     derived["image_fc_branches_source"] = branches_source if branches else None
-    derived["image_has_cuda_compat"] = _has_cuda_compat(image_dict)
     path, reason = _runtime_path(context, derived)
     derived["cuda_runtime_path"] = path
     if path is None and cuda:
