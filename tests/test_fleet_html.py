@@ -155,7 +155,7 @@ def test_what_if_and_plan_sections(chromium: Any, fleet_page: tuple[Path, list[s
     plan = page.locator("#plan ~ details.panel")
     assert plan.count() >= 3
     a800 = plan.filter(has_text="1x A800-SXM4-80GB R535 / vllm-openai").inner_text()
-    assert "driver=580.95.05" in a800 and "GD-CUDA-003" in a800
+    assert "cuda-compat=13.0" in a800 and "GD-CUDA-003" in a800 and "GD-CUDA-008" in a800
 
 
 def test_hostile_names_show_as_text(chromium: Any, fleet_page: tuple[Path, list[str]]) -> None:

@@ -160,13 +160,30 @@ def test_plan_on_the_seed_fleet_replays_through_what_if(registry: Registry, cuda
     plan = document["plan"]
     for gpu in SEED_CLASSES:
         proposal = by_gpu([p for p in plan if p["image"] == cuda13], gpu)
-        assert proposal["change"] and proposal["change"].startswith("driver=")
-        assert proposal["verdict_after"] in ("ok", "info")
-        assert "GD-CUDA-003" in proposal["findings_cleared"] and proposal["refs"]
-        assert not proposal["change"].startswith("driver=65")  # R650+ is not a branch the matrix supports
+        # R535 / R570 are among the host branches of the image's CUDA 13.0 compat package (its
+        # NVIDIA_REQUIRE_CUDA terms): forward compatibility reaches the verdict a rollout to R580
+        # reaches (info), without a rollout, so the plan's order takes it and says so.
+        assert proposal["change"] == "cuda-compat=13.0"
+        assert proposal["verdict_after"] == "info" and "GD-CUDA-008" in proposal["findings_after"]
+        assert "GD-CUDA-003" in proposal["findings_cleared"]
+        assert (
+            "https://docs.nvidia.com/deploy/cuda-compatibility/forward-compatibility.html" in proposal["refs"]
+        )
+        assert "no driver rollout" in proposal["why"] and "driver 580.95.05" in proposal["why"]
+        assert any(alt.startswith("driver 580.95.05") for alt in proposal["alternatives"])
+    # GeForce and a branch the package does not support: forward compatibility falls short, a driver it is.
+    for gpu in ("RTX 4090", "T4"):
+        proposal = by_gpu([p for p in plan if p["image"] == cuda13], gpu)
+        assert proposal["change"] == "driver=580.95.05", proposal
+        assert "cuda-compat-13-0 in the image) on today's driver: fail" in proposal["why"]
+        # R580 supports CUDA 13.0 itself: forward compatibility on it is no candidate.
+        assert not any(a.startswith("driver 580.95.05") and "forward" in a for a in proposal["alternatives"])
     # A class where no known change helps says why, naming the rule that stays.
     (v100,) = [p for p in plan if p["image"] == cuda13 and "V100S" in p["class"]]
     assert v100["change"] is None and "GD-CUDA-006" in v100["why"]
+    # A branch that would bring a new fail on the class's nodes is refused, and the why says so
+    # (R595 / R620 dropped Volta: GD-DRV-002), as GD-DRV-006 would refuse R650+ for A800.
+    assert "new fail on the nodes GD-DRV-002" in v100["why"]
     _replay(registry, [str(DEMO)], [cuda13, cuda12], plan)
 
 
@@ -175,7 +192,51 @@ def test_plan_on_a_held_out_fleet_of_real_xml(registry: Registry, cuda13: str) -
     document, _ = fleet(registry, *paths, "--image", cuda13, "--plan")
     assert document["plan"], "the CUDA 13 image does not run cleanly on these older drivers"
     assert all(p["change"] or p["why"].startswith("no change") for p in document["plan"])
+    assert by_gpu(document["plan"], "A100-SXM4-80GB")["change"] == "cuda-compat=13.0"
+    assert by_gpu(document["plan"], "GeForce RTX 4090")["change"] == "driver=580.95.05"
     _replay(registry, paths, [cuda13], document["plan"])
+
+
+def _compat_what_if(registry: Registry, paths: list[str], image: str, *changes: str) -> dict:
+    args = [arg for change in changes for arg in ("--what-if", change)]
+    document, _ = fleet(registry, *paths, "--image", image, *args)
+    return document["what_if"]
+
+
+def test_what_if_cuda_compat_on_the_seed_fleet(registry: Registry, cuda13: str) -> None:
+    what_if = _compat_what_if(registry, [str(DEMO)], cuda13, "cuda-compat=13.0")
+    # Eligible: data center GPUs on R535 / R570, branches the 13.0 package supports.
+    for gpu in (*SEED_CLASSES, "A100-SXM4-80GB"):
+        (image,) = by_gpu(what_if["classes"], gpu)["images"]
+        assert image["before"]["verdict"] == "warn" and "GD-CUDA-003" in image["before"]["findings"]
+        assert image["after"]["verdict"] == "info", gpu
+        assert "GD-CUDA-008" in image["after"]["findings"] and "GD-CUDA-003" not in image["after"]["findings"]
+    # Not eligible: a GeForce GPU, and branches the package does not list (R515, R460).
+    for gpu, rule in (("RTX 4090", "GD-CUDA-004"), ("T4", "GD-CUDA-005"), ("V100S", "GD-CUDA-005")):
+        (image,) = by_gpu(what_if["classes"], gpu)["images"]
+        assert image["after"] == image["before"] and image["after"]["verdict"] == "fail"
+        assert rule in image["after"]["findings"] and "GD-CUDA-008" not in image["after"]["findings"]
+
+
+def test_what_if_cuda_compat_scoped_and_too_old(registry: Registry, cuda13: str) -> None:
+    scoped = _compat_what_if(registry, [str(DEMO)], cuda13, "cuda-compat=13.0@class~A800")
+    for row in scoped["classes"]:
+        (image,) = row["images"]
+        assert (image["after"]["verdict"] == "info") is ("A800" in row["class"]), row["class"]
+    # A 12.9 package cannot serve a CUDA 13.0 runtime: said so, nothing changes.
+    older = _compat_what_if(registry, [str(DEMO)], cuda13, "cuda-compat=12.9")
+    (image,) = by_gpu(older["classes"], "A800")["images"]
+    assert image["after"]["verdict"] == "warn" and "cannot serve" in " ".join(image["after"]["notes"])
+
+
+def test_what_if_cuda_compat_on_a_held_out_fleet_of_real_xml(registry: Registry, cuda13: str) -> None:
+    paths = [str(p) for p in HELD_OUT]
+    what_if = _compat_what_if(registry, paths, cuda13, "cuda-compat=13.0")
+    (a100,) = by_gpu(what_if["classes"], "A100-SXM4-80GB")["images"]
+    assert (a100["before"]["verdict"], a100["after"]["verdict"]) == ("warn", "info")
+    for gpu in ("GeForce RTX 4090", "Tesla T4", "V100S"):
+        (image,) = by_gpu(what_if["classes"], gpu)["images"]
+        assert image["after"] == image["before"] and image["after"]["verdict"] == "fail", gpu
 
 
 def test_usage_errors_exit_64() -> None:

@@ -2,17 +2,24 @@
 the matrix knows that makes it run, with no new fail; or why there is none.
 
 Candidates, smallest first:
-  1. cuda-compat=<the image's CUDA>         forward compatibility, no driver change
-  2. another --image (a variant)            e.g. the same software built for an older CUDA
-  3. driver=<version>                       per driver branch the matrix lists as supported
+  1. cuda-compat=<the image's CUDA>         forward compatibility (the package installed in the
+                                            image), no driver change
+  2. driver=<version>                       per driver branch the matrix lists as supported
                                             with an end of life still ahead (LTSB / PB), the
                                             newest version of it the toolkit table names (else
                                             the branch); nearest to today's branch first
-  4. driver=<version> + cuda-compat          the same with forward compatibility
-Each candidate is evaluated by the what-if scenario (the same rules on rewritten facts). The
-first one giving a clean verdict (ok/info) wins; failing that, the first one that runs (warn)
-where today's does not. A candidate is refused when it brings a new fail on the class's nodes
-(node rules, e.g. GD-DRV-006 for A800 on R650+) or leaves the image failing.
+  3. driver=<version> + cuda-compat          the same with forward compatibility, only where that
+                                            driver does not support the image's CUDA itself
+  4. another --image (a variant)            e.g. the same software built for an older CUDA
+Each candidate is evaluated by the what-if scenario (the same rules on rewritten facts). A
+candidate is refused when it brings a new fail on the class's nodes (node rules, e.g. GD-DRV-006
+for A800 on R650+) or leaves the image failing. Of the others the plan takes, in this order:
+  - the least severe verdict of the image after (ok, then info, then warn; warn only where the
+    image does not run today),
+  - then the smallest change, in the candidate order above: forward compatibility on today's
+    driver (no driver rollout) before a driver rollout, the nearest branch first.
+The `why` says which candidates were smaller and fell short, what the nodes keep, and which
+alternatives reach the same verdict.
 """
 
 from __future__ import annotations
@@ -21,10 +28,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from gpudoctor.exitcodes import SEVERITY_ORDER
 from gpudoctor.fleet.aggregate import NodeClass
+from gpudoctor.fleet.driverfacts import reported_cuda_version
 from gpudoctor.fleet.matrix import FleetImage, MatrixEvaluator, finding_brief
 from gpudoctor.fleet.whatif import CLEAN, RUNS, Change, Scenario
 from gpudoctor.knowledge import matrix
+from gpudoctor.versions import major_minor
 
 _CAUSES_SHOWN = 4
 
@@ -65,6 +75,14 @@ def _class_branch(node_class: NodeClass) -> int | None:
     return int(branch) if branch.isdigit() else None
 
 
+def _needs_compat(driver_version: str, image_cuda: str) -> bool:
+    """Whether forward compatibility can add anything on this driver: it does not support the
+    image's CUDA itself (a compat package is used only when newer than the host driver)."""
+    supported, _note = reported_cuda_version(driver_version)
+    wanted, have = major_minor(image_cuda), major_minor(supported)
+    return wanted is not None and (have is None or have < wanted)
+
+
 def _candidates(
     node_class: NodeClass, image: FleetImage, variants: Sequence[FleetImage], image_cuda: str | None
 ) -> list[tuple[tuple[Change, ...], FleetImage, str]]:
@@ -72,7 +90,8 @@ def _candidates(
     compat = (Change("cuda-compat", image_cuda),) if image_cuda else ()
     out: list[tuple[tuple[Change, ...], FleetImage, str]] = []
     if compat:
-        out.append((compat, image, "forward compatibility (cuda-compat) on today's driver"))
+        package = "cuda-compat-" + image_cuda.replace(".", "-") if image_cuda else ""
+        out.append((compat, image, f"forward compatibility ({package} in the image) on today's driver"))
     today = _class_branch(node_class)
     branches = supported_branches()
     branches.sort(key=lambda b: (abs(b[0] - today) if today is not None else 0, -b[0]))
@@ -81,7 +100,7 @@ def _candidates(
         label = f"driver {version} (R{branch} {designation.upper()}, end of life {eol})"
         driver = Change("driver", version)
         out.append(((driver,), image, label))
-        if compat:
+        if compat and image_cuda and _needs_compat(version, image_cuda):
             out.append(((driver, *compat), image, label + " with forward compatibility"))
     # Another image changes the workload itself: after every driver option.
     for variant in variants:
@@ -127,17 +146,38 @@ def _proposal(
     after, side = best["after"], best["node_side"]
     cleared = [finding_brief(f) for f in today["details"] if f.rule_id not in after["findings"]]
     still = [finding_brief(f) for f in after["details"] if f.severity not in CLEAN]
+    gained = [
+        finding_brief(f)
+        for f in after["details"]
+        if f.severity in CLEAN and f.severity != "ok" and f.rule_id not in today["findings"]
+    ]
     why = f"{best['label']}: {best['image'].reference} {after['verdict']} on this class"
+    if gained:
+        why += " (" + ", ".join(f"{f['rule_id']}: {f['title']}" for f in gained) + ")"
     if cleared:
         why += "; clears " + ", ".join(f"{f['rule_id']} ({f['title']})" for f in cleared)
     if still:
         why += "; remains " + ", ".join(f"{f['rule_id']} ({f['title']})" for f in still)
     new_ids = [f["rule_id"] for f in side["new_findings"]]
     why += "; new on the nodes: " + (", ".join(new_ids) if new_ids else "none")
+    if side["after"]["verdict"] != "ok":
+        why += f"; the nodes stay {side['after']['verdict']} ({', '.join(side['after']['findings'])})"
+        rollout = next((o for o in alternatives if any(c.kind == "driver" for c in o["changes"])), None)
+        if rollout is not None and not any(c.kind == "driver" for c in best["changes"]):
+            kept = set(side["after"]["findings"]) - set(rollout["node_side"]["after"]["findings"])
+            if kept:
+                why += f", of which {rollout['label']} would also clear {', '.join(sorted(kept))}"
     smaller = [o["cause"] for o in outcomes[: outcomes.index(best)]]
     if smaller:
         why += "; smaller changes fall short: " + "; ".join(smaller[:_CAUSES_SHOWN])
-    row = _row(node_class, image, best["changes"], after, cleared + still + side["new_findings"], why)
+    same = [o["label"] for o in alternatives if o["verdict"] == best["verdict"]]
+    if same:
+        why += f"; chosen over {', '.join(same[:2])} (also {best['verdict']}) as the smaller change" + (
+            ": no driver rollout" if not any(c.kind == "driver" for c in best["changes"]) else ""
+        )
+    row = _row(
+        node_class, image, best["changes"], after, cleared + still + gained + side["new_findings"], why
+    )
     if best["image"] is not image:
         row["change"] = f"image={best['image'].reference}"
     row["findings_cleared"] = [f["rule_id"] for f in cleared]
@@ -174,6 +214,8 @@ def plan(
             passing = [o for o in outcomes if o["ok"] and o["verdict"] in wanted]
             if today["verdict"] in RUNS and wanted is RUNS:
                 passing = []  # it runs already; only a clean result would be an improvement
+            # The least severe verdict first, then the smallest change (candidate order): stable sort.
+            passing.sort(key=lambda o: SEVERITY_ORDER.index(o["verdict"]))
             if not passing:
                 why = "no change the matrix knows runs it " + (
                     "cleanly" if today["verdict"] in RUNS else "without a fail"

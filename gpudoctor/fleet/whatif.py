@@ -4,7 +4,9 @@ A change is `KIND=VALUE[@class~TEXT]`:
 
   driver=VERSION        install another driver (facts derived in driverfacts.py)
   cuda-compat=VERSION   the forward-compatibility package cuda-compat-X-Y in the images
-                        (only images whose CUDA major.minor is at most VERSION can use it)
+                        (only images whose CUDA major.minor is at most VERSION can use it), as
+                        NV_CUDA_COMPAT_PACKAGE: derive.image then knows it is there (GD-CUDA-008
+                        instead of GD-CUDA-003 where the GPU and branch are eligible)
   toolkit=VERSION       NVIDIA Container Toolkit version on the nodes
   runtime-mode=MODE     the nvidia runtime's configured mode (auto, legacy, csv, cdi, jit-cdi),
                         resolved as the toolkit does ("auto" per the node's toolkit release)
