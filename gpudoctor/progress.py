@@ -1,8 +1,9 @@
 """A progress bar on stderr for work that turns out to be long, on a terminal only.
 
 Nothing is drawn for the first second (GPUDOCTOR_PROGRESS_AFTER seconds), nor when stderr
-is not a terminal, so short runs and pipes, logs and CI stay clean. Drawn by rich, transient:
-the bar is erased when the work is done.
+is not a terminal, nor with --quiet (every command calls set_quiet), so short runs and
+pipes, logs and CI stay clean; stdout (tables, JSON) never gets a byte of it. Drawn by
+rich, transient: the bar is erased when the work is done.
 """
 
 from __future__ import annotations
@@ -15,14 +16,20 @@ from contextlib import contextmanager
 from typing import Any
 
 AFTER_S = 1.0
+_QUIET = {"on": False}
+
+
+def set_quiet(quiet: bool) -> None:
+    """--quiet of the running command: no bar at all."""
+    _QUIET["on"] = quiet
 
 
 class _Bar:
-    def __init__(self, description: str, total: int) -> None:
-        self.description, self.total, self.done = description, total, 0
+    def __init__(self, description: str, total: int, unit: str) -> None:
+        self.description, self.total, self.unit, self.done = description, total, unit, 0
         self.start = time.monotonic()
         self.after = float(os.environ.get("GPUDOCTOR_PROGRESS_AFTER", AFTER_S))
-        self.enabled = sys.stderr.isatty()
+        self.enabled = sys.stderr.isatty() and not _QUIET["on"]
         self.bar: Any = None
 
     def advance(self, count: int = 1) -> None:
@@ -31,12 +38,18 @@ class _Bar:
             return
         if self.bar is None and time.monotonic() - self.start >= self.after:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                MofNCompleteColumn,
+                Progress,
+                TimeRemainingColumn,
+            )
 
             self.bar = Progress(
                 "{task.description}",
                 BarColumn(),
-                MofNCompleteColumn(),
+                DownloadColumn() if self.unit == "bytes" else MofNCompleteColumn(),
                 TimeRemainingColumn(),
                 console=Console(stderr=True),
                 transient=True,
@@ -52,8 +65,9 @@ class _Bar:
 
 
 @contextmanager
-def progress(description: str, total: int) -> Iterator[_Bar]:
-    bar = _Bar(description, total)
+def progress(description: str, total: int, unit: str = "items") -> Iterator[_Bar]:
+    """A bar counting `total` items (or bytes, unit="bytes"); call .advance(count) as they are done."""
+    bar = _Bar(description, total, unit)
     try:
         yield bar
     finally:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.kernels_support import FATBINS
 from tests.kernels_tree import build_site_packages
-from tests.support.cli import run_gpudoctor
+from tests.support.cli import run_gpudoctor, run_on_a_terminal
 
 REPO = Path(__file__).resolve().parent.parent
 NODES = REPO / "fixtures" / "facts" / "nodes"
@@ -101,3 +103,31 @@ def test_bad_input_is_one_line(args: list[str], code: int, text: str) -> None:
     assert done.returncode == code
     assert len(done.stderr.strip().splitlines()) == 1 and text in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# The bar is drawn at once here (GPUDOCTOR_PROGRESS_AFTER=0), not after the usual second.
+AT_ONCE = {"GPUDOCTOR_PROGRESS_AFTER": "0", "COLUMNS": "120"}
+
+
+@pytest.mark.parametrize("shape", ["tree", "wheel", "tar"])
+def test_progress_bar_on_a_terminal_only(tree: Path, tmp_path: Path, shape: str) -> None:
+    """A tree, wheel or tar scan draws a bar on stderr when it is a terminal, nothing when it
+    is piped or with --quiet, and never a byte of it in the JSON on stdout."""
+    target = tree
+    if shape == "wheel":
+        target = tmp_path / "site-1.0-py3-none-any.whl"
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as wheel:
+            for path in sorted(tree.rglob("*")):
+                wheel.write(path, path.relative_to(tree).as_posix())
+    elif shape == "tar":
+        target = tmp_path / "site.tar"
+        with tarfile.open(target, "w") as archive:
+            archive.add(tree, arcname=".")
+    shown = run_on_a_terminal(["kernels", str(target)], AT_ONCE, stream="stderr")
+    assert f"scanning {target}" in shown
+    assert "━" in shown  # rich's bar
+    assert run_on_a_terminal(["kernels", str(target), "--quiet"], AT_ONCE, stream="stderr") == ""
+    piped = run_gpudoctor("kernels", str(target), "--format", "json", env=AT_ONCE)
+    assert piped.stderr == "" and json.loads(piped.stdout)["binaries"]
+    on_screen = run_on_a_terminal(["kernels", str(target), "--format", "json"], AT_ONCE, stream="stdout")
+    assert json.loads(on_screen)["binaries"]  # stdout is the JSON, nothing else

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.kernels_support import FATBINS
-from tests.support.cli import run_gpudoctor
+from tests.support.cli import run_gpudoctor, run_on_a_terminal
 from tests.support.services import (
     DOCKER_MANIFEST,
     BuiltImage,
@@ -105,6 +105,15 @@ def test_deep_scan_of_an_archive(tmp_path: Path, as_tar: bool) -> None:
     assert {"GD-KERN-001", "GD-KERN-002"} <= kernel_rules(report)
     paths = {b["path"] for b in report["image"]["kernels"]["binaries"]}
     assert paths == set(LAYER_FILES)
+
+
+def test_deep_scan_shows_progress_on_a_terminal_only(tmp_path: Path) -> None:
+    """--deep reads every layer: a bar on a terminal's stderr (drawn at once here), none when piped."""
+    layout = oci_layout(tmp_path / "layout", [(kernel_image(), None)], as_tar=False)
+    args = ["preflight", str(layout), "--node", str(volta_node(tmp_path)), "--deep"]
+    env = {"GPUDOCTOR_PROGRESS_AFTER": "0", "COLUMNS": "120", "DOCKER_HOST": "unix:///nonexistent"}
+    assert f"scanning the layers of {layout}" in run_on_a_terminal(args, env, stream="stderr")
+    assert "scanning" not in run_gpudoctor(*args, env=env).stderr
 
 
 def test_without_deep_there_is_no_kernel_scan(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from gpudoctor import exitcodes
+from gpudoctor.progress import set_quiet
 
 if TYPE_CHECKING:
     from gpudoctor.facts import NodeFacts
@@ -80,6 +81,7 @@ class Command(click.Command):
         if quiet and verbose:
             raise click.UsageError("--quiet and --verbose exclude each other", ctx)
         VERBOSITY.update(quiet=quiet, verbose=verbose, timings={})
+        set_quiet(quiet)
         start = time.perf_counter()
         try:
             return super().invoke(ctx)

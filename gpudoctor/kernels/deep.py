@@ -14,12 +14,14 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from functools import partial
 from typing import BinaryIO
 
 from gpudoctor.errors import BadInput, ServiceUnavailable
 from gpudoctor.facts import ImageFacts, KernelScanFacts
 from gpudoctor.images import RegistryOptions
-from gpudoctor.kernels.sources import Scanner
+from gpudoctor.kernels.sources import ReadTap, Scanner
+from gpudoctor.progress import progress
 
 BLOB_TIMEOUT_S = 120
 NOT_PULLED = "remote image: layers not downloaded (add --pull-layers to download and scan them)"
@@ -112,12 +114,14 @@ def _scan_archive(scanner: Scanner, path: str, manifest_digest: str | None) -> N
                 raise BadInput(f"{path}: {manifest_digest[:19]} is not an image manifest")
             names = [blob_name(layer.digest, path) for layer in manifest.layers]
             scanner.layers.order = names
-            for name in names:
-                layer = open_in_layout(root, name)
-                if layer is None:
-                    raise BadInput(f"{path}: {name} is missing, or not a regular file inside the layout")
-                with layer:
-                    scanner.add_layer(name, layer)
+            total = sum(layer.size or 0 for layer in manifest.layers)
+            with progress(f"scanning the layers of {path}", total, "bytes") as bar:
+                for name in names:
+                    layer = open_in_layout(root, name)
+                    if layer is None:
+                        raise BadInput(f"{path}: {name} is missing, or not a regular file inside the layout")
+                    with layer:
+                        scanner.add_layer(name, ReadTap(layer, lambda data: bar.advance(len(data))))  # type: ignore[arg-type]
             return
     scanner.add(path)
 
@@ -152,15 +156,23 @@ def _scan_registry(
             if verify is False:
                 context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
         scanner.layers.order = [layer.digest for layer in manifest.layers]
-        for layer in manifest.layers:
-            with _open_blob(
-                endpoint.url(f"{ref.repository}/blobs/{layer.digest}"), authorization, context
-            ) as response:
-                hashed = _Hashing(response)
-                scanner.add_layer(layer.digest, hashed)  # type: ignore[arg-type]
-                hashed.drain()
-                if f"sha256:{hashed.digest.hexdigest()}" != layer.digest:
-                    raise BadInput(f"{client.name}: layer {layer.digest[:19]} does not match its digest")
+        with progress(f"scanning the layers of {ref}", total, "bytes") as bar:
+            for layer in manifest.layers:
+                with _open_blob(
+                    endpoint.url(f"{ref.repository}/blobs/{layer.digest}"), authorization, context
+                ) as response:
+                    digest = hashlib.sha256()
+                    hashed = ReadTap(response, partial(_hash_and_count, digest, bar.advance))
+                    scanner.add_layer(layer.digest, hashed)  # type: ignore[arg-type]
+                    hashed.drain()
+                    if f"sha256:{digest.hexdigest()}" != layer.digest:
+                        raise BadInput(f"{client.name}: layer {layer.digest[:19]} does not match its digest")
+
+
+def _hash_and_count(digest: hashlib._Hash, advance: Callable[[int], None], data: bytes) -> None:
+    """Every byte the tar reader consumes is hashed (the digest is checked) and counted (the bar)."""
+    digest.update(data)
+    advance(len(data))
 
 
 def _open_blob(url: str, authorization: str | None, context: ssl.SSLContext | None) -> BinaryIO:
@@ -177,20 +189,3 @@ def _open_blob(url: str, authorization: str | None, context: ssl.SSLContext | No
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         raise ServiceUnavailable(f"layer download {url.rsplit('/', 1)[-1][:19]}: {exc}") from None
     return response
-
-
-class _Hashing:
-    """Reads through a stream, hashing every byte the tar reader consumes."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self.digest = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size)
-        self.digest.update(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass

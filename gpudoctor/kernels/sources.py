@@ -30,6 +30,7 @@ from gpudoctor.kernels import wheel
 from gpudoctor.kernels.layers import WHITEOUT_PREFIX, LayerRecord
 from gpudoctor.kernels.packages import MAX_TEXT, PackageCollector, text_limit
 from gpudoctor.kernels.scan import is_candidate, scan_path, scan_stream
+from gpudoctor.progress import progress
 
 _SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
 _GZIP = b"\x1f\x8b"
@@ -76,8 +77,11 @@ class Scanner:
         with open(path, "rb") as handle:
             head = handle.read(512)
         if _is_archive(head):
-            with open(path, "rb") as handle:
-                self.add_tar_stream(handle, path, depth=0)
+            with (
+                open(path, "rb") as handle,
+                progress(f"scanning {path}", os.path.getsize(path), "bytes") as bar,
+            ):
+                self.add_tar_stream(ReadTap(handle, lambda data: bar.advance(len(data))), path, depth=0)  # type: ignore[arg-type]
             return
         result = scan_path(path)
         self.collector.see_path(path)
@@ -89,19 +93,20 @@ class Scanner:
         if os.path.isfile(os.path.join(root, "oci-layout")):
             self._add_oci_layout(root)
             return
-        for directory, subdirs, files in os.walk(root, followlinks=False):
-            subdirs.sort()
-            for name in sorted(files):
-                full = os.path.join(directory, name)
-                shown = os.path.relpath(full, root)
-                try:
-                    info = os.lstat(full)
-                except OSError as exc:
-                    self.errors.append(ProbeError(probe="kernels", message=f"{shown}: {exc}"))
-                    continue
-                if not stat.S_ISREG(info.st_mode):
-                    continue  # symlinks and devices are never followed
-                self._add_tree_file(full, shown)
+        files = list(_tree_files(root))
+        with progress(f"scanning {root}", len(files)) as bar:
+            for full in files:
+                self._add_tree_entry(full, os.path.relpath(full, root))
+                bar.advance()
+
+    def _add_tree_entry(self, full: str, shown: str) -> None:
+        try:
+            info = os.lstat(full)
+        except OSError as exc:
+            self.errors.append(ProbeError(probe="kernels", message=f"{shown}: {exc}"))
+            return
+        if stat.S_ISREG(info.st_mode):  # symlinks and devices are never followed
+            self._add_tree_file(full, shown)
 
     def _add_tree_file(self, full: str, shown: str) -> None:
         self.collector.see_path(shown)
@@ -114,16 +119,16 @@ class Scanner:
         self._keep(result)
 
     def _add_oci_layout(self, root: str) -> None:
-        blobs = os.path.join(root, "blobs")
-        for directory, _subdirs, files in os.walk(blobs, followlinks=False):
-            for name in sorted(files):
-                full = os.path.join(directory, name)
-                if not stat.S_ISREG(os.lstat(full).st_mode):
-                    continue
+        blobs = [
+            full for full in _tree_files(os.path.join(root, "blobs")) if stat.S_ISREG(os.lstat(full).st_mode)
+        ]
+        with progress(f"scanning {root}", sum(os.lstat(full).st_size for full in blobs), "bytes") as bar:
+            for full in blobs:
                 with open(full, "rb") as handle:
                     if _is_archive(handle.read(512)):
                         handle.seek(0)
-                        self.add_tar_stream(handle, os.path.relpath(full, root), depth=1)
+                        layer = ReadTap(handle, lambda data: bar.advance(len(data)))
+                        self.add_tar_stream(layer, os.path.relpath(full, root), depth=1)  # type: ignore[arg-type]
 
     def add_tar_stream(self, stream: BinaryIO, label: str, depth: int) -> None:
         count = inflated = 0
@@ -225,8 +230,10 @@ class Scanner:
                     return BinaryFacts(path=name, error=f"cannot read from {path}: {found}")
                 return found
 
-            for result in wheel.parallel(scan, scanned, cost=lambda item: wheel.member_cost(item[1])):
-                self._keep(result)
+            with progress(f"scanning {path}", len(scanned)) as bar:
+                for result in wheel.parallel(scan, scanned, cost=lambda item: wheel.member_cost(item[1])):
+                    self._keep(result)
+                    bar.advance()
 
     def _add_member(self, name: str, handle: BinaryIO, label: str, depth: int) -> None:
         if self._layer and self.layers.note_whiteout(self._layer, name):
@@ -342,9 +349,35 @@ def _safe_member_name(name: str) -> str | None:
     return normalised
 
 
+def _tree_files(root: str) -> Iterator[str]:
+    """Every file name under root, in a stable order; symlinked directories are not entered."""
+    for directory, subdirs, files in os.walk(root, followlinks=False):
+        subdirs.sort()
+        for name in sorted(files):
+            yield os.path.join(directory, name)
+
+
 def _read_text_file(path: str) -> str:
     with open(path, "rb") as handle:
         return handle.read(text_limit(path)).decode("utf-8", "replace")
+
+
+class ReadTap:
+    """A stream whose every read is also handed to `seen` (a digest, a progress bar)."""
+
+    def __init__(self, stream: BinaryIO, seen: Callable[[bytes], object]) -> None:
+        self._stream = stream
+        self._seen = seen
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._seen(data)
+        return data
+
+    def drain(self) -> None:
+        """Read to the end (what a reader left unread still counts)."""
+        while self.read(_BUFFER):
+            pass
 
 
 class _Prefixed(io.RawIOBase):
