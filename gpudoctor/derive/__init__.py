@@ -13,6 +13,10 @@ Each domain derives its own facts in its own module:
   container.py  container stack (stale CDI specs, GPU container paths, toolkit release)
   image.py    image vs node (CUDA runtime vs driver, NVIDIA_REQUIRE_* evaluation and enforcement, platform)
   kernels.py  fatbin coverage per GPU, framework meaning (FlashAttention, torch)
+
+Each module also declares `INPUTS`, the facts each derived fact is computed from: a derived
+fact computed from a failed fact is failed too (gpudoctor.derive.inputs), so a rule reading only
+the derived fact is `unknown`, not skipped or passed.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from gpudoctor.derive.inputs import mark_derived_failures
 from gpudoctor.facts import ImageFacts, NodeFacts
 
 _DERIVERS = (
@@ -44,8 +49,12 @@ def build_context(node: NodeFacts, image: ImageFacts | None = None) -> dict[str,
         [f"{path} ({reason})" for path, (reason, _) in failed.items()]
         + [f"{error['probe']}: {error['message']}" for error in context.get("probe_errors") or []]
     )
+    declared: dict[str, tuple[str, ...]] = {}
     for module_name in _DERIVERS:
-        importlib.import_module(module_name).derive(context, node, image)
+        module = importlib.import_module(module_name)
+        module.derive(context, node, image)
+        declared.update(module.INPUTS)
+    mark_derived_failures(context, declared)
     return context
 
 

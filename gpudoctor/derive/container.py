@@ -19,6 +19,25 @@ from typing import Any
 
 from gpudoctor.facts import ImageFacts, NodeFacts
 
+_RUNTIME = "container_runtime."
+_ENGINES = (_RUNTIME + "docker_default_runtime", _RUNTIME + "containerd_default_runtime")
+
+# What each derived fact is computed from (gpudoctor.derive.inputs).
+INPUTS = {
+    "derived.cdi_nvidia_specs": (_RUNTIME + "cdi_spec_details",),
+    "derived.cdi_stale_specs": ("driver.version", _RUNTIME + "cdi_spec_details"),
+    "derived.gpu_container_engines": _ENGINES,
+    "derived.gpu_container_paths": (
+        *_ENGINES,
+        _RUNTIME + "docker_nvidia_runtime",
+        _RUNTIME + "containerd_nvidia_runtime",
+        _RUNTIME + "cdi_spec_details",
+        f"{_RUNTIME}toolkit_version|{_RUNTIME}mode_configured",
+    ),
+    "derived.toolkit_release": (f"{_RUNTIME}toolkit_version|{_RUNTIME}libnvidia_container_version",),
+    "derived.toolkit_release_source": (f"{_RUNTIME}toolkit_version|{_RUNTIME}libnvidia_container_version",),
+}
+
 
 def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -> None:
     derived = context["derived"]

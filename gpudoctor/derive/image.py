@@ -380,6 +380,57 @@ def _platform(context: dict[str, Any], derived: dict[str, Any]) -> None:
         derived["unknown"]["image_platform_matches"] = "image platform unknown"
 
 
+_REQUIRE = ("derived.image_require_satisfied", "derived.requirement_enforced", "derived.cuda_runtime_path")
+_SATISFIED = ("gpus", "derived.image_require")
+_MODE = ("container_runtime.mode", "container_runtime.disable_require")
+_COMPAT = (
+    "container_runtime.toolkit_version",
+    "container_runtime.mode",
+    "container_runtime.cuda_compat_mode",
+)
+
+# What each derived fact is computed from (gpudoctor.derive.inputs); the image's own facts have
+# no failed queries (an image that cannot be read ends the command).
+INPUTS = {
+    **dict.fromkeys(
+        (
+            "derived.image_cuda",
+            "derived.image_cuda_major",
+            "derived.image_min_driver",
+            "derived.image_mvc_floor",
+            "derived.image_fc_branches",
+            "derived.image_fc_branches_source",
+            "derived.image_has_cuda_compat",
+            "derived.image_cuda_compat_version",
+            "derived.image_cuda_compat_evidence",
+            "derived.image_cuda_compat_package",
+            "derived.image_gpus_requested",
+            "derived.image_platform_architectures",
+            "derived.image_platform_not_offered",
+            "derived.image_platforms_offered",
+        ),
+        (),
+    ),
+    "derived.cuda_runtime_path": ("driver.cuda_version|driver.version",),
+    "derived.image_require": ("container_runtime.toolkit_version",),
+    "derived.image_require_error": ("container_runtime.toolkit_version",),
+    "derived.runtime_mode": ("container_runtime.mode",),
+    "derived.cuda_compat_loaded": _COMPAT,
+    "derived.cuda_compat_loaded_reason": _COMPAT,
+    "derived.requirement_enforced": _MODE,
+    "derived.requirement_enforced_reason": _MODE,
+    "derived.image_require_satisfied": _SATISFIED,
+    "derived.image_require_message": _SATISFIED,
+    "derived.image_require_invalid": _SATISFIED,
+    "derived.image_require_note": _SATISFIED,
+    "derived.image_require_outcome": _REQUIRE,
+    "derived.image_require_effect": _REQUIRE,
+    "derived.node_platform_architecture": ("host.cpu_arch",),
+    "derived.node_platform_inferred": ("host.cpu_arch",),
+    "derived.image_platform_matches": ("derived.node_platform_architecture",),
+}
+
+
 def _cuda_compat(
     derived: dict[str, Any], image: dict[str, Any], node: NodeFacts, image_mm: tuple[int, int] | None
 ) -> None:

@@ -36,6 +36,23 @@ _PER_GPU = (
 )
 
 
+_GPU_CC = "gpus[{gpu}].derived.compute_capability"
+_JIT = (_GPU_CC, "driver.cuda_version")  # whether this driver can JIT the PTX
+
+# What each derived fact is computed from (gpudoctor.derive.inputs).
+INPUTS = {
+    "derived.kernels_scanned": (),
+    "derived.kernels_unread": (),
+    "gpus[{gpu}].derived.kernel_none": (_GPU_CC,),
+    "gpus[{gpu}].derived.kernel_jit_only": _JIT,
+    "gpus[{gpu}].derived.kernel_unknown": _JIT,
+    "gpus[{gpu}].derived.kernel_ptx_too_new": _JIT,
+    "gpus[{gpu}].derived.torch_no_kernel": (_GPU_CC,),
+    "gpus[{gpu}].derived.flash_attn_fallback": (_GPU_CC,),
+    "gpus[{gpu}].derived.kernel_sm": (_GPU_CC,),
+}
+
+
 def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -> None:
     scan = image.kernels if image is not None else None
     context["derived"]["kernels_scanned"] = scan is not None

@@ -23,6 +23,68 @@ _SAME_SWITCH = ("internal", "single", "multiple")
 _FABRIC_ACTIVE = ("not_started", "in_progress", "completed")
 
 
+_ID = "gpus[{gpu}].pci_device_id|gpus[{gpu}].name"  # identify(): by device id, else by name
+_MODEL = ("gpus[{gpu}].derived.compute_capability", "gpus[{gpu}].derived.architecture")
+_DRIVER_BRANCH = ("derived.driver_branch",)
+
+# What each derived fact is computed from (gpudoctor.derive.inputs).
+INPUTS = {
+    "gpus[{gpu}].derived.compute_capability": ("gpus[{gpu}].compute_capability",),
+    "gpus[{gpu}].derived.identified": ("gpus[{gpu}].compute_capability",),
+    "gpus[{gpu}].derived.identified_by": ("gpus[{gpu}].compute_capability",),
+    "gpus[{gpu}].derived.architecture": ("gpus[{gpu}].architecture",),
+    "gpus[{gpu}].derived.known_model": (_ID,),
+    "gpus[{gpu}].derived.chip": ("gpus[{gpu}].pci_device_id",),
+    "gpus[{gpu}].derived.identity_conflict": ("gpus[{gpu}].pci_device_id", "gpus[{gpu}].name"),
+    "gpus[{gpu}].derived.min_driver_branch": _MODEL,
+    "gpus[{gpu}].derived.last_driver_branch": _MODEL,
+    "gpus[{gpu}].derived.open_module_required": _MODEL,
+    "gpus[{gpu}].derived.open_module_unsupported": _MODEL,
+    "gpus[{gpu}].derived.last_cuda": _MODEL,
+    "gpus[{gpu}].derived.first_cuda": _MODEL,
+    "gpus[{gpu}].derived.geforce": ("gpus[{gpu}].brand", "gpus[{gpu}].name"),
+    "gpus[{gpu}].derived.datacenter": (_ID, "gpus[{gpu}].brand"),
+    "gpus[{gpu}].derived.forward_compat_kind": ("gpus[{gpu}].derived.datacenter",),
+    "gpus[{gpu}].derived.forward_compat_eligible": ("gpus[{gpu}].derived.datacenter",),
+    "gpus[{gpu}].derived.jetson": ("gpus[{gpu}].derived.datacenter",),
+    "gpus[{gpu}].derived.nvswitch_baseboard": (_ID,),
+    "gpus[{gpu}].derived.grace": (_ID,),
+    "gpus[{gpu}].derived.form_factor": (_ID,),
+    "topology.pairs[{pair}].derived.nvlink_connected": (
+        "topology.pairs[{pair}].nvlink_count",
+        "topology.pairs[{pair}].p2p_nvlink",
+    ),
+    "topology.pairs[{pair}].derived.same_pcie_switch": ("topology.pairs[{pair}].common_ancestor",),
+    "topology.pairs[{pair}].derived.geforce": ("gpus[{a}].derived.geforce", "gpus[{b}].derived.geforce"),
+    "topology.pairs[{pair}].derived.acs_on_path": ("topology.pairs[{pair}].acs_bridges",),
+    "derived.driver_present": ("driver.present|driver.version",),
+    "derived.no_driver_reason": (),
+    "derived.driver_branch": ("driver.branch|driver.version",),
+    "derived.gpu_count": ("gpus",),
+    "derived.gpus_described": ("gpus",),
+    "derived.gpus_missing": ("gpus", "driver.attached_gpus"),
+    "derived.architectures": ("gpus", "gpus[*].derived.architecture"),
+    "derived.architecture_count": ("derived.architectures",),
+    "derived.gpu_models": ("gpus", "gpus[*].name"),
+    "derived.geforce_count": ("gpus", "gpus[*].derived.geforce"),
+    "derived.mig_enabled_count": ("gpus", "gpus[*].mig_mode"),
+    "derived.open_module_required": ("gpus", "gpus[*].derived.open_module_required"),
+    "derived.open_module_unsupported": ("gpus", "gpus[*].derived.open_module_unsupported"),
+    "derived.nvswitch_system": ("gpus", "fabric.nvswitch_count|gpus[*].fabric_state"),
+    "derived.fabric_manager_running": ("fabric.fabric_manager_running|gpus[*].fabric_state",),
+    "derived.kernel_module_mismatch": ("driver.version", "driver.kernel_module_version"),
+    "derived.nvml_mismatch": ("driver.version", "driver.nvml_version"),
+    "derived.driver_components_mismatch": (
+        "driver.library_mismatch|derived.kernel_module_mismatch|derived.nvml_mismatch",
+    ),
+    "derived.driver_branch_designation": _DRIVER_BRANCH,
+    "derived.driver_branch_eol": _DRIVER_BRANCH,
+    "derived.driver_branch_eol_passed": _DRIVER_BRANCH,
+    "derived.driver_branch_eol_known": _DRIVER_BRANCH,
+    "derived.driver_branch_lifecycle_note": _DRIVER_BRANCH,
+}
+
+
 def _driver_present(driver: dict[str, Any]) -> bool | None:
     if driver.get("present") is not None:
         return bool(driver["present"])
