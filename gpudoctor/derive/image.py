@@ -384,7 +384,7 @@ _REQUIRE = ("derived.image_require_satisfied", "derived.requirement_enforced", "
 _SATISFIED = ("gpus", "derived.image_require")
 _MODE = ("container_runtime.mode", "container_runtime.disable_require")
 _COMPAT = (
-    "container_runtime.toolkit_version",
+    "container_runtime.toolkit_version|container_runtime.libnvidia_container_version",
     "container_runtime.mode",
     "container_runtime.cuda_compat_mode",
 )
