@@ -358,6 +358,9 @@ class ImageFacts:
     # nccl_version, vllm_version, sglang_version, tensorrt_llm_version, ...
     env_hints: dict[str, str] = field(default_factory=dict)
     size_bytes: int | None = None  # total compressed layer size from the manifest
+    # The layers' content (uncompressed tar digests, the config's rootfs.diff_ids): equal lists
+    # mean the same files, whichever registry, engine or archive the image came from.
+    diff_ids: list[str] = field(default_factory=list)
     kernels: KernelScanFacts | None = None  # filled by --deep
     unknown: Unknown = field(default_factory=_unknown)
 

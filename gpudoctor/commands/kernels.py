@@ -13,6 +13,8 @@ from gpudoctor.commands.common import (
     format_option,
     node_option,
     output_option,
+    registry_options,
+    registry_options_from,
     rule_dirs_from,
     rules_option,
     write_text,
@@ -21,6 +23,7 @@ from gpudoctor.commands.common import (
 if TYPE_CHECKING:
     from gpudoctor.facts import KernelScanFacts, NodeFacts
     from gpudoctor.findings import Finding
+    from gpudoctor.images import RegistryOptions
 
 
 @click.command(
@@ -32,6 +35,7 @@ Examples:
   gpudoctor kernels flash_attn-2.7.4-cp312-linux_x86_64.whl --gpu 9.0,10.0
   gpudoctor kernels app.tar --node node.xml --format json
   gpudoctor kernels registry.example.com/app:1.4 --attach
+  gpudoctor kernels app.tar --attach registry.example.com/app:1.4
 """,
 )
 @click.argument("paths", nargs=-1, required=True)
@@ -44,9 +48,15 @@ Examples:
 @node_option("Judge for the GPUs of a saved gpudoctor JSON report or `nvidia-smi -q -x` XML.")
 @click.option(
     "--attach",
-    is_flag=True,
-    help="PATHS is one registry image: download its layers, scan them, and push the scan to the "
-    "registry as a kernels attestation of the image (read by `preflight` without --deep).",
+    "attach_to",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[REFERENCE]",
+    help="PATHS is one image (registry reference, local Docker image, or docker save / OCI archive): "
+    "scan it and push the scan to the registry as a kernels attestation of the image REFERENCE names "
+    "(default: PATHS itself), read by `preflight` without --deep. The local image must have the "
+    "registry image's layers.",
 )
 @click.option(
     "--platform",
@@ -57,15 +67,13 @@ Examples:
     help="With --attach: the platform of a multi-platform image to scan and attest.",
 )
 @click.option(
-    "--insecure-registry",
-    "insecure",
-    multiple=True,
-    metavar="HOST:PORT",
-    help="With --attach: plain HTTP for this registry (repeatable).",
+    "--source",
+    type=click.Choice(("registry", "docker", "archive")),
+    default=None,
+    help="With --attach: where to read the image (default: an existing path is an archive; else the "
+    "local engine if it has the image; else the registry, downloading every layer).",
 )
-@click.option(
-    "--ca-bundle", default=None, metavar="FILE", help="With --attach: CA certificates for registry TLS."
-)
+@registry_options
 @format_option("table", "json")
 @output_option
 @rules_option
@@ -73,10 +81,13 @@ def command(
     paths: tuple[str, ...],
     gpus: tuple[str, ...],
     node_file: str | None,
-    attach: bool,
+    attach_to: str | None,
     platform_text: str,
-    insecure: tuple[str, ...],
+    source: str | None,
+    insecure_registries: tuple[str, ...],
     ca_bundle: str | None,
+    proxy: str | None,
+    registry_mirrors: tuple[str, ...],
     fmt: str,
     output: str | None,
     rule_dirs: tuple[str, ...],
@@ -99,10 +110,11 @@ def command(
         from gpudoctor.nodeinput import load_node
 
         node = load_node(node_file)
-    if attach:
+    if attach_to is not None:
         if len(paths) != 1:
-            raise UsageError("--attach takes exactly one registry image")
-        scan = _scan_and_attach(paths[0], platform_text, insecure, ca_bundle)
+            raise UsageError("--attach takes exactly one image")
+        options = registry_options_from(insecure_registries, ca_bundle, proxy, registry_mirrors, "/")
+        scan = _scan_and_attach(paths[0], attach_to or paths[0], platform_text, source, options)
     else:
         scan = scan_targets(list(paths))
     findings, node_ccs = _findings(scan, node, ccs_given, rule_dirs) if (node or ccs_given) else (None, [])
@@ -120,32 +132,55 @@ def command(
 
 
 def _scan_and_attach(
-    image: str, platform_text: str, insecure: tuple[str, ...], ca_bundle: str | None
+    image: str, target: str, platform_text: str, source: str | None, options: RegistryOptions
 ) -> KernelScanFacts:
-    """Scan a registry image's layers (the chosen platform's) and push the scan as its attestation."""
+    """Scan `image` where it is and push the scan as the attestation of the registry image
+    `target` (the manifest of the chosen platform). A local image (engine or archive) is
+    scanned only if its layers are the registry image's: never attested to a wrong subject."""
     import sys
 
-    from gpudoctor.errors import UsageError
-    from gpudoctor.images import RegistryOptions, fetch_image
+    from gpudoctor.errors import BadInput, InputMissing, UsageError
+    from gpudoctor.images import Fetcher, looks_like_path
     from gpudoctor.images.platform import parse_platform
     from gpudoctor.images.reference import parse_reference
     from gpudoctor.kernels.artifacts import attach
     from gpudoctor.kernels.deep import scan_image
 
-    if Path(image).exists():
-        raise UsageError(f"--attach: {image} is a path; give the image's registry reference")
-    options = RegistryOptions(insecure_registries=insecure, ca_bundle=ca_bundle)
-    facts = fetch_image(image, source="registry", platform=parse_platform(platform_text), options=options)
-    scan = scan_image(
-        image,
-        facts,
-        pull_layers=True,
-        options=options,
-        announce=lambda text: print(f"gpudoctor: {text}", file=sys.stderr),
-    )
-    assert scan is not None and facts.digest is not None
-    digest, how = attach(parse_reference(image), facts.digest, scan, insecure, ca_bundle)
-    print(f"gpudoctor: attached kernels attestation {digest} to {facts.digest} ({how})", file=sys.stderr)
+    if target == image and (Path(image).exists() or looks_like_path(image) or source == "archive"):
+        raise UsageError(
+            f"--attach: {image} is an archive; name the registry image: --attach REGISTRY/REPO:TAG"
+        )
+    wanted = parse_platform(platform_text)
+    ref = parse_reference(target)
+    with Fetcher(options) as fetcher:
+        local = fetcher.fetch(image, source=source, platform=wanted)
+        remote = local
+        if local.source != "registry" or image != target:
+            remote = fetcher.fetch(target, source="registry", platform=wanted)
+        for facts in {id(local): local, id(remote): remote}.values():
+            if facts.platform_not_offered is not None:
+                raise InputMissing(f"--attach: {facts.reference}: {facts.unknown['platform']}")
+        if remote.digest is None:
+            raise BadInput(f"--attach: {target}: the registry gave no manifest digest")
+        if local.source == "archive" and Path(image).is_file() and len(local.platforms) > 1:
+            raise UsageError(f"--attach: {image} holds {len(local.platforms)} platforms; extract it "
+                             "(tar -xf) and give the OCI layout directory, which is read per platform")  # fmt: skip
+        if local.diff_ids != remote.diff_ids:
+            raise BadInput(
+                f"--attach: {image} ({local.source}) is not the image {target} has for {wanted}: their layers "
+                f"differ ({len(local.diff_ids)} local, {len(remote.diff_ids)} in the registry); push it first"
+            )
+        scan = scan_image(
+            image,
+            local,
+            pull_layers=True,
+            registries=fetcher.registries,
+            announce=lambda text: print(f"gpudoctor: {text}", file=sys.stderr),
+        )
+        assert scan is not None
+        client = fetcher.registries.client(ref.registry)
+        digest, how = attach(client, ref.repository, remote.digest, scan)
+    print(f"gpudoctor: attached kernels attestation {digest} to {remote.digest} ({how})", file=sys.stderr)
     return scan
 
 

@@ -125,42 +125,43 @@ def command(
         # user's statement of it, and the platform rules should use it.
         node.host.cpu_arch = OCI_TO_CPU[wanted.architecture]
         node.host.unknown.pop("cpu_arch", None)
-    with timed("image"), Fetcher(options, docker_host) as fetcher:
-        fetched = fetcher.fetch_many([(image, wanted) for image in images], source=source)
     reports = []
     failures: list[GpudoctorError] = []
-    for image, facts in zip(images, fetched, strict=True):
-        if isinstance(facts, GpudoctorError):
-            if len(images) == 1:
-                raise facts
-            print(f"gpudoctor: {image}: {facts}", file=sys.stderr)
-            failures.append(facts)
-            continue
-        if deep or pull_layers:
-            # Fill facts.kernels (gpudoctor.kernels.deep); a remote image needs --pull-layers.
-            from gpudoctor.kernels.deep import scan_image
+    with Fetcher(options, docker_host) as fetcher:
+        with timed("image"):
+            fetched = fetcher.fetch_many([(image, wanted) for image in images], source=source)
+        for image, facts in zip(images, fetched, strict=True):
+            if isinstance(facts, GpudoctorError):
+                if len(images) == 1:
+                    raise facts
+                print(f"gpudoctor: {image}: {facts}", file=sys.stderr)
+                failures.append(facts)
+                continue
+            if deep or pull_layers:
+                # Fill facts.kernels (gpudoctor.kernels.deep); a remote image needs --pull-layers.
+                from gpudoctor.kernels.deep import scan_image
 
-            facts.kernels = scan_image(
-                image,
-                facts,
-                pull_layers=pull_layers,
-                docker_host=docker_host,
-                options=options,
-                announce=lambda text: print(f"gpudoctor: {text}", file=sys.stderr),
-            )
-        if facts.kernels is None and facts.source == "registry" and facts.digest and not pull_layers:
-            # A kernels attestation pushed by `kernels IMAGE --attach`: kernel facts before any layer.
-            from gpudoctor.kernels.deep import attested_kernels
+                facts.kernels = scan_image(
+                    image,
+                    facts,
+                    pull_layers=pull_layers,
+                    docker_host=docker_host,
+                    registries=fetcher.registries,
+                    announce=lambda text: print(f"gpudoctor: {text}", file=sys.stderr),
+                )
+            if facts.kernels is None and facts.source == "registry" and facts.digest and not pull_layers:
+                # A kernels attestation pushed by `kernels IMAGE --attach`: kernel facts before any
+                # layer, through the same clients (token, connections) as the manifest and config.
+                from gpudoctor.kernels.deep import attested_kernels
 
-            facts.kernels = attested_kernels(
-                image,
-                facts,
-                insecure_registries=options.insecure_registries,
-                ca_bundle=options.ca_bundle,
-                warn=lambda text: print(f"gpudoctor: warning: {text}", file=sys.stderr),
-            )
-        with timed("rules"):
-            reports.append(diagnose(node, facts, rule_dirs=rule_dirs_from(rule_dirs)))
+                facts.kernels = attested_kernels(
+                    image,
+                    facts,
+                    fetcher.registries,
+                    warn=lambda text: print(f"gpudoctor: warning: {text}", file=sys.stderr),
+                )
+            with timed("rules"):
+                reports.append(diagnose(node, facts, rule_dirs=rule_dirs_from(rule_dirs)))
     if len(images) == 1:
         return emit(reports[0], fmt, output)
     return _emit_many(reports, failures, fmt, output)

@@ -112,6 +112,9 @@ def facts_from_config(config: Mapping[str, Any], reference: str, source: str) ->
             "disable_require",
             f"{DISABLE_REQUIRE}={env[DISABLE_REQUIRE]!r} is not a Go true value: checks stay on",
         )
+    rootfs = config.get("rootfs") or config.get("RootFS")  # docker inspect: RootFS.Layers
+    layers = rootfs.get("diff_ids") or rootfs.get("Layers") if isinstance(rootfs, Mapping) else None
+    facts.diff_ids = [str(layer) for layer in layers] if isinstance(layers, list) else []
     facts.visible_devices = env.get("NVIDIA_VISIBLE_DEVICES")
     facts.driver_capabilities = env.get("NVIDIA_DRIVER_CAPABILITIES")
     facts.env_hints = _hints(env, labels)

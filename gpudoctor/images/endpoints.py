@@ -23,7 +23,7 @@ import ipaddress
 import json
 import os
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gpudoctor.errors import BadInput, UsageError
@@ -46,6 +46,7 @@ class Endpoint:
     capabilities: frozenset[str] = ALL_CAPABILITIES
     namespace: str | None = None  # a mirror is asked with ?ns=REGISTRY
     origin: str = "registry"  # "registry", "hosts.toml PATH", "daemon.json", "--registry-mirror"
+    mirror: bool = False  # read-only: writes (kernels --attach) go to the registry itself
 
     @property
     def plain_http(self) -> bool:
@@ -91,7 +92,7 @@ def endpoints_for(registry: str, options: EndpointOptions) -> list[Endpoint]:
             upstream = [server] if server is not None else upstream
         elif registry == DOCKER_HUB:
             mirrors += _daemon_mirrors(options)
-    return mirrors + upstream
+    return [replace(endpoint, mirror=True) for endpoint in mirrors] + upstream
 
 
 def _upstream(registry: str, options: EndpointOptions) -> list[Endpoint]:

@@ -16,9 +16,12 @@ the transport's retries -> 75, any other failure -> 69, bad data -> 65.
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin
 
 from gpudoctor.errors import (
     BadInput,
@@ -35,9 +38,18 @@ from gpudoctor.images.config import facts_from_config
 from gpudoctor.images.endpoints import Endpoint, EndpointOptions, endpoints_for, is_loopback
 from gpudoctor.images.platform import choose
 from gpudoctor.images.reference import DOCKER_HUB, DOCKER_HUB_API, Reference
-from gpudoctor.images.transport import Response, Target, Transport, clip, visible_header_value
+from gpudoctor.images.transport import (
+    BodyStream,
+    Response,
+    Target,
+    Transport,
+    clip,
+    same_origin,
+    visible_header_value,
+)
 
 MAX_TOKEN_BYTES = 64 * 1024
+MAX_SMALL_BYTES = 64 * 1024  # the answer to a write: an error document at most
 _STATUS_MEANING = {
     401: "authentication required or refused",
     403: "access denied",
@@ -71,6 +83,7 @@ class RegistryClient:
     endpoints: list[Endpoint] = field(default_factory=list)
     repositories: set[str] = field(default_factory=set)  # scopes for the next token
     _authorization: dict[str, str] = field(default_factory=dict)  # endpoint base -> header
+    _pushing: set[str] = field(default_factory=set)  # repositories written to: their scope is pull,push
     _unusable: set[str] = field(default_factory=set)  # endpoints that do not speak HTTP(S) as set up
     _credentials: dict[str, Credentials | None] = field(default_factory=dict)  # host -> from Docker config
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -98,34 +111,94 @@ class RegistryClient:
             return self._credentials[netloc]
 
     def get(
-        self, repository: str, path: str, capability: str, accept: str | None, max_bytes: int, what: str
+        self,
+        repository: str,
+        path: str,
+        capability: str,
+        accept: str | None,
+        max_bytes: int,
+        what: str,
+        *,
+        method: str = "GET",
+        missing_ok: bool = False,
+        stream: bool = False,
     ) -> tuple[Response, Endpoint]:
         """A 200 answer from the first endpoint that gives one, mirrors first. A mirror that
-        fails or lacks the content passes the request on; the registry's own failure is final."""
-        label = f"{self.name}: {what}"
-        candidates = [
-            e for e in self.endpoints if capability in e.capabilities and e.base not in self._unusable
-        ]
+        fails or lacks the content passes the request on; the registry's own failure is final,
+        but for a 404 that the caller takes as an answer (`missing_ok`)."""
+        headers = {"Accept": accept} if accept else {}
+        candidates = [e for e in self.endpoints if capability in e.capabilities]
         if not candidates:
-            raise ServiceUnavailable(f"{label}: no endpoint may {capability} (hosts.toml capabilities)")
+            raise ServiceUnavailable(
+                f"{self.name}: {what}: no endpoint may {capability} (hosts.toml capabilities)"
+            )
+
+        def call(endpoint: Endpoint, label: str) -> Response:
+            url = endpoint.url(f"{repository}/{path}")
+            return self._call(endpoint, method, url, repository, headers, max_bytes, label, stream=stream)
+
+        return self._first_answer(candidates, call, what, (200,), missing_ok)
+
+    def send(
+        self,
+        method: str,
+        repository: str,
+        path: str,
+        what: str,
+        ok: tuple[int, ...],
+        *,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        accept: str | None = None,
+        max_bytes: int = MAX_SMALL_BYTES,
+    ) -> Response:
+        """A write (blob upload, manifest PUT), or a read before one, to the registry itself:
+        mirrors are read-only. `path` is under the repository, or a URL (an upload Location).
+        The token asked for may push to `repository`. An answer not in `ok` raises."""
+        with self._lock:
+            self._pushing.add(repository)
+        headers = {
+            name: value for name, value in (("Content-Type", content_type), ("Accept", accept)) if value
+        }
+
+        def call(endpoint: Endpoint, label: str) -> Response:
+            url = urljoin(endpoint.base + "/", path if "://" in path else f"{repository}/{path}")
+            return self._call(endpoint, method, url, repository, headers, max_bytes, label, body=body)
+
+        upstream = [e for e in self.endpoints if not e.mirror]
+        return self._first_answer(upstream, call, what, ok, missing_ok=False)[0]
+
+    def _first_answer(
+        self,
+        candidates: list[Endpoint],
+        call: Callable[[Endpoint, str], Response],
+        what: str,
+        ok: tuple[int, ...],
+        missing_ok: bool,
+    ) -> tuple[Response, Endpoint]:
+        label = f"{self.name}: {what}"
         failure: GpudoctorError | None = None
+        missing: tuple[Response, Endpoint] | None = None
         answered: set[str] = set()  # hosts that spoke HTTP: their plain-HTTP twin is not tried
         for endpoint in candidates:
-            if endpoint.netloc in answered:
+            if endpoint.netloc in answered or endpoint.base in self._unusable:
                 continue
             try:
-                response = self._get_from(endpoint, repository, path, accept, max_bytes, label)
+                response = call(endpoint, label)
             except (ServiceUnavailable, TemporaryFailure, PermissionRefused) as exc:
                 if "TLS failure" in str(exc) and self._has_plain_twin(endpoint):
                     self._unusable.add(endpoint.base)  # a plain-HTTP loopback registry: use http://
                 else:
                     answered.add(endpoint.netloc)
-                failure = exc
+                failure, missing = exc, None
                 continue
-            if response.status == 200:
+            if response.status in ok:
                 return response, endpoint
             answered.add(endpoint.netloc)
             failure = self._status_error(endpoint, response, label)
+            missing = (response, endpoint) if missing_ok and response.status == 404 else None
+        if missing is not None:
+            return missing
         assert failure is not None
         raise failure
 
@@ -145,18 +218,34 @@ class RegistryClient:
         where = "" if endpoint.origin == "registry" else f" from {endpoint.describe()}"
         return status_error(response.status, response.reason, label + where, meaning)
 
-    def _get_from(
-        self, endpoint: Endpoint, repository: str, path: str, accept: str | None, max_bytes: int, label: str
+    def _call(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        url: str,
+        repository: str,
+        headers: dict[str, str],
+        max_bytes: int,
+        label: str,
+        *,
+        body: bytes | None = None,
+        stream: bool = False,
     ) -> Response:
-        url = endpoint.url(f"{repository}/{path}")
+        """One request to one endpoint, authenticating on a 401. The endpoint's Authorization
+        goes only to its own origin (an upload Location elsewhere gets none)."""
+        own = same_origin(url, endpoint.base)
         tried: set[str] = set()
         while True:
-            headers = {"Accept": accept} if accept else {}
-            sent = self._authorization.get(endpoint.base)
-            if sent:
-                headers["Authorization"] = sent
-            response = self.transport.request("GET", url, headers, max_bytes, label, target=endpoint.target)
-            if response.status != 401 or not self._authenticate(endpoint, response, repository, sent, tried):
+            sent = self._authorization.get(endpoint.base) if own else None
+            asked = {**headers, "Authorization": sent} if sent else headers
+            response = self.transport.request(
+                method, url, asked, max_bytes, label, body=body, target=endpoint.target, stream=stream
+            )
+            if (
+                response.status != 401
+                or not own
+                or not self._authenticate(endpoint, response, repository, sent, tried)
+            ):
                 return response
 
     def _authenticate(
@@ -211,7 +300,7 @@ class RegistryClient:
             )
         with self._lock:
             repositories = sorted(self.repositories)
-        scopes = [f"repository:{r}:pull" for r in repositories]
+            scopes = [f"repository:{r}:{'pull,push' if r in self._pushing else 'pull'}" for r in repositories]
         if params.get("scope") and params["scope"] not in scopes:
             scopes.insert(0, params["scope"])
         query: dict[str, object] = {"scope": scopes}
@@ -292,8 +381,42 @@ class RegistryClient:
         mf.verify_digest(response.body, descriptor.digest, f"{self.name}: {what}")
         return mf.load_json(response.body, f"{self.name}: {what}")
 
-    def authorization_for(self, endpoint: Endpoint) -> str | None:
-        return self._authorization.get(endpoint.base)
+    @contextmanager
+    def open_blob(self, repository: str, descriptor: mf.Descriptor, what: str) -> Iterator[Blob]:
+        """A blob streamed from the first endpoint that has it (mirrors first): at most the
+        descriptor's size, its digest checked by `Blob.verify()` once read to the end."""
+        label = f"{self.name}: {what}"
+        digest = mf.check_digest(descriptor.digest, label)
+        if descriptor.size is None:
+            raise BadInput(f"{label}: the manifest gives no size for it")
+        response, _ = self.get(
+            repository, f"blobs/{digest}", "pull", None, descriptor.size, what, stream=True
+        )
+        assert response.stream is not None
+        try:
+            yield Blob(response.stream, digest, descriptor.size, label)
+        finally:
+            response.stream.close()
+
+
+class Blob:
+    """A streamed blob, hashed as it is read (the layer scanner reads it like a file)."""
+
+    def __init__(self, body: BodyStream, digest: str, size: int, what: str) -> None:
+        self._body, self._digest, self._size, self._what = body, digest, size, what
+        self._hash = hashlib.new(digest.partition(":")[0])
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._body.read(size)
+        self._hash.update(data)
+        return data
+
+    def verify(self) -> None:
+        """Read what the reader left, then check the size and digest the manifest gave."""
+        while self.read(1 << 20):
+            pass
+        if self._body.received != self._size or self._hash.hexdigest() != self._digest.partition(":")[2]:
+            raise BadInput(f"{self._what}: does not match its digest (or size {self._size})")
 
 
 def _api_host(registry: str) -> str:

@@ -15,6 +15,9 @@ the threads that fetch many images at once. What a registry read adds to plain r
   deadline (`_Watchdog`), whatever the request is waiting for;
 * size caps: a declared `Content-Length` over the cap stops before the body, and a body
   is read in chunks that stop at the cap;
+* streamed answers (`stream=True`, for layer blobs): a 200's body is handed over open, as
+  a `BodyStream`, still under the watchdog, whose deadline then grows with the cap (a
+  blob slower than MIN_STREAM_RATE for its size is given up on);
 * redirects followed here, not by requests: never from https to http, and credentials
   (`Authorization`) only to the origin (scheme, host and port) they were meant for.
 
@@ -55,6 +58,7 @@ MAX_BACKOFF_S = 8.0
 MAX_REDIRECTS = 5
 POOL_SIZE = 32  # connections kept per host: the width of the image fetch pool
 MAX_MESSAGE_TEXT = 120  # characters of server-supplied text quoted in an error
+MIN_STREAM_RATE = 256 * 1024  # bytes/s: a streamed body slower than this over its size is dead
 _CHUNK = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -77,8 +81,9 @@ class Response:
     status: int
     reason: str
     headers: CaseInsensitiveDict[str]
-    body: bytes
+    body: bytes  # empty when `stream` holds the body
     url: str
+    stream: BodyStream | None = None  # a streamed 200: the open body, for the caller to read and close
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,7 @@ class _Ask:
     what: str  # names the request in errors: "registry HOST: manifest app:1"
     body: bytes | None
     target: Target
+    stream: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,10 +118,15 @@ class _Watchdog:
 
     def __init__(self, seconds: float) -> None:
         self.fired = False
+        self.handed_over = False  # a streamed body keeps it running until the body is closed
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
-        self._timer.daemon = True
+        self._timer = self._arm(seconds)
+
+    def _arm(self, seconds: float) -> threading.Timer:
+        timer = threading.Timer(max(seconds, 0.0), self._fire)
+        timer.daemon = True
+        return timer
 
     def __enter__(self) -> _Watchdog:
         _current.watchdog = self
@@ -123,8 +134,18 @@ class _Watchdog:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
+        if not self.handed_over:
+            self._timer.cancel()
         _current.watchdog = None
+
+    def rearm(self, seconds: float) -> None:
+        """A new deadline, `seconds` from now, for the sockets already watched."""
+        self._timer.cancel()
+        self._timer = self._arm(seconds)
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
     def watch(self, sock: socket.socket) -> None:
         with self._lock:
@@ -217,6 +238,11 @@ def _origin(url: str) -> tuple[str, str, int]:
     parsed = parse_url(url)
     scheme = (parsed.scheme or "").lower()
     return scheme, (parsed.host or "").lower(), parsed.port or (443 if scheme == "https" else 80)
+
+
+def same_origin(url: str, other: str) -> bool:
+    """Scheme, host and port alike: where credentials for one may go to the other."""
+    return _origin(url) == _origin(other)
 
 
 def _netloc(url: str) -> str:
@@ -315,10 +341,12 @@ class Transport:
         *,
         body: bytes | None = None,
         target: Target = Target(),
+        stream: bool = False,
     ) -> Response:
         """One answer, after redirects and retries. A 429/5xx that outlasts the retries is
-        returned as it is, for the caller to name; a transport failure raises."""
-        ask = _Ask(method, url, dict(headers), max_bytes, what, body, target)
+        returned as it is, for the caller to name; a transport failure raises. With `stream`,
+        a 200's body is not read: `Response.stream` is open, for the caller to close."""
+        ask = _Ask(method, url, dict(headers), max_bytes, what, body, target, stream)
         deadline = time.monotonic() + self.total_deadline_s
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
@@ -387,18 +415,23 @@ class Transport:
             raise TemporaryFailure(f"{ask.what}: no answer from {netloc} within {self.total_deadline_s:g}s")
         with _Watchdog(seconds) as watchdog:
             try:
-                return self._exchange(ask, seconds)
+                response = self._exchange(ask, seconds)
             except GpudoctorError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every library failure becomes one line
                 if watchdog.fired:
                     raise _Retryable(f"no complete answer from {netloc} within {seconds:.1f}s") from None
                 raise self._failure(exc, ask.what, netloc) from None
+            if response.stream is not None:
+                watchdog.handed_over = True
+                watchdog.rearm(self.request_deadline_s + ask.max_bytes / MIN_STREAM_RATE)
+                response.stream.watchdog = watchdog
+            return response
 
     def _exchange(self, ask: _Ask, seconds: float) -> Response:
         started = time.monotonic()
         what, max_bytes = ask.what, ask.max_bytes
-        with self.session.request(
+        answer = self.session.request(
             ask.method,
             ask.url,
             headers=ask.headers,
@@ -408,11 +441,13 @@ class Transport:
             verify=ask.target.verify,
             proxies=self.proxies_for(ask.url, ask.target),
             timeout=(min(self.timeout_s, seconds), self.timeout_s),
-        ) as answer:
-            declared = answer.headers.get("content-length", "").strip()
-            declared_ok = declared.isascii() and declared.isdigit()
-            if answer.status_code < 300 and declared_ok and int(declared) > max_bytes:
-                raise BadInput(f"{what}: answer of {declared[:24]} bytes is over the {max_bytes}-byte cap")
+        )
+        if ask.stream and answer.status_code == 200:
+            self._check_declared(answer, what, max_bytes)
+            stream = BodyStream(answer, what, _netloc(ask.url), max_bytes, self)
+            return Response(200, clip(answer.reason or ""), answer.headers, b"", ask.url, stream)
+        with answer:
+            self._check_declared(answer, what, max_bytes)
             parts: list[bytes] = []
             size = 0
             if ask.method != "HEAD":
@@ -426,6 +461,18 @@ class Transport:
             return Response(
                 answer.status_code, clip(answer.reason or ""), answer.headers, b"".join(parts), ask.url
             )
+
+    @staticmethod
+    def _check_declared(answer: requests.Response, what: str, max_bytes: int) -> None:
+        declared = answer.headers.get("content-length", "").strip()
+        if (
+            answer.status_code < 300
+            and declared.isascii()
+            and declared.isdigit()
+            and int(declared) > max_bytes
+        ):
+            answer.close()
+            raise BadInput(f"{what}: answer of {declared[:24]} bytes is over the {max_bytes}-byte cap")
 
     @staticmethod
     def _failure(exc: BaseException, what: str, netloc: str) -> Exception:
@@ -457,6 +504,41 @@ class Transport:
         if isinstance(exc, urllib3.exceptions.HTTPError | requests.exceptions.RequestException | OSError):
             return ServiceUnavailable(f"{what}: bad answer from {netloc} ({exc.__class__.__name__})")
         return ServiceUnavailable(f"{what}: request to {netloc} failed ({exc.__class__.__name__})")
+
+
+class BodyStream:
+    """The open body of a streamed 200, read as it arrives (`read(size)`, as tarfile reads):
+    at most `max_bytes`, each read under the request's watchdog. A failure mid-body is one
+    line (temporary: the caller may ask again); `close()` ends the request."""
+
+    def __init__(
+        self, answer: requests.Response, what: str, netloc: str, max_bytes: int, transport: Transport
+    ) -> None:
+        self._answer = answer
+        self._what, self._netloc, self._max_bytes = what, netloc, max_bytes
+        self._transport = transport
+        self.received = 0
+        self.watchdog: _Watchdog | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data: bytes = self._answer.raw.read(None if size < 0 else size, decode_content=False)
+        except Exception as exc:  # noqa: BLE001 - every library failure becomes one line
+            if self.watchdog is not None and self.watchdog.fired:
+                raise TemporaryFailure(f"{self._what}: {self._netloc} sent too slowly (gave up)") from None
+            failure = self._transport._failure(exc, self._what, self._netloc)
+            if isinstance(failure, _Retryable):
+                failure = TemporaryFailure(f"{self._what}: {failure}")
+            raise failure from None
+        self.received += len(data)
+        if self.received > self._max_bytes:
+            raise BadInput(f"{self._what}: answer is over the {self._max_bytes}-byte cap")
+        return data
+
+    def close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        self._answer.close()
 
 
 def _root_name(exc: BaseException) -> str:

@@ -8,22 +8,18 @@ and never written to disk.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import ssl
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from functools import partial
-from typing import BinaryIO
+from typing import TYPE_CHECKING
 
-from gpudoctor.errors import BadInput, ServiceUnavailable
+from gpudoctor.errors import BadInput, GpudoctorError
 from gpudoctor.facts import ImageFacts, KernelScanFacts
-from gpudoctor.images import RegistryOptions
 from gpudoctor.kernels.sources import ReadTap, Scanner
 from gpudoctor.progress import progress
 
-BLOB_TIMEOUT_S = 120
+if TYPE_CHECKING:
+    from gpudoctor.images.registry import Registries
+
 NOT_PULLED = "remote image: layers not downloaded (add --pull-layers to download and scan them)"
 
 
@@ -33,7 +29,7 @@ def scan_image(
     *,
     pull_layers: bool = False,
     docker_host: str | None = None,
-    options: RegistryOptions | None = None,
+    registries: Registries | None = None,
     announce: Callable[[str], None] = lambda _text: None,
 ) -> KernelScanFacts | None:
     """The scan, or None (with facts.unknown["kernels"] set) when it was not done."""
@@ -42,8 +38,8 @@ def scan_image(
         _scan_archive(scanner, reference, facts.digest)
     elif facts.source == "docker":
         scanner.add_docker_image(reference, docker_host)
-    elif facts.source == "registry" and pull_layers:
-        _scan_registry(scanner, reference, facts, options or RegistryOptions(), announce)
+    elif facts.source == "registry" and pull_layers and registries is not None:
+        _scan_registry(scanner, reference, facts, registries, announce)
     else:
         facts.unknown["kernels"] = NOT_PULLED
         return None
@@ -59,9 +55,7 @@ NOT_ATTESTED = (
 def attested_kernels(
     reference: str,
     facts: ImageFacts,
-    *,
-    insecure_registries: tuple[str, ...] = (),
-    ca_bundle: str | None = None,
+    registries: Registries,
     warn: Callable[[str], None] = lambda _text: None,
 ) -> KernelScanFacts | None:
     """Kernel facts from the attestation of the chosen platform's manifest, or None
@@ -70,11 +64,10 @@ def attested_kernels(
     from gpudoctor.kernels.artifacts import find_attestation
 
     assert facts.digest is not None
+    ref = parse_reference(reference)
     try:
-        found, where = find_attestation(
-            parse_reference(reference), facts.digest, warn, insecure_registries, ca_bundle
-        )
-    except (ServiceUnavailable, BadInput) as exc:
+        found, where = find_attestation(registries.client(ref.registry), ref.repository, facts.digest, warn)
+    except GpudoctorError as exc:
         warn(f"kernel attestation lookup failed: {exc}")
         found, where = None, "the registry (lookup failed)"
     if found is None:
@@ -130,62 +123,28 @@ def _scan_registry(
     scanner: Scanner,
     reference: str,
     facts: ImageFacts,
-    options: RegistryOptions,
+    registries: Registries,
     announce: Callable[[str], None],
 ) -> None:
-    from gpudoctor.images import Fetcher
+    """Every layer of the chosen platform's manifest, streamed through the registry client
+    (proxies, mirrors, retries, deadline), each checked against its digest and size."""
     from gpudoctor.images import manifest as mf
     from gpudoctor.images.reference import parse_reference
 
     ref = parse_reference(reference)
-    with Fetcher(options) as fetcher:
-        client = fetcher.registries.client(ref.registry)
-        manifest, _, endpoint = client.manifest(
-            ref.repository, facts.digest or ref.manifest_ref, f"manifest {ref.repository}"
-        )
-        if not isinstance(manifest, mf.Manifest):
-            raise BadInput(f"{client.name}: {reference}: expected an image manifest for the chosen platform")
-        total = sum(layer.size or 0 for layer in manifest.layers)
-        announce(f"--pull-layers: downloading {len(manifest.layers)} layers ({total / 1e6:.0f} MB) of {ref}")
-        # The client authenticated while fetching the manifest; reuse its header.
-        authorization = client.authorization_for(endpoint)
-        verify = endpoint.target.verify
-        context = None
-        if endpoint.base.startswith("https"):
-            context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
-            if verify is False:
-                context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        scanner.layers.order = [layer.digest for layer in manifest.layers]
-        with progress(f"scanning the layers of {ref}", total, "bytes") as bar:
-            for layer in manifest.layers:
-                with _open_blob(
-                    endpoint.url(f"{ref.repository}/blobs/{layer.digest}"), authorization, context
-                ) as response:
-                    digest = hashlib.sha256()
-                    hashed = ReadTap(response, partial(_hash_and_count, digest, bar.advance))
-                    scanner.add_layer(layer.digest, hashed)  # type: ignore[arg-type]
-                    hashed.drain()
-                    if f"sha256:{digest.hexdigest()}" != layer.digest:
-                        raise BadInput(f"{client.name}: layer {layer.digest[:19]} does not match its digest")
-
-
-def _hash_and_count(digest: hashlib._Hash, advance: Callable[[int], None], data: bytes) -> None:
-    """Every byte the tar reader consumes is hashed (the digest is checked) and counted (the bar)."""
-    digest.update(data)
-    advance(len(data))
-
-
-def _open_blob(url: str, authorization: str | None, context: ssl.SSLContext | None) -> BinaryIO:
-    request = urllib.request.Request(url, headers={"User-Agent": "gpudoctor"})
-    if authorization:
-        # Not forwarded on redirects: blob storage behind a 307 rejects foreign credentials.
-        request.add_unredirected_header("Authorization", authorization)
-    try:
-        response: BinaryIO = urllib.request.urlopen(request, timeout=BLOB_TIMEOUT_S, context=context)
-    except urllib.error.HTTPError as exc:
-        raise ServiceUnavailable(
-            f"layer download {url.rsplit('/', 1)[-1][:19]}: HTTP {exc.code} {exc.reason}"
-        ) from None
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise ServiceUnavailable(f"layer download {url.rsplit('/', 1)[-1][:19]}: {exc}") from None
-    return response
+    client = registries.client(ref.registry)
+    manifest, _, _ = client.manifest(
+        ref.repository, facts.digest or ref.manifest_ref, f"manifest {ref.repository}"
+    )
+    if not isinstance(manifest, mf.Manifest):
+        raise BadInput(f"{client.name}: {reference}: expected an image manifest for the chosen platform")
+    total = sum(layer.size or 0 for layer in manifest.layers)
+    announce(f"--pull-layers: downloading {len(manifest.layers)} layers ({total / 1e6:.0f} MB) of {ref}")
+    scanner.layers.order = [layer.digest for layer in manifest.layers]
+    with progress(f"scanning the layers of {ref}", total, "bytes") as bar:
+        for layer in manifest.layers:
+            with client.open_blob(ref.repository, layer, f"layer {layer.digest[:19]}") as blob:
+                counted = ReadTap(blob, lambda data: bar.advance(len(data)))  # type: ignore[arg-type]
+                scanner.add_layer(layer.digest, counted)  # type: ignore[arg-type]
+                counted.drain()
+                blob.verify()  # the digest and size of what was read
