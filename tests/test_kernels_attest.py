@@ -174,17 +174,30 @@ def test_an_untrustworthy_attestation_is_ignored_with_one_warning(
     assert report["image"]["kernels"] is None and kernel_rules(report) == set()
 
 
-def test_attach_and_read_back_over_tls_with_basic_auth(auth_registry: Registry, tmp_path: Path) -> None:  # noqa: F811
-    """The htpasswd + TLS registry: credentials from the Docker config, the CA from --ca-bundle."""
-    assert auth_registry.tls is not None
+def private_fa2(
+    auth_registry_: Registry, repository: str, tmp_path: Path
+) -> tuple[BuiltImage, str, tuple[str, str], dict[str, str]]:
+    """fa2_image() pushed to the htpasswd + TLS registry: (image, reference, the --ca-bundle
+    option, an environment whose Docker config holds the credentials and has no engine)."""
+    assert auth_registry_.tls is not None
     image = fa2_image()
-    push_image(auth_registry, "private/fa2", "1", image)
+    push_image(auth_registry_, repository, "1", image)
     (tmp_path / "docker").mkdir()
     (tmp_path / "docker" / "config.json").write_text(
-        json.dumps({"auths": {auth_registry.host: {"username": AUTH_USER, "password": AUTH_PASSWORD}}})
+        json.dumps({"auths": {auth_registry_.host: {"username": AUTH_USER, "password": AUTH_PASSWORD}}})
     )
     env = {"DOCKER_CONFIG": str(tmp_path / "docker"), "DOCKER_HOST": "unix:///nonexistent"}
-    reference, tls = f"{auth_registry.host}/private/fa2:1", ("--ca-bundle", str(auth_registry.tls.ca_cert))
+    return (
+        image,
+        f"{auth_registry_.host}/{repository}:1",
+        ("--ca-bundle", str(auth_registry_.tls.ca_cert)),
+        env,
+    )
+
+
+def test_attach_and_read_back_over_tls_with_basic_auth(auth_registry: Registry, tmp_path: Path) -> None:  # noqa: F811
+    """The htpasswd + TLS registry: credentials from the Docker config, the CA from --ca-bundle."""
+    image, reference, tls, env = private_fa2(auth_registry, "private/fa2", tmp_path)
     done = run_gpudoctor("kernels", reference, "--attach", *tls, cwd=REPO, env=env, timeout=300)
     assert "attached kernels attestation" in done.stderr, done.stderr
     mark = auth_registry.log_mark()

@@ -140,12 +140,13 @@ def test_remote_image_needs_pull_layers(registry: Registry, tmp_path: Path) -> N
     assert torch["version"] == "2.14.1+cu130"
 
 
-def docker_save(path: Path, repo_tag: str) -> Path:
-    """A `docker save` tarball of kernel_image()'s content (uncompressed layer, as docker load wants)."""
+def docker_save(path: Path, repo_tag: str, image: BuiltImage | None = None) -> Path:
+    """A `docker save` tarball of a kernel_image()'s content (uncompressed layer, as docker load wants)."""
     import tarfile
 
-    raw = gzip.decompress(kernel_image().layers[0])
-    config = canonical(image_config({"CUDA_VERSION": "13.0.2"}, "amd64", None, [digest_of(raw)]))
+    image = image or kernel_image()
+    raw = gzip.decompress(image.layers[0])
+    config = image.config
     config_name = digest_of(config).split(":")[1] + ".json"
     layer_name = digest_of(raw).split(":")[1] + "/layer.tar"
     manifest = json.dumps([{"Config": config_name, "RepoTags": [repo_tag], "Layers": [layer_name]}]).encode()

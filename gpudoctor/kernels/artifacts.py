@@ -13,7 +13,7 @@ retries under a deadline, credentials only to their origin):
 - the tag update is read-merge-write: the registry cannot refuse a write based on
   a stale read (distribution ignores `If-Match`), so after writing, the writer
   pauses and reads the tag again; if a concurrent writer's list replaced its
-  entry, it merges again, up to MAX_TAG_WRITES writes. Entries are merged by
+  entry, it merges again, for up to MAX_TAG_ROUNDS rounds. Entries are merged by
   digest and none is ever dropped.
 - lookup: HEAD of the `sha256-<hex>` tag (no body when there is none, as for most
   images); when it exists, the index, then each gpudoctor artifact's manifest and
@@ -40,8 +40,11 @@ if TYPE_CHECKING:
     from gpudoctor.facts import KernelScanFacts
     from gpudoctor.images.registry import RegistryClient
 
-MAX_TAG_WRITES = 8
+MAX_TAG_ROUNDS = 10
 SETTLE_S = 0.25  # the pause before reading the tag back: longer than another writer's read-to-write
+# distribution's filesystem storage answers 500 to a read or write of a tag that another
+# request is writing at that moment: for the tag update, a lost round, not a failure.
+_RACING = (500,)
 
 
 def referrers_tag(digest: str) -> str:
@@ -118,38 +121,35 @@ def _add_to_referrers_tag(
 ) -> str:
     """The subject's `sha256-<hex>` index gets `descriptor`, whoever else writes it meanwhile."""
     tag = referrers_tag(subject)
-    for written in range(MAX_TAG_WRITES + 1):
+    for rounds in range(MAX_TAG_ROUNDS + 1):
         listed = _listed(client, repository, tag)
-        if any(entry.get("digest") == descriptor["digest"] for entry in listed):
+        if listed is not None and any(entry.get("digest") == descriptor["digest"] for entry in listed):
             return tag
-        if written == MAX_TAG_WRITES:
+        if rounds == MAX_TAG_ROUNDS:
             break
-        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [*listed, descriptor]}
-        client.send(
-            "PUT", repository, f"manifests/{tag}", f"referrers tag {tag}", (201,),
-            body=_json_bytes(index), content_type=OCI_INDEX,
-        )  # fmt: skip
+        if listed is not None:
+            index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [*listed, descriptor]}
+            client.send(
+                "PUT", repository, f"manifests/{tag}", f"referrers tag {tag}", (201, *_RACING),
+                body=_json_bytes(index), content_type=OCI_INDEX,
+            )  # fmt: skip
         time.sleep(SETTLE_S * (1 + random.random()))  # noqa: S311 - jitter, not a secret
     raise TemporaryFailure(
-        f"{client.name}: referrers tag {tag}: concurrent writers replaced this attestation's entry "
-        f"{MAX_TAG_WRITES} times; run --attach again"
+        f"{client.name}: referrers tag {tag}: concurrent writers kept replacing it "
+        f"({MAX_TAG_ROUNDS} rounds); run --attach again"
     )
 
 
-def _listed(client: RegistryClient, repository: str, tag: str) -> list[dict[str, Any]]:
-    """The tag's descriptors, as the registry itself has them now (never a mirror's copy)."""
+def _listed(client: RegistryClient, repository: str, tag: str) -> list[dict[str, Any]] | None:
+    """The tag's descriptors, as the registry itself has them now (never a mirror's copy);
+    None when a concurrent write made the registry fail the read."""
     what = f"referrers tag {tag}"
     response = client.send(
-        "GET",
-        repository,
-        f"manifests/{tag}",
-        what,
-        (200, 404),
-        accept=OCI_INDEX,
-        max_bytes=mf.MAX_MANIFEST_BYTES,
-    )
-    if response.status == 404:
-        return []
+        "GET", repository, f"manifests/{tag}", what, (200, 404, *_RACING),
+        accept=OCI_INDEX, max_bytes=mf.MAX_MANIFEST_BYTES,
+    )  # fmt: skip
+    if response.status != 200:
+        return None if response.status in _RACING else []
     entries = mf.load_json(response.body, f"{client.name}: {what}").get("manifests")
     return [entry for entry in entries if isinstance(entry, dict)] if isinstance(entries, list) else []
 

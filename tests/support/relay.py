@@ -1,6 +1,7 @@
 """A reverse proxy on 127.0.0.1 in front of a real registry, for what a registry will not
 do on demand: answer slowly (the bench's 50 ms per request), or answer 429/503 with
-`Retry-After` (or any canned answer) a given number of times before passing requests on. It counts requests and
+`Retry-After` (or any canned answer) a given number of times, to every request or to those
+naming a path, before passing requests on. It counts requests and
 the bytes it relays back, and keeps one upstream connection per client connection."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Relay:
     delay_s: float = 0.0
     # answered first, in order: (status, headers) or (status, headers, body)
     refusals: list[tuple[Any, ...]] = field(default_factory=list)
+    refuse_only: str = ""  # refusals answer only requests whose "METHOD /path" contains this
     port: int = 0
     requests: list[str] = field(default_factory=list)
     bytes_out: int = 0
@@ -46,9 +48,10 @@ def _handler(relay: Relay) -> type[BaseHTTPRequestHandler]:
             self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def _relay(self) -> None:
+            asked = f"{self.command} {self.path}"
             with relay._lock:
-                relay.requests.append(f"{self.command} {self.path}")
-                refusal = relay.refusals.pop(0) if relay.refusals else None
+                relay.requests.append(asked)
+                refusal = relay.refusals.pop(0) if relay.refusals and relay.refuse_only in asked else None
             if relay.delay_s:
                 time.sleep(relay.delay_s)
             if refusal is not None:
@@ -98,9 +101,9 @@ def _handler(relay: Relay) -> type[BaseHTTPRequestHandler]:
 
 
 @contextlib.contextmanager
-def relaying(upstream: str, *, delay_s: float = 0.0, refusals: list[tuple[Any, ...]] | None = None
-             ) -> Iterator[Relay]:  # fmt: skip
-    relay = Relay(upstream, delay_s, list(refusals or []))
+def relaying(upstream: str, *, delay_s: float = 0.0, refusals: list[tuple[Any, ...]] | None = None,
+             refuse_only: str = "") -> Iterator[Relay]:  # fmt: skip
+    relay = Relay(upstream, delay_s, list(refusals or []), refuse_only)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(relay))
     server.daemon_threads = True
     relay.port = server.server_address[1]
