@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import struct
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 
 from gpudoctor.facts import BinaryFacts
 from gpudoctor.kernels import wheel
+from gpudoctor.kernels.elf import read_elf, relative_relocations
 from gpudoctor.kernels.scan import scan_path, scan_stream
 from gpudoctor.kernels.sources import scan_targets
 from tests import kernels_support
@@ -222,6 +225,101 @@ def test_relocated_pointers_to_fatbins_in_ldata_are_followed(tmp_path: Path) -> 
         assert facts is not None and facts.error is None
         # sm_90 PTX is only in the second container: found through the relocation.
         assert facts.cubins == ["sm_75", "sm_80", "sm_86", "sm_90"] and facts.ptx == ["sm_90"]
+
+
+# cuFFT's shape, built by nvcc: fatbins in .ldata whose addresses only the registration code
+# holds (movabs $fatbin@GOTOFF, then + GOT: the medium code model's way to large data,
+# resolved at link time, so no relocation and no stored pointer leads there), a .nv_fatbin
+# stub, and no section named .nvFatBinSegment (cuFFT has none).
+REGISTER_AT_RUN_TIME = """
+struct wrapper { int magic; int version; const void *data; void *unused; };
+extern void **__cudaRegisterFatBinary(void *);
+void **register_plan(struct wrapper *w, int which) {
+    w->magic = 0x466243b1;
+    w->version = 1;
+    w->data = which ? (const void *)plan90 : (const void *)plan80;
+    w->unused = 0;
+    return __cudaRegisterFatBinary(w);
+}
+"""
+
+
+def c_array(name: str, data: bytes) -> str:
+    data += bytes(-len(data) % 8)
+    words = ", ".join(hex(int.from_bytes(data[at : at + 8], "little")) for at in range(0, len(data), 8))
+    return f"static unsigned long long {name}[] = {{{words}}};\n"
+
+
+@pytest.fixture(scope="module")
+def fft_style(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, dict[str, bytes]]:
+    """(the library, {name: fatbin embedded in its .ldata})."""
+    nvcc = shutil.which("nvcc") or ("/usr/local/bin/nvcc" if Path("/usr/local/bin/nvcc").exists() else None)
+    if nvcc is None:
+        pytest.skip("nvcc not installed")
+    work = tmp_path_factory.mktemp("fft_style")
+    (work / "plan.cu").write_text("__global__ void plan(float *x, float y) { x[threadIdx.x] *= y; }\n")
+    (work / "stub.cu").write_text("__global__ void stub(float *x) { x[threadIdx.x] = 1.0f; }\n")
+    fatbins = {}
+    for name, gencode in (
+        ("plan80", "arch=compute_80,code=sm_80"),
+        ("plan90", "arch=compute_90,code=[sm_90,compute_90]"),
+    ):
+        subprocess.run(
+            [nvcc, "-fatbin", "-gencode", gencode, "plan.cu", "-o", f"{name}.fatbin"], cwd=work, check=True
+        )
+        fatbins[name] = (work / f"{name}.fatbin").read_bytes()
+    source = "".join(c_array(name, data) for name, data in fatbins.items()) + REGISTER_AT_RUN_TIME
+    (work / "plans.c").write_text(source)
+    subprocess.run(
+        [
+            nvcc,
+            "-shared",
+            "-cudart",
+            "shared",
+            "-Xcompiler",
+            "-fPIC,-O2,-mcmodel=medium,-mlarge-data-threshold=0",
+            "-gencode",
+            "arch=compute_75,code=sm_75",
+            "stub.cu",
+            "plans.c",
+            "-o",
+            "libfft_style.so",
+        ],
+        cwd=work,
+        check=True,
+    )
+    subprocess.run(
+        ["objcopy", "--rename-section", ".nvFatBinSegment=.data.nvwrap", "libfft_style.so"],
+        cwd=work,
+        check=True,
+    )
+    return (work / "libfft_style.so").read_bytes(), fatbins
+
+
+def test_fatbins_reached_only_from_registration_code_are_found(
+    fft_style: tuple[bytes, dict[str, bytes]],
+) -> None:
+    data, fatbins = fft_style
+    sections = section_headers(data)
+    assert ".nvFatBinSegment" not in sections and ".ldata" in sections
+    _h, ldata_address, ldata_offset, _size = sections[".ldata"]
+    pointed_to = set(relative_relocations(read_elf(data), lambda at, size: data[at : at + size]).values())
+    for fatbin in fatbins.values():
+        assert data.index(fatbin) - ldata_offset + ldata_address not in pointed_to
+    for facts in both_modes(data):
+        assert facts is not None and facts.error is None
+        # sm_75 is the .nv_fatbin stub; sm_80 and sm_90 only in .ldata, reached through the code.
+        assert facts.cubins == ["sm_75", "sm_80", "sm_90"] and facts.ptx == ["sm_90"]
+
+
+def test_damaged_fatbin_reached_from_code_is_an_error(fft_style: tuple[bytes, dict[str, bytes]]) -> None:
+    data, fatbins = fft_style
+    damaged = bytearray(data)
+    at = data.index(fatbins["plan80"])
+    struct.pack_into("<H", damaged, at + 6, 2)  # container header size 2: impossible
+    for facts in both_modes(bytes(damaged)):
+        assert facts is not None and facts.cubins == []
+        assert facts.error == f"fatbin header size 2 at {at:#x} is too small"
 
 
 # --- 4 and issue 18.1: what cannot be read is unknown, never ok -----------------------------

@@ -15,19 +15,28 @@ So the containers read are:
      directly follows it (same section, zero padding only), except the -rdc
      inputs in `__nv_relfatbin` of a device-linked library (their code is
      in `.nv_fatbin`; `__cudaRegisterLinkedBinary` does not load them alone);
-  3. in a library with `.nv_fatbin` but no wrappers (cuFFT: its registration
-     code builds them at run time, its 24,454 containers sit in `.ldata`),
-     the containers that RELATIVE relocations point to (GOT entries and data
-     pointers the code loads), and the runs that follow them.
+  3. in a library with `.nv_fatbin` but no wrapper section (cuFFT: its
+     registration code builds the wrappers at run time; its 24,454 containers
+     sit in `.ldata`), the containers whose address the library can hand to
+     `__cudaRegisterFatBinary`, and the runs that follow them:
+     - targets of RELATIVE relocations (GOT entries, tables of pointers);
+     - on x86-64, addresses the code computes as GOT + a 64-bit constant
+       (`movabs $sym@GOTOFF, %reg; add %got, %reg`: how code of the medium and
+       large models reaches `.ldata`, resolved when the library was linked, so
+       no relocation is left). cuFFT takes the address of 24,283 of its
+       containers this way; 36 of them (a run at the start of `.ldata`) are
+       reached in no other way.
 A wrapper or pointer that leads to something other than a sound container
 is an error: the library's verdict becomes unknown. No magic scan of the
 whole file: bytes that merely look like a fatbin are never read as one.
-What this does not see: containers that code reaches only by PC-relative
-arithmetic with no relocation (cuFFT has 37 such out of 24,454).
+What this does not see: containers reached only through PC-relative code
+(`lea sym(%rip)`, AArch64 `adrp`), which small-model code uses for data
+within 2 GiB; cuFFT's `.ldata` is not reached that way.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable
 
@@ -47,6 +56,14 @@ FATBIN_SECTION = ".nv_fatbin"
 RELOCATABLE_FATBIN_SECTION = "__nv_relfatbin"
 WRAPPER_SECTION = ".nvFatBinSegment"
 _MAX_WRAPPERS = 1 << 20
+EM_X86_64 = 62
+# `movabs $imm64, %reg` (REX.W or REX.WB, B8+r): the only x86-64 instruction with a
+# 64-bit immediate, which is how GOTOFF64 offsets reach the code. A lookahead, so that
+# matches may overlap (a false one must not hide a real one starting inside it).
+_MOVABS = re.compile(rb"(?=[\x48\x49][\xb8-\xbf](.{8}))", re.DOTALL)
+# Code read for such offsets at most (cuFFT: 5 MB); past this the code is not read
+# (the same in file and stream mode: it depends on the section table only).
+CODE_SCAN_MAX = 64 << 20
 
 # (offset) -> True when a fatbin container magic is there
 MagicProbe = Callable[[int], bool]
@@ -120,9 +137,11 @@ def _wrapper_targets(elf: ElfFile, read: Reader) -> list[tuple[int, Section]]:
 
 
 def _pointer_targets(elf: ElfFile, read: Reader, has_magic: MagicProbe) -> list[tuple[int, Section]]:
-    """Containers that RELATIVE relocations point to, outside code and `.nv_fatbin`."""
+    """Containers whose address RELATIVE relocations or GOT-relative code give, outside
+    code and `.nv_fatbin`."""
+    addresses = set(relative_relocations(elf, read).values()) | _got_relative_addresses(elf, read)
     targets = []
-    for address in sorted(set(relative_relocations(elf, read).values())):
+    for address in sorted(addresses):
         if address % 8:
             continue  # containers are 8-byte aligned
         located = elf.file_offset(address)
@@ -134,3 +153,19 @@ def _pointer_targets(elf: ElfFile, read: Reader, has_magic: MagicProbe) -> list[
         if has_magic(offset):
             targets.append((offset, section))
     return targets
+
+
+def _got_relative_addresses(elf: ElfFile, read: Reader) -> set[int]:
+    """x86-64: GOT + every 64-bit immediate in the code (most are not addresses at all;
+    the caller keeps those that land on a container)."""
+    code = [section for section in elf.sections if section.flags & SHF_EXECINSTR and section.has_file_data]
+    # _GLOBAL_OFFSET_TABLE_, the base of GOTOFF64, is the start of .got.plt (of .got without one).
+    got = elf.section(".got.plt") or elf.section(".got")
+    if elf.machine != EM_X86_64 or not code or got is None:
+        return set()
+    start, end = min(section.offset for section in code), max(section.end for section in code)
+    if end - start > CODE_SCAN_MAX:
+        return set()
+    data = read(start, end - start)
+    word = struct.Struct("<q")
+    return {got.addr + word.unpack(match.group(1))[0] for match in _MOVABS.finditer(data)}
