@@ -49,11 +49,15 @@ def mark_failed(facts: Any, name: str, reason: str) -> None:
         facts.failed.append(name)
 
 
+def mark_all(facts: Any, names: tuple[str, ...], reason: str) -> None:
+    """Facts `names` of `facts` could not be collected: the one source they all come from failed."""
+    for name in names:
+        mark_failed(facts, name, reason)
+
+
 def mark_all_failed(facts: Any, reason: str) -> None:
     """Every fact of `facts` (a record with `unknown` and `failed`): its probe failed."""
-    for name in (f.name for f in fields(facts)):
-        if name not in ("unknown", "failed"):
-            mark_failed(facts, name, reason)
+    mark_all(facts, tuple(f.name for f in fields(facts) if f.name not in ("unknown", "failed")), reason)
 
 
 @dataclass

@@ -33,10 +33,12 @@ def spec_paths(fs: FsRoot, directories: tuple[str, ...]) -> list[str]:
 
 
 def read_spec(fs: FsRoot, path: str) -> CdiSpecFacts:
+    """The spec's facts, `error` saying why it is not a usable spec; SourceUnreadable when the
+    file cannot be read at all (the caller marks the spec list failed)."""
     facts = CdiSpecFacts(path=path)
-    text = fs.read_text(path, limit=_MAX_SPEC_BYTES + 1)
+    text = fs.read_source(path, limit=_MAX_SPEC_BYTES + 1)
     if text is None:
-        facts.error = "not readable"
+        facts.error = "gone while being read"
         return facts
     if len(text) > _MAX_SPEC_BYTES:
         facts.error = f"larger than {_MAX_SPEC_BYTES >> 20} MiB"

@@ -16,11 +16,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from gpudoctor.facts import ContainerRuntimeFacts, NodeFacts, mark_failed
+from gpudoctor.facts import CdiSpecFacts, ContainerRuntimeFacts, NodeFacts, mark_all, mark_failed
 from gpudoctor.probes import runcmd
 from gpudoctor.probes.cdi import DEFAULT_SPEC_DIRS, read_spec, spec_paths
 from gpudoctor.probes.engines import probe_containerd, probe_docker
-from gpudoctor.probes.fsroot import FsRoot
+from gpudoctor.probes.fsroot import FsRoot, SourceUnreadable
 from gpudoctor.probes.pkgdb import installed_versions
 from gpudoctor.runtime_mode import refresh_mode
 
@@ -69,8 +69,16 @@ def probe_container_runtime(fs: FsRoot) -> ContainerRuntimeFacts:
     probe_docker(fs, facts)
     probe_containerd(fs, facts)
     facts.cdi_specs = spec_paths(fs, spec_dirs)
-    facts.cdi_spec_details = [read_spec(fs, path) for path in facts.cdi_specs]
-    facts.platform = _files_platform(fs)
+    for path in facts.cdi_specs:
+        try:
+            facts.cdi_spec_details.append(read_spec(fs, path))
+        except SourceUnreadable as exc:
+            facts.cdi_spec_details.append(CdiSpecFacts(path=path, error=str(exc)))
+            mark_failed(facts, "cdi_spec_details", str(exc))
+    try:
+        facts.platform = _files_platform(fs)
+    except SourceUnreadable as exc:
+        mark_failed(facts, "platform", str(exc))
     return facts
 
 
@@ -95,7 +103,7 @@ def finish_mode(node: NodeFacts) -> None:
 def _files_platform(fs: FsRoot) -> str | None:
     if fs.exists(WSL_DXCORE):
         return "wsl"
-    family = fs.read_text(TEGRA_FAMILY) or ""
+    family = fs.read_source(TEGRA_FAMILY) or ""
     if fs.exists(TEGRA_RELEASE) or family.lower().startswith("tegra"):
         return "tegra-files"
     return None
@@ -115,7 +123,7 @@ def _versions(fs: FsRoot, facts: ContainerRuntimeFacts) -> None:
                 setattr(facts, f"{name}_source", " ".join(argv))
             else:
                 reasons[name].append(reason or f"{argv[0]}: version not understood")
-    packages, problems = installed_versions(fs, TOOLKIT_PACKAGES + LIBRARY_PACKAGES)
+    packages, problems, errors = installed_versions(fs, TOOLKIT_PACKAGES + LIBRARY_PACKAGES)
     for name, candidates in (
         ("toolkit_version", TOOLKIT_PACKAGES),
         ("libnvidia_container_version", LIBRARY_PACKAGES),
@@ -129,11 +137,14 @@ def _versions(fs: FsRoot, facts: ContainerRuntimeFacts) -> None:
             continue
         if name == "libnvidia_container_version" and _library_file_version(fs, facts):
             continue
-        where = "the package databases" if not problems else "; ".join(problems)
+        where = "the package databases" if not problems + errors else "; ".join(problems + errors)
         reasons[name].append(f"no {' or '.join(candidates)} package in {where}")
         if not fs.is_host:
             reasons[name].append("the tools are not run under a root (they would not be the host's)")
-        facts.unknown[name] = "; ".join(reasons[name])
+        if errors:  # a database that is there could not be read: the version may be in it
+            mark_failed(facts, name, "; ".join(reasons[name]))
+        else:
+            facts.unknown[name] = "; ".join(reasons[name])
 
 
 def _library_file_version(fs: FsRoot, facts: ContainerRuntimeFacts) -> bool:
@@ -155,7 +166,12 @@ def _toolkit_config(fs: FsRoot, facts: ContainerRuntimeFacts) -> tuple[str, ...]
 
     path = next((p for p in CONFIG_PATHS if fs.exists(p)), None)
     names = ("mode_configured", "disable_require", "cuda_compat_mode")
-    if path is None:
+    try:
+        text = fs.read_source(path) if path is not None else None
+    except SourceUnreadable as exc:
+        mark_all(facts, names, str(exc))
+        return CDI_DIRS
+    if path is None or text is None:
         if facts.toolkit_version is not None:
             # The toolkit runs on its built-in defaults (config.GetDefault): mode auto, checks on.
             facts.mode_configured, facts.disable_require = "auto", False
@@ -167,10 +183,9 @@ def _toolkit_config(fs: FsRoot, facts: ContainerRuntimeFacts) -> tuple[str, ...]
                 )
         return CDI_DIRS
     try:
-        config: dict[str, Any] = tomllib.loads(fs.read_text(path) or "")
+        config: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        for name in names:
-            mark_failed(facts, name, f"{path} is not valid TOML: {exc}")
+        mark_all(facts, names, f"{path} is not valid TOML: {exc}")
         return CDI_DIRS
     runtime = _table(config, "nvidia-container-runtime")
     modes = _table(runtime, "modes")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import re
 
-from gpudoctor.facts import CudaHostFacts, CudartFacts, CudaToolkitFacts
-from gpudoctor.probes.fsroot import FsRoot
+from gpudoctor.facts import CudaHostFacts, CudartFacts, CudaToolkitFacts, mark_failed
+from gpudoctor.probes.fsroot import FsRoot, SourceUnreadable
 
 LIB_DIRS = (
     "/usr/lib/x86_64-linux-gnu",
@@ -27,7 +27,8 @@ _VERSION_TXT = re.compile(r"CUDA Version\s+(\d+(?:\.\d+)*)")
 
 
 def toolkit_version(fs: FsRoot, toolkit: str) -> str | None:
-    text = fs.read_text(f"{toolkit}/version.json")
+    """From version.json, else version.txt; SourceUnreadable when the file that is there cannot be read."""
+    text = fs.read_source(f"{toolkit}/version.json")
     if text is not None:
         try:
             version = json.loads(text).get("cuda", {}).get("version")
@@ -36,7 +37,7 @@ def toolkit_version(fs: FsRoot, toolkit: str) -> str | None:
         if isinstance(version, str):
             return version
     # CUDA <= 10.x ship version.txt: "CUDA Version 10.1.243".
-    match = _VERSION_TXT.search(fs.read_text(f"{toolkit}/version.txt") or "")
+    match = _VERSION_TXT.search(fs.read_source(f"{toolkit}/version.txt") or "")
     return match.group(1) if match else None
 
 
@@ -45,10 +46,15 @@ def probe_cuda_host(fs: FsRoot) -> CudaHostFacts:
     for toolkit in fs.glob("/usr/local/cuda*"):
         if fs.path(toolkit).is_symlink() or not fs.path(toolkit).is_dir():
             continue  # /usr/local/cuda -> cuda-12.4 is the same toolkit
-        version = toolkit_version(fs, toolkit)
-        facts.toolkits.append(CudaToolkitFacts(path=toolkit, version=version))
-        if version is None:
-            facts.unknown[f"toolkits[{toolkit}].version"] = "no version.json or version.txt"
+        name = f"toolkits[{len(facts.toolkits)}].version"
+        facts.toolkits.append(CudaToolkitFacts(path=toolkit))
+        try:
+            facts.toolkits[-1].version = toolkit_version(fs, toolkit)
+        except SourceUnreadable as exc:
+            mark_failed(facts, name, str(exc))  # this toolkit's version only; the others stand
+            continue
+        if facts.toolkits[-1].version is None:
+            facts.unknown[name] = f"{toolkit}: no version.json or version.txt"
     seen: set[str] = set()
     for directory in LIB_DIRS:
         for path in fs.glob(f"{directory}/libcudart.so.*"):

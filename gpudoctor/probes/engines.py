@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gpudoctor.facts import ContainerRuntimeFacts, mark_failed
-from gpudoctor.probes.fsroot import FsRoot
+from gpudoctor.facts import ContainerRuntimeFacts, mark_all
+from gpudoctor.probes.fsroot import FsRoot, SourceUnreadable
 
 DOCKER_CONFIG = "/etc/docker/daemon.json"
 CONTAINERD_CONFIG = "/etc/containerd/config.toml"
@@ -23,8 +23,12 @@ _CRI_PLUGINS = {1: "cri", 2: "io.containerd.grpc.v1.cri", 3: "io.containerd.cri.
 
 
 def probe_docker(fs: FsRoot, facts: ContainerRuntimeFacts) -> None:
-    text = fs.read_text(DOCKER_CONFIG)
     names = ("docker_nvidia_runtime", "docker_default_runtime", "docker_cdi")
+    try:
+        text = fs.read_source(DOCKER_CONFIG)
+    except SourceUnreadable as exc:
+        mark_all(facts, names, str(exc))
+        return
     if text is None:
         reason = f"{DOCKER_CONFIG} absent"
         if fs.exists("/etc/docker"):
@@ -43,8 +47,7 @@ def probe_docker(fs: FsRoot, facts: ContainerRuntimeFacts) -> None:
         reason = f"{DOCKER_CONFIG} is not a JSON object" + (
             f": {config}" if isinstance(config, Exception) else ""
         )
-        for name in names:
-            mark_failed(facts, name, reason)
+        mark_all(facts, names, reason)
         return
     runtimes = config.get("runtimes")
     facts.docker_nvidia_runtime = isinstance(runtimes, dict) and "nvidia" in runtimes
@@ -65,7 +68,11 @@ def probe_containerd(fs: FsRoot, facts: ContainerRuntimeFacts) -> None:
     import tomllib
 
     names = ("containerd_nvidia_runtime", "containerd_default_runtime", "containerd_cdi")
-    text = fs.read_text(CONTAINERD_CONFIG)
+    try:
+        text = fs.read_source(CONTAINERD_CONFIG)
+    except SourceUnreadable as exc:
+        mark_all(facts, names, str(exc))
+        return
     if text is None:
         for name in names:
             facts.unknown[name] = f"{CONTAINERD_CONFIG} absent"
@@ -74,18 +81,19 @@ def probe_containerd(fs: FsRoot, facts: ContainerRuntimeFacts) -> None:
     try:
         main = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        for name in names:
-            mark_failed(facts, name, f"{CONTAINERD_CONFIG} is not valid TOML: {exc}")
+        mark_all(facts, names, f"{CONTAINERD_CONFIG} is not valid TOML: {exc}")
         return
     documents.append((CONTAINERD_CONFIG, main))
     imports = main.get("imports")
     for pattern in imports if isinstance(imports, list) else []:
         for path in fs.glob(str(pattern)):
             try:
-                documents.append((path, tomllib.loads(fs.read_text(path) or "")))
+                documents.append((path, tomllib.loads(fs.read_source(path) or "")))
+            except SourceUnreadable as exc:
+                mark_all(facts, names, str(exc))
+                return
             except tomllib.TOMLDecodeError as exc:
-                for name in names:
-                    mark_failed(facts, name, f"{path} is not valid TOML: {exc}")
+                mark_all(facts, names, f"{path} is not valid TOML: {exc}")
                 return
     version = main.get("version", 1)
     plugin = _CRI_PLUGINS.get(version) if isinstance(version, int) else None

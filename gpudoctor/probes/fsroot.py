@@ -2,7 +2,12 @@
 
 All file probes read through a FsRoot so tests point them at fixture trees in
 the real formats, and a container with the host mounted at /host can scan the
-host. Reads never raise: a missing or unreadable file is None.
+host. `read_text` never raises: a missing or unreadable file is None (for
+sysfs/procfs attributes, where either means "not there"). `read_source` tells
+the two apart for a file a fact comes from: None when it is not there (an
+answer), SourceUnreadable when it is there but cannot be read (a directory, a
+FIFO or device, an I/O error, bytes that are not UTF-8): the probe then marks
+exactly the facts from that file failed (facts.mark_failed), and no others.
 
 Three kinds of root:
   FsRoot()                      this machine: its files, its commands, its kernel
@@ -17,6 +22,12 @@ from __future__ import annotations
 import glob
 import os
 from pathlib import Path
+
+from gpudoctor.inputs import UnusableInput, open_regular
+
+
+class SourceUnreadable(Exception):
+    """A file a fact comes from is there but cannot be read; the message names it."""
 
 
 class FsRoot:
@@ -40,6 +51,26 @@ class FsRoot:
                 return handle.read(limit)
         except OSError:
             return None
+
+    def read_source(self, absolute: str, limit: int = 1 << 20, *, strict: bool = True) -> str | None:
+        """The text of regular file `absolute` (at most `limit` bytes); None when nothing is at
+        the path; SourceUnreadable when something is but cannot be read as text (UTF-8, or with
+        replacement characters where not `strict`)."""
+        try:
+            with open_regular(self.path(absolute)) as handle:
+                data = handle.read(limit)
+        except UnusableInput as exc:
+            if exc.reason == "no such file":
+                return None
+            raise SourceUnreadable(f"{absolute}: {exc.reason}") from None
+        except OSError as exc:
+            raise SourceUnreadable(f"{absolute}: cannot read: {exc.strerror or exc}") from None
+        try:
+            return data.decode("utf-8", "strict" if strict else "replace")
+        except UnicodeDecodeError as exc:
+            if len(data) == limit and exc.start > limit - 4:  # a character cut by the limit
+                return data[: exc.start].decode("utf-8")
+            raise SourceUnreadable(f"{absolute}: not UTF-8 text (byte {exc.start})") from None
 
     def read_bytes(self, absolute: str, limit: int = 4096) -> bytes | None:
         try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import platform
 import shlex
 
-from gpudoctor.facts import HostFacts
-from gpudoctor.probes.fsroot import FsRoot
+from gpudoctor.facts import HostFacts, mark_failed
+from gpudoctor.probes.fsroot import FsRoot, SourceUnreadable
 
 
 def parse_os_release(text: str) -> str | None:
@@ -21,12 +21,26 @@ def parse_os_release(text: str) -> str | None:
 
 def probe_host(fs: FsRoot) -> HostFacts:
     host = HostFacts()
+
+    def text(name: str, *paths: str) -> str | None:
+        """The first of `paths` that is there, stripped, for fact `name`; one that is there but
+        unreadable marks `name` failed (a later path stands in for an absent file only)."""
+        for path in paths:
+            try:
+                found = fs.read_source(path)
+            except SourceUnreadable as exc:
+                mark_failed(host, name, str(exc))
+                return None
+            if found is not None:
+                return found.strip() or None
+        return None
+
     # /proc/sys/kernel/* rather than uname: they follow --sysfs-root.
-    host.hostname = (fs.read_text("/proc/sys/kernel/hostname") or "").strip() or None
-    host.kernel = (fs.read_text("/proc/sys/kernel/osrelease") or "").strip() or None
-    if not fs.is_host:
+    host.hostname = text("hostname", "/proc/sys/kernel/hostname")
+    host.kernel = text("kernel", "/proc/sys/kernel/osrelease")
+    if not fs.is_host and host.hostname is None and "hostname" not in host.failed:
         # A container's own hostname is its pod's: under --host-root the host's /etc/hostname.
-        host.hostname = host.hostname or (fs.read_text("/etc/hostname") or "").strip() or None
+        host.hostname = text("hostname", "/etc/hostname")
     if fs.live_kernel:
         uname = platform.uname()  # a container shares the host's kernel
         if fs.is_host:
@@ -35,9 +49,9 @@ def probe_host(fs: FsRoot) -> HostFacts:
         host.cpu_arch = uname.machine or None
     else:
         host.unknown["cpu_arch"] = "not recorded in the --sysfs-root tree"
-    os_release = fs.read_text("/etc/os-release") or fs.read_text("/usr/lib/os-release")
+    os_release = text("os_release", "/etc/os-release", "/usr/lib/os-release")
     host.os_release = parse_os_release(os_release) if os_release else None
     for name in ("hostname", "kernel", "os_release"):
-        if getattr(host, name) is None:
+        if getattr(host, name) is None and name not in host.failed:
             host.unknown[name] = "not readable"
     return host

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 
-from gpudoctor.probes.fsroot import FsRoot
+from gpudoctor.probes.fsroot import FsRoot, SourceUnreadable
 
 DPKG_STATUS = "/var/lib/dpkg/status"
 RPMDB_SQLITE = "/var/lib/rpm/rpmdb.sqlite"
@@ -72,10 +72,12 @@ def rpm_versions(fs: FsRoot, names: tuple[str, ...]) -> tuple[dict[str, str], st
     import sqlite3
 
     path = fs.path(RPMDB_SQLITE)
-    if not path.is_file():
+    if not path.exists():
         if fs.exists(RPMDB_BDB):
             return {}, f"{RPMDB_BDB} is a Berkeley DB rpm database, which gpudoctor does not read"
         return {}, None
+    if not path.is_file():
+        return {}, f"{RPMDB_SQLITE}: not a regular file"
     try:
         connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
     except sqlite3.Error as exc:
@@ -100,17 +102,26 @@ def rpm_versions(fs: FsRoot, names: tuple[str, ...]) -> tuple[dict[str, str], st
     return found, None
 
 
-def installed_versions(fs: FsRoot, names: tuple[str, ...]) -> tuple[dict[str, tuple[str, str]], list[str]]:
-    """name -> (upstream version, database path) from dpkg and rpm; and why a database could not be read."""
+def installed_versions(
+    fs: FsRoot, names: tuple[str, ...]
+) -> tuple[dict[str, tuple[str, str]], list[str], list[str]]:
+    """name -> (upstream version, database path) from dpkg and rpm; the databases gpudoctor does
+    not read (their format); and the databases that are there but could not be read (failures)."""
     found: dict[str, tuple[str, str]] = {}
     problems: list[str] = []
-    status = fs.read_text(DPKG_STATUS, limit=64 << 20)
+    errors: list[str] = []
+    try:
+        # A description in another encoding is not worth losing the versions over.
+        status = fs.read_source(DPKG_STATUS, limit=64 << 20, strict=False)
+    except SourceUnreadable as exc:
+        status = None
+        errors.append(str(exc))
     if status is not None:
         for name, version in dpkg_versions(status, names).items():
             found[name] = (upstream_version(version), DPKG_STATUS)
     rpms, problem = rpm_versions(fs, names)
     if problem:
-        problems.append(problem)
+        (problems if problem.startswith(RPMDB_BDB) else errors).append(problem)
     for name, version in rpms.items():
         found.setdefault(name, (upstream_version(version), RPMDB_SQLITE))
-    return found, problems
+    return found, problems, errors
