@@ -201,3 +201,37 @@ def test_an_archive_needs_the_reference_to_attach_to(tmp_path: Path) -> None:
     archive = docker_save(tmp_path / "save.tar", "app:1")
     done = run_gpudoctor("kernels", str(archive), "--attach", cwd=REPO, env=NO_ENGINE)
     assert done.returncode == 64 and "--attach REGISTRY/REPO:TAG" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("fault", ["other bytes", "one byte more"])
+def test_a_pulled_layer_unlike_its_descriptor_is_bad_data(
+    registry: Registry, tmp_path: Path, fault: str
+) -> None:
+    image = kernel_image()
+    push_image(registry, "kern/badlayer", "1", image)
+    layer = json.loads(image.manifest)["layers"][0]
+    body = bytes(layer["size"]) if fault == "other bytes" else image.layers[0] + b"x"
+    blob_get = f"GET /v2/kern/badlayer/blobs/{layer['digest']}"
+    with relaying(registry.host, refusals=[(200, {}, body)], refuse_only=blob_get) as relay:
+        code, _, stderr = preflight(
+            f"{relay.host}/kern/badlayer:1", h800_node(tmp_path), "--deep", "--pull-layers"
+        )
+    expected = "does not match its digest" if fault == "other bytes" else "over the"
+    assert code == 65 and expected in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 2 and "Traceback" not in stderr  # the download note, the error
+
+
+def test_several_images_are_looked_up_together(registry: Registry, tmp_path: Path) -> None:
+    refs = []
+    for name in ("kern/many-a", "kern/many-b"):
+        push_image(registry, name, "1", fa2_image())
+        refs.append(f"{registry.host}/{name}:1")
+        attach(registry, refs[-1])
+    push_image(registry, "kern/many-c", "1", kernel_image())
+    refs.append(f"{registry.host}/kern/many-c:1")
+    done = run_gpudoctor("preflight", *refs, "--node", str(h800_node(tmp_path)), "--format", "json", cwd=REPO,
+                         env=NO_ENGINE)  # fmt: skip
+    reports = json.loads(done.stdout)
+    sources = [(r["image"]["kernels"] or {}).get("source", {}).get("from") for r in reports]
+    assert sources == ["attestation", "attestation", None], done.stderr
+    assert "no gpudoctor kernels attestation" in reports[2]["image"]["unknown"]["kernels"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -24,6 +25,9 @@ from gpudoctor.commands.common import (
     write_text,
 )
 from gpudoctor.errors import GpudoctorError
+
+if TYPE_CHECKING:
+    from gpudoctor.facts import ImageFacts
 
 
 @click.command(
@@ -125,7 +129,7 @@ def command(
         # user's statement of it, and the platform rules should use it.
         node.host.cpu_arch = OCI_TO_CPU[wanted.architecture]
         node.host.unknown.pop("cpu_arch", None)
-    reports = []
+    judged: list[ImageFacts] = []
     failures: list[GpudoctorError] = []
     with Fetcher(options, docker_host) as fetcher:
         with timed("image"):
@@ -137,6 +141,7 @@ def command(
                 print(f"gpudoctor: {image}: {facts}", file=sys.stderr)
                 failures.append(facts)
                 continue
+            judged.append(facts)
             if deep or pull_layers:
                 # Fill facts.kernels (gpudoctor.kernels.deep); a remote image needs --pull-layers.
                 from gpudoctor.kernels.deep import scan_image
@@ -146,22 +151,21 @@ def command(
                     facts,
                     pull_layers=pull_layers,
                     docker_host=docker_host,
-                    registries=fetcher.registries,
+                    registries=fetcher.registries if facts.source == "registry" else None,
                     announce=lambda text: print(f"gpudoctor: {text}", file=sys.stderr),
                 )
-            if facts.kernels is None and facts.source == "registry" and facts.digest and not pull_layers:
-                # A kernels attestation pushed by `kernels IMAGE --attach`: kernel facts before any
-                # layer, through the same clients (token, connections) as the manifest and config.
-                from gpudoctor.kernels.deep import attested_kernels
+        if not pull_layers:
+            # Kernels attestations pushed by `kernels IMAGE --attach`: kernel facts before any
+            # layer, through the same clients (token, connections) as the manifests and configs.
+            from gpudoctor.kernels.deep import look_up_attestations
 
-                facts.kernels = attested_kernels(
-                    image,
-                    facts,
-                    fetcher.registries,
-                    warn=lambda text: print(f"gpudoctor: warning: {text}", file=sys.stderr),
-                )
-            with timed("rules"):
-                reports.append(diagnose(node, facts, rule_dirs=rule_dirs_from(rule_dirs)))
+            look_up_attestations(
+                [f for f in judged if f.kernels is None and f.source == "registry" and f.digest],
+                fetcher.registries,
+                warn=lambda text: print(f"gpudoctor: warning: {text}", file=sys.stderr),
+            )
+    with timed("rules"):
+        reports = [diagnose(node, facts, rule_dirs=rule_dirs_from(rule_dirs)) for facts in judged]
     if len(images) == 1:
         return emit(reports[0], fmt, output)
     return _emit_many(reports, failures, fmt, output)

@@ -382,9 +382,9 @@ class RegistryClient:
         return mf.load_json(response.body, f"{self.name}: {what}")
 
     @contextmanager
-    def open_blob(self, repository: str, descriptor: mf.Descriptor, what: str) -> Iterator[Blob]:
+    def open_blob(self, repository: str, descriptor: mf.Descriptor, what: str) -> Iterator[BodyStream]:
         """A blob streamed from the first endpoint that has it (mirrors first): at most the
-        descriptor's size, its digest checked by `Blob.verify()` once read to the end."""
+        descriptor's size; `verify(descriptor.digest)` once the reader is done checks it."""
         label = f"{self.name}: {what}"
         digest = mf.check_digest(descriptor.digest, label)
         if descriptor.size is None:
@@ -393,30 +393,11 @@ class RegistryClient:
             repository, f"blobs/{digest}", "pull", None, descriptor.size, what, stream=True
         )
         assert response.stream is not None
+        response.stream.hash = hashlib.new(digest.partition(":")[0])
         try:
-            yield Blob(response.stream, digest, descriptor.size, label)
+            yield response.stream
         finally:
             response.stream.close()
-
-
-class Blob:
-    """A streamed blob, hashed as it is read (the layer scanner reads it like a file)."""
-
-    def __init__(self, body: BodyStream, digest: str, size: int, what: str) -> None:
-        self._body, self._digest, self._size, self._what = body, digest, size, what
-        self._hash = hashlib.new(digest.partition(":")[0])
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._body.read(size)
-        self._hash.update(data)
-        return data
-
-    def verify(self) -> None:
-        """Read what the reader left, then check the size and digest the manifest gave."""
-        while self.read(1 << 20):
-            pass
-        if self._body.received != self._size or self._hash.hexdigest() != self._digest.partition(":")[2]:
-            raise BadInput(f"{self._what}: does not match its digest (or size {self._size})")
 
 
 def _api_host(registry: str) -> str:

@@ -28,6 +28,7 @@ request headers carry credentials.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import socket
 import threading
 import time
@@ -444,7 +445,7 @@ class Transport:
         )
         if ask.stream and answer.status_code == 200:
             self._check_declared(answer, what, max_bytes)
-            stream = BodyStream(answer, what, _netloc(ask.url), max_bytes, self)
+            stream = BodyStream(answer, what, _netloc(ask.url), max_bytes)
             return Response(200, clip(answer.reason or ""), answer.headers, b"", ask.url, stream)
         with answer:
             self._check_declared(answer, what, max_bytes)
@@ -508,16 +509,15 @@ class Transport:
 
 class BodyStream:
     """The open body of a streamed 200, read as it arrives (`read(size)`, as tarfile reads):
-    at most `max_bytes`, each read under the request's watchdog. A failure mid-body is one
-    line (temporary: the caller may ask again); `close()` ends the request."""
+    at most `max_bytes`, each read under the request's watchdog, hashed when `hash` is set.
+    A failure mid-body is one line (temporary: the caller may ask again); `close()` ends
+    the request."""
 
-    def __init__(
-        self, answer: requests.Response, what: str, netloc: str, max_bytes: int, transport: Transport
-    ) -> None:
+    def __init__(self, answer: requests.Response, what: str, netloc: str, max_bytes: int) -> None:
         self._answer = answer
         self._what, self._netloc, self._max_bytes = what, netloc, max_bytes
-        self._transport = transport
         self.received = 0
+        self.hash: hashlib._Hash | None = None
         self.watchdog: _Watchdog | None = None
 
     def read(self, size: int = -1) -> bytes:
@@ -526,14 +526,24 @@ class BodyStream:
         except Exception as exc:  # noqa: BLE001 - every library failure becomes one line
             if self.watchdog is not None and self.watchdog.fired:
                 raise TemporaryFailure(f"{self._what}: {self._netloc} sent too slowly (gave up)") from None
-            failure = self._transport._failure(exc, self._what, self._netloc)
+            failure = Transport._failure(exc, self._what, self._netloc)
             if isinstance(failure, _Retryable):
                 failure = TemporaryFailure(f"{self._what}: {failure}")
             raise failure from None
         self.received += len(data)
         if self.received > self._max_bytes:
             raise BadInput(f"{self._what}: answer is over the {self._max_bytes}-byte cap")
+        if self.hash is not None:
+            self.hash.update(data)
         return data
+
+    def verify(self, digest: str) -> None:
+        """Read what the reader left; then the body must be `max_bytes` long and hash to `digest`."""
+        while self.read(_CHUNK):
+            pass
+        assert self.hash is not None
+        if self.received != self._max_bytes or self.hash.hexdigest() != digest.partition(":")[2]:
+            raise BadInput(f"{self._what}: does not match its digest (or its size, {self._max_bytes})")
 
     def close(self) -> None:
         if self.watchdog is not None:

@@ -52,11 +52,27 @@ NOT_ATTESTED = (
 )
 
 
+def look_up_attestations(
+    images: list[ImageFacts], registries: Registries, warn: Callable[[str], None] = lambda _text: None
+) -> None:
+    """`facts.kernels` of each registry image from its attestation, concurrently (bounded, as
+    the fetches); None, with facts.unknown["kernels"] saying why, where none is trusted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gpudoctor.images import MAX_PARALLEL_FETCHES
+
+    def one(facts: ImageFacts) -> None:
+        facts.kernels = attested_kernels(facts, registries, warn)
+
+    if len(images) == 1:
+        one(images[0])
+    elif images:
+        with ThreadPoolExecutor(min(MAX_PARALLEL_FETCHES, len(images))) as pool:
+            list(pool.map(one, images))
+
+
 def attested_kernels(
-    reference: str,
-    facts: ImageFacts,
-    registries: Registries,
-    warn: Callable[[str], None] = lambda _text: None,
+    facts: ImageFacts, registries: Registries, warn: Callable[[str], None]
 ) -> KernelScanFacts | None:
     """Kernel facts from the attestation of the chosen platform's manifest, or None
     (with facts.unknown["kernels"] saying why) when there is none to trust."""
@@ -64,7 +80,7 @@ def attested_kernels(
     from gpudoctor.kernels.artifacts import find_attestation
 
     assert facts.digest is not None
-    ref = parse_reference(reference)
+    ref = parse_reference(facts.reference)
     try:
         found, where = find_attestation(registries.client(ref.registry), ref.repository, facts.digest, warn)
     except GpudoctorError as exc:
@@ -147,4 +163,4 @@ def _scan_registry(
                 counted = ReadTap(blob, lambda data: bar.advance(len(data)))  # type: ignore[arg-type]
                 scanner.add_layer(layer.digest, counted)  # type: ignore[arg-type]
                 counted.drain()
-                blob.verify()  # the digest and size of what was read
+                blob.verify(layer.digest)
