@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urljoin
@@ -110,81 +110,53 @@ class RegistryClient:
                 self._credentials[netloc] = credentials_for(key)
             return self._credentials[netloc]
 
-    def get(
-        self,
-        repository: str,
-        path: str,
-        capability: str,
-        accept: str | None,
-        max_bytes: int,
-        what: str,
-        *,
-        method: str = "GET",
-        missing_ok: bool = False,
-        stream: bool = False,
-    ) -> tuple[Response, Endpoint]:
-        """A 200 answer from the first endpoint that gives one, mirrors first. A mirror that
-        fails or lacks the content passes the request on; the registry's own failure is final,
-        but for a 404 that the caller takes as an answer (`missing_ok`)."""
-        headers = {"Accept": accept} if accept else {}
-        candidates = [e for e in self.endpoints if capability in e.capabilities]
-        if not candidates:
-            raise ServiceUnavailable(
-                f"{self.name}: {what}: no endpoint may {capability} (hosts.toml capabilities)"
-            )
-
-        def call(endpoint: Endpoint, label: str) -> Response:
-            url = endpoint.url(f"{repository}/{path}")
-            return self._call(endpoint, method, url, repository, headers, max_bytes, label, stream=stream)
-
-        return self._first_answer(candidates, call, what, (200,), missing_ok)
-
-    def send(
+    def request(
         self,
         method: str,
         repository: str,
         path: str,
         what: str,
-        ok: tuple[int, ...],
         *,
-        body: bytes | None = None,
-        content_type: str | None = None,
+        capability: str | None = None,
+        ok: tuple[int, ...] = (200,),
+        missing_ok: bool = False,
         accept: str | None = None,
         max_bytes: int = MAX_SMALL_BYTES,
-    ) -> Response:
-        """A write (blob upload, manifest PUT), or a read before one, to the registry itself:
-        mirrors are read-only. `path` is under the repository, or a URL (an upload Location).
-        The token asked for may push to `repository`. An answer not in `ok` raises."""
-        with self._lock:
-            self._pushing.add(repository)
-        headers = {
-            name: value for name, value in (("Content-Type", content_type), ("Accept", accept)) if value
-        }
-
-        def call(endpoint: Endpoint, label: str) -> Response:
-            url = urljoin(endpoint.base + "/", path if "://" in path else f"{repository}/{path}")
-            return self._call(endpoint, method, url, repository, headers, max_bytes, label, body=body)
-
-        upstream = [e for e in self.endpoints if not e.mirror]
-        return self._first_answer(upstream, call, what, ok, missing_ok=False)[0]
-
-    def _first_answer(
-        self,
-        candidates: list[Endpoint],
-        call: Callable[[Endpoint, str], Response],
-        what: str,
-        ok: tuple[int, ...],
-        missing_ok: bool,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        stream: bool = False,
     ) -> tuple[Response, Endpoint]:
+        """An answer in `ok` and the endpoint that gave it, else the error for the registry's.
+
+        A read a mirror may serve names its `capability` ("resolve" a tag, "pull" by digest):
+        mirrors are asked first, and one that fails or lacks the content passes the request on;
+        the registry's own 404 is returned when the caller takes it as an answer (`missing_ok`).
+        Without a capability the request goes to the registry itself, never a mirror (mirrors
+        are read-only): writes, and the reads a write depends on; its token may push.
+        `path` is under the repository, or a URL (an upload Location)."""
         label = f"{self.name}: {what}"
+        if capability is None:
+            with self._lock:
+                self._pushing.add(repository)
+            candidates = [e for e in self.endpoints if not e.mirror]
+        else:
+            candidates = [e for e in self.endpoints if capability in e.capabilities]
+        if not candidates:
+            raise ServiceUnavailable(f"{label}: no endpoint may {capability} (hosts.toml capabilities)")
+        headers = {
+            name: value for name, value in (("Accept", accept), ("Content-Type", content_type)) if value
+        }
         failure: GpudoctorError | None = None
         missing: tuple[Response, Endpoint] | None = None
         answered: set[str] = set()  # hosts that spoke HTTP: their plain-HTTP twin is not tried
         for endpoint in candidates:
             if endpoint.netloc in answered or endpoint.base in self._unusable:
                 continue
+            url = urljoin(endpoint.base, path) if "://" in path else endpoint.url(f"{repository}/{path}")
             try:
-                response = call(endpoint, label)
+                response = self._call(
+                    endpoint, method, url, repository, headers, max_bytes, label, body, stream
+                )
             except (ServiceUnavailable, TemporaryFailure, PermissionRefused) as exc:
                 if "TLS failure" in str(exc) and self._has_plain_twin(endpoint):
                     self._unusable.add(endpoint.base)  # a plain-HTTP loopback registry: use http://
@@ -227,9 +199,8 @@ class RegistryClient:
         headers: dict[str, str],
         max_bytes: int,
         label: str,
-        *,
-        body: bytes | None = None,
-        stream: bool = False,
+        body: bytes | None,
+        stream: bool,
     ) -> Response:
         """One request to one endpoint, authenticating on a 401. The endpoint's Authorization
         goes only to its own origin (an upload Location elsewhere gets none)."""
@@ -354,9 +325,9 @@ class RegistryClient:
         by_digest = ":" in reference
         if by_digest:
             mf.check_digest(reference, f"{self.name}: {what}")
-        response, endpoint = self.get(
-            repository, f"manifests/{reference}", "pull" if by_digest else "resolve",
-            mf.ACCEPT, mf.MAX_MANIFEST_BYTES, what,
+        response, endpoint = self.request(
+            "GET", repository, f"manifests/{reference}", what, capability="pull" if by_digest else "resolve",
+            accept=mf.ACCEPT, max_bytes=mf.MAX_MANIFEST_BYTES,
         )  # fmt: skip
         label = f"{self.name}: {what}"
         digest = mf.sha256_digest(response.body)
@@ -375,8 +346,9 @@ class RegistryClient:
             raise BadInput(
                 f"{self.name}: {what} is {descriptor.size} bytes, over the {mf.MAX_CONFIG_BYTES}-byte cap"
             )
-        response, _ = self.get(
-            repository, f"blobs/{descriptor.digest}", "pull", None, mf.MAX_CONFIG_BYTES, what
+        path = f"blobs/{descriptor.digest}"
+        response, _ = self.request(
+            "GET", repository, path, what, capability="pull", max_bytes=mf.MAX_CONFIG_BYTES
         )
         mf.verify_digest(response.body, descriptor.digest, f"{self.name}: {what}")
         return mf.load_json(response.body, f"{self.name}: {what}")
@@ -389,8 +361,14 @@ class RegistryClient:
         digest = mf.check_digest(descriptor.digest, label)
         if descriptor.size is None:
             raise BadInput(f"{label}: the manifest gives no size for it")
-        response, _ = self.get(
-            repository, f"blobs/{digest}", "pull", None, descriptor.size, what, stream=True
+        response, _ = self.request(
+            "GET",
+            repository,
+            f"blobs/{digest}",
+            what,
+            capability="pull",
+            max_bytes=descriptor.size,
+            stream=True,
         )
         assert response.stream is not None
         response.stream.hash = hashlib.new(digest.partition(":")[0])

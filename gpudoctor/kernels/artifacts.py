@@ -63,9 +63,10 @@ def _json_bytes(body: dict[str, Any]) -> bytes:
 def attach(client: RegistryClient, repository: str, subject: str, scan: KernelScanFacts) -> tuple[str, str]:
     """Push `scan` as an attestation of the manifest `subject`: (artifact digest, how it is linked)."""
     what = f"manifest {subject[:19]}"
-    response, _ = client.get(
-        repository, f"manifests/{subject}", "pull", mf.ACCEPT, mf.MAX_MANIFEST_BYTES, what
-    )
+    response, _ = client.request(
+        "GET", repository, f"manifests/{subject}", what, capability="pull", accept=mf.ACCEPT,
+        max_bytes=mf.MAX_MANIFEST_BYTES,
+    )  # fmt: skip
     mf.verify_digest(response.body, subject, f"{client.name}: {what}")
     doc = mf.load_json(response.body, f"{client.name}: {what}")
     media_type = mf.media_type_of(doc, response.headers.get("content-type"), f"{client.name}: {what}")
@@ -76,8 +77,8 @@ def attach(client: RegistryClient, repository: str, subject: str, scan: KernelSc
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     manifest = attest.manifest(blob, len(document), described, created)
     digest = mf.sha256_digest(manifest)
-    pushed = client.send(
-        "PUT", repository, f"manifests/{digest}", f"artifact manifest {digest[:19]}", (201,),
+    pushed, _ = client.request(
+        "PUT", repository, f"manifests/{digest}", f"artifact manifest {digest[:19]}", ok=(201,),
         body=manifest, content_type=OCI_MANIFEST,
     )  # fmt: skip
     descriptor = {
@@ -96,20 +97,20 @@ def attach(client: RegistryClient, repository: str, subject: str, scan: KernelSc
 def _push_blob(client: RegistryClient, repository: str, data: bytes) -> str:
     digest = mf.sha256_digest(data)
     what = f"blob {digest[:19]}"
-    if client.send("HEAD", repository, f"blobs/{digest}", what, (200, 404)).status == 200:
+    if client.request("HEAD", repository, f"blobs/{digest}", what, ok=(200, 404))[0].status == 200:
         return digest
-    started = client.send("POST", repository, "blobs/uploads/", f"upload of {what}", (202,))
+    started, _ = client.request("POST", repository, "blobs/uploads/", f"upload of {what}", ok=(202,))
     location = started.headers.get("location", "")
     if not visible_header_value(location):
         raise BadInput(f"{client.name}: upload of {what}: the registry gave no usable Location")
     url = urljoin(started.url, location)
     url += ("&" if "?" in url else "?") + urlencode({"digest": digest})
-    client.send(
+    client.request(
         "PUT",
         repository,
         url,
         f"upload of {what}",
-        (201,),
+        ok=(201,),
         body=data,
         content_type="application/octet-stream",
     )
@@ -129,8 +130,8 @@ def _add_to_referrers_tag(
             break
         if listed is not None:
             index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [*listed, descriptor]}
-            client.send(
-                "PUT", repository, f"manifests/{tag}", f"referrers tag {tag}", (201, *_RACING),
+            client.request(
+                "PUT", repository, f"manifests/{tag}", f"referrers tag {tag}", ok=(201, *_RACING),
                 body=_json_bytes(index), content_type=OCI_INDEX,
             )  # fmt: skip
         time.sleep(SETTLE_S * (1 + random.random()))  # noqa: S311 - jitter, not a secret
@@ -144,8 +145,8 @@ def _listed(client: RegistryClient, repository: str, tag: str) -> list[dict[str,
     """The tag's descriptors, as the registry itself has them now (never a mirror's copy);
     None when a concurrent write made the registry fail the read."""
     what = f"referrers tag {tag}"
-    response = client.send(
-        "GET", repository, f"manifests/{tag}", what, (200, 404, *_RACING),
+    response, _ = client.request(
+        "GET", repository, f"manifests/{tag}", what, ok=(200, 404, *_RACING),
         accept=OCI_INDEX, max_bytes=mf.MAX_MANIFEST_BYTES,
     )  # fmt: skip
     if response.status != 200:
@@ -165,12 +166,21 @@ def find_attestation(
     tag = referrers_tag(subject)
     where = f"referrers tag {tag}"
     path = f"manifests/{tag}"
-    found, _ = client.get(
-        repository, path, "resolve", OCI_INDEX, mf.MAX_MANIFEST_BYTES, where, method="HEAD", missing_ok=True
-    )
+    found, _ = client.request(
+        "HEAD", repository, path, where, capability="resolve", missing_ok=True, accept=OCI_INDEX,
+        max_bytes=mf.MAX_MANIFEST_BYTES,
+    )  # fmt: skip
     if found.status == 404:
         return None, where
-    response, _ = client.get(repository, path, "resolve", OCI_INDEX, mf.MAX_MANIFEST_BYTES, where)
+    response, _ = client.request(
+        "GET",
+        repository,
+        path,
+        where,
+        capability="resolve",
+        accept=OCI_INDEX,
+        max_bytes=mf.MAX_MANIFEST_BYTES,
+    )
     entries = mf.load_json(response.body, f"{client.name}: {where}").get("manifests")
     descriptors = [
         entry
@@ -195,12 +205,15 @@ def _read_attestation(
 ) -> tuple[KernelScanFacts, str]:
     label = f"{client.name}: {digest[:19]}"
     mf.check_digest(digest, label)
-    response, _ = client.get(
-        repository, f"manifests/{digest}", "pull", OCI_MANIFEST, mf.MAX_MANIFEST_BYTES, digest[:19]
-    )
+    response, _ = client.request(
+        "GET", repository, f"manifests/{digest}", digest[:19], capability="pull", accept=OCI_MANIFEST,
+        max_bytes=mf.MAX_MANIFEST_BYTES,
+    )  # fmt: skip
     mf.verify_digest(response.body, digest, label)
     blob, size = attest.check_manifest(mf.load_json(response.body, label), subject)
     mf.check_digest(blob, label)
-    response, _ = client.get(repository, f"blobs/{blob}", "pull", None, size, f"document {blob[:19]}")
+    response, _ = client.request(
+        "GET", repository, f"blobs/{blob}", f"document {blob[:19]}", capability="pull", max_bytes=size
+    )
     mf.verify_digest(response.body, blob, f"{client.name}: document {blob[:19]}")
     return attest.scan_from_document(response.body, subject)
