@@ -331,3 +331,25 @@ def test_ecc_not_supported_on_a_board_of_unknown_ecc_stays_an_answer() -> None:
     gpu = probe_nvml(replay("geforce-not-supported")).gpus[0]
     for name in ("ecc_mode", "ecc_errors_uncorrectable_volatile", "retired_pages_pending"):
         assert gpu.unknown[name] == "NVML: NotSupported" and name not in gpu.failed
+
+
+def test_ecc_not_supported_in_a_vgpu_guest_is_an_answer() -> None:
+    data = copy.deepcopy(snapshot("8x-v100s-pcie"))
+    data["calls"]["nvmlDeviceGetEccMode|0"] = {"error": "NotSupported"}
+    for mode, failed in ((2, []), (1, ["ecc_mode"])):  # NVML_GPU_VIRTUALIZATION_MODE_VGPU, _PASSTHROUGH
+        data["calls"]["nvmlDeviceGetVirtualizationMode|0"] = {"value": mode}
+        assert probe_nvml(ReplayNvml(data)).gpus[0].failed == failed, mode
+
+
+def test_nvlink_not_supported_on_an_nvswitch_board_is_a_failure_unless_mig() -> None:
+    """A100 SXM4 (the table: NVSwitch baseboards) answering NotSupported at link 0 has not told its
+    NVLink state; with MIG enabled NVLink is not in use and the answer stands."""
+    data = copy.deepcopy(snapshot("a100-mig"))
+    data["calls"]["nvmlDeviceGetNvLinkState|0|0"] = {"error": "NotSupported"}
+    gpu = probe_nvml(ReplayNvml(data)).gpus[0]
+    assert gpu.failed == [] and gpu.unknown["nvlink_links_total"] == "NVML: NotSupported"
+    data["calls"]["nvmlDeviceGetMigMode|0"] = {"value": [0, 0]}
+    data["calls"]["nvmlDeviceGetTotalEccErrors|0|uncorrected|volatile"] = {"value": 0}  # reported without MIG
+    gpu = probe_nvml(ReplayNvml(data)).gpus[0]
+    assert gpu.failed == ["nvlink_links_up", "nvlink_links_total"]
+    assert "sits on NVSwitch baseboards, which connect GPUs by NVLink" in gpu.unknown["nvlink_links_total"]

@@ -172,3 +172,28 @@ def test_a_gpu_missing_from_the_xml_is_a_probe_error() -> None:
     # The telegraf fixture kept one <gpu> of a 4-GPU node, and says so itself.
     trimmed = parse("A100-SXM4-80GB_535.54.03.xml").probe_errors
     assert [e.message for e in trimmed] == ["nvidia-smi reports 4 attached GPUs but describes 1"]
+
+
+def test_ecc_not_available_on_a_board_with_ecc_memory_is_a_failure() -> None:
+    """N/A for ECC on a V100S (the GPU table: ECC memory) is not "no ECC" (docs/threat-model.md)."""
+    data = (XML / "8x-Tesla-V100S-PCIE-32GB_460.73.01.xml").read_bytes()
+    node = parse_nvidia_smi_xml(data.replace(b"<current_ecc>Enabled", b"<current_ecc>N/A", 1), "v100s")
+    assert node.gpus[0].failed == ["ecc_mode"]
+    assert (
+        node.gpus[0]
+        .unknown["ecc_mode"]
+        .endswith("but gpudoctor's GPU table says Tesla V100S-PCIE-32GB has ECC memory")
+    )
+    assert [g.failed for g in node.gpus[1:]] == [[]] * 7
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["GRID-P4-1Q-vGPU_513.46.xml", "A100-SXM4-40GB-MIG_510.47.03.xml", "2x-RTX-2070_590.44.01.xml"],
+)
+def test_ecc_not_available_where_nvidia_smi_documents_it_stays_an_answer(name: str) -> None:
+    """A vGPU guest (the host reports the board's memory), the volatile counter under MIG, a
+    GeForce board the table says nothing of: real outputs with N/A there, and no failure."""
+    node = parse_nvidia_smi_xml((XML / name).read_bytes(), name)
+    assert [g.failed for g in node.gpus] == [[]] * len(node.gpus)
+    assert any(g.ecc_errors_uncorrectable_volatile is None for g in node.gpus)

@@ -49,12 +49,35 @@ def fill_model_facts(gpu: GpuFacts, reported_cc: str | None, reported_architectu
             gpu.unknown[name] = reason
 
 
-def ecc_memory_reason(gpu: GpuFacts) -> str | None:
-    """Why the GPU is known to have ECC memory (its GPU table row says so: `ecc` in
-    rules/matrix/gpus.yaml, from NVIDIA's pages), or None where that is not known."""
+def table_says(gpu: GpuFacts, column: str, words: str) -> str | None:
+    """ "gpudoctor's GPU table says <board> <words>" when the GPU's product row in
+    rules/matrix/gpus.yaml (sourced: see its refs) has `column` true; None where not known."""
     from gpudoctor.knowledge.gpu_identity import identify
 
     model = identify(gpu.pci_device_id, gpu.name).model
-    if model is None or not model.ecc:
+    if model is None or not getattr(model, column):
         return None
-    return f"gpudoctor's GPU table says {gpu.name or model.names[0]} has ECC memory ({model.refs[-1]})"
+    return f"gpudoctor's GPU table says {gpu.name or model.names[0]} {words}"
+
+
+def expected_memory_facts(gpu: GpuFacts, vgpu_guest: bool = False) -> dict[str, str]:
+    """The memory-health facts this GPU must report, each with why: ECC mode on a board the GPU
+    table says has ECC memory (its `ecc` column); with ECC not disabled, the uncorrectable
+    counters (nvml.h: "Requires ECC Mode to be enabled"), the volatile one not under MIG (N/A in
+    a real A100 MIG nvidia-smi -q, fixtures/nvidia-smi/A100-SXM4-40GB-MIG_510.47.03.xml), and
+    page retirement before Ampere (row remapping replaces it from Ampere on, NVIDIA's memory
+    error management note). Where the table says nothing, none: a board's "no ECC" stands; nor
+    in a vGPU guest, whose ECC is N/A in a real one's nvidia-smi -q (fixtures/nvidia-smi/
+    GRID-P4-1Q-vGPU_513.46.xml): the board's memory is the host's to report."""
+    board = table_says(gpu, "ecc", "has ECC memory")
+    if board is None or vgpu_guest:
+        return {}
+    expected = {"ecc_mode": board}
+    if gpu.ecc_mode != "disabled":
+        expected["ecc_errors_uncorrectable_aggregate"] = board
+        if gpu.mig_mode != "enabled":
+            expected["ecc_errors_uncorrectable_volatile"] = board
+        major = (gpu.compute_capability or "").split(".")[0]
+        if major.isdigit() and int(major) < 8:
+            expected["retired_pages_pending"] = f"{board}, retiring pages before Ampere"
+    return expected

@@ -127,6 +127,7 @@ class LiveNvml:
             ),
             "nvmlDeviceGetMemoryInfo": lambda d: {"total": int(nvml.nvmlDeviceGetMemoryInfo(h(d)).total)},
             "nvmlDeviceGetMigMode": lambda d: list(nvml.nvmlDeviceGetMigMode(h(d))),
+            "nvmlDeviceGetVirtualizationMode": lambda d: int(nvml.nvmlDeviceGetVirtualizationMode(h(d))),
             "nvmlDeviceGetMaxMigDeviceCount": lambda d: int(nvml.nvmlDeviceGetMaxMigDeviceCount(h(d))),
             "nvmlDeviceGetMigDeviceHandleByIndex": lambda d, k: handle_exists(f"{d}/{k}"),
             "nvmlDeviceGetEccMode": lambda d: list(nvml.nvmlDeviceGetEccMode(h(d))),

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gpudoctor.facts import DriverFacts, GpuFacts, GpuPairFacts, MigDeviceFacts, mark_failed
-from gpudoctor.probes.gpumodel import ecc_memory_reason, fill_model_facts
+from gpudoctor.probes.gpumodel import expected_memory_facts, fill_model_facts, table_says
 from gpudoctor.probes.nvml_api import Arg, NvmlBackend, NvmlError
 from gpudoctor.probes.values import branch_of, cuda_version_from_int
 
@@ -64,6 +64,7 @@ COMMON_ANCESTOR = {0: "internal", 10: "single", 20: "multiple", 30: "hostbridge"
 FABRIC_STATE = {0: "not_supported", 1: "not_started", 2: "in_progress", 3: "completed"}
 NVLINK_MAX_LINKS = 18  # NVLink 4/5 GPUs have 18 links; NVML answers InvalidArgument past the last.
 ENABLED = {0: "disabled", 1: "enabled"}
+VIRTUALIZATION_VGPU = 2  # nvmlGpuVirtualizationMode_t NVML_GPU_VIRTUALIZATION_MODE_VGPU: a vGPU guest
 
 # Calls for features some boards do not have: NotSupported from them is an answer
 # (nvml.h: "NVML_ERROR_NOT_SUPPORTED if the device does not support this feature").
@@ -275,37 +276,30 @@ def _gpu(ask: _Asker, index: int) -> GpuFacts:
 
 def _ecc(ask: _Asker, gpu: GpuFacts) -> None:
     """ECC mode, uncorrectable counters and page retirement. NotSupported is NVML's answer "no
-    ECC" only where the GPU table does not say the board has ECC memory (ecc_memory_reason);
-    where it does, it is a failed query. Counters need ECC enabled ("Requires ECC Mode to be
-    enabled", nvml.h); page retirement is the pre-Ampere scheme (row remapping replaces it); the
-    volatile counter is not reported under MIG (N/A in a real A100 MIG nvidia-smi -q, fixtures/
-    nvidia-smi/A100-SXM4-40GB-MIG_510.47.03.xml), so it stays an answer there."""
+    ECC" except for the facts this board must report (gpumodel.expected_memory_facts): there it
+    is a failed query."""
     index = gpu.index
-    board = ecc_memory_reason(gpu)
-    ask.fill(
-        gpu, "ecc_mode", "nvmlDeviceGetEccMode", index, convert=lambda m: ENABLED.get(m[0]), has_feature=board
-    )
-    enabled = board if gpu.ecc_mode != "disabled" else None
+    try:
+        guest = ask.nvml.call("nvmlDeviceGetVirtualizationMode", index) == VIRTUALIZATION_VGPU
+    except NvmlError:
+        guest = False  # not known to be a vGPU guest: the board's ECC is expected
+    enabled = lambda m: ENABLED.get(m[0])  # noqa: E731 - NVML's (current, pending) pair
+    board = expected_memory_facts(gpu, guest).get("ecc_mode")
+    ask.fill(gpu, "ecc_mode", "nvmlDeviceGetEccMode", index, convert=enabled, has_feature=board)
+    expected = expected_memory_facts(gpu, guest)  # now that the ECC mode is known
     for counter in ("volatile", "aggregate"):
         name = f"ecc_errors_uncorrectable_{counter}"
-        counts = None if counter == "volatile" and gpu.mig_mode == "enabled" else enabled
-        ask.fill(gpu, name, "nvmlDeviceGetTotalEccErrors", index, "uncorrected", counter, has_feature=counts)
-    retirement = enabled if enabled and _before_row_remapping(gpu.compute_capability) else None
+        known = expected.get(name)
+        ask.fill(gpu, name, "nvmlDeviceGetTotalEccErrors", index, "uncorrected", counter, has_feature=known)
+    known = expected.get("retired_pages_pending")
     ask.fill(
         gpu,
         "retired_pages_pending",
         "nvmlDeviceGetRetiredPagesPendingStatus",
         index,
         convert=bool,
-        has_feature=retirement and f"{retirement}, retiring pages before Ampere",
+        has_feature=known,
     )
-
-
-def _before_row_remapping(cc: str | None) -> bool:
-    """Row remapping replaces page retirement from Ampere (compute capability 8.0) on (NVIDIA's
-    memory error management note, "Row Remapping")."""
-    major = (cc or "").split(".")[0]
-    return major.isdigit() and int(major) < 8
 
 
 def _same_as(gpu: GpuFacts, name: str, source: str) -> None:
@@ -377,13 +371,22 @@ def _nvlinks(ask: _Asker, gpu: GpuFacts) -> None:
     up = total = 0
     first_error: str | None = None
     failure: NvmlError | None = None
+    known: str | None = "earlier links answered"
+    # An NVSwitch-baseboard GPU has NVLink, so NotSupported at link 0 is a failure there; not
+    # under MIG, where NVIDIA's MIG guide rules out GPU-to-GPU NVLink and the state may go unreported.
+    board = None
+    if gpu.mig_mode != "enabled":
+        board = table_says(
+            gpu, "nvswitch_baseboard", "sits on NVSwitch baseboards, which connect GPUs by NVLink"
+        )
     for link in range(NVLINK_MAX_LINKS):
         try:
             state = ask.nvml.call("nvmlDeviceGetNvLinkState", gpu.index, link)
         except NvmlError as exc:
             first_error = first_error or exc.name
-            if exc.name == "NotSupported" and link > 0:
-                failure = exc  # links 0..link-1 answered: NVLink is there, this link failed
+            if exc.name == "NotSupported" and (link > 0 or board):
+                failure = exc  # links 0..link-1 answered, or the board has NVLink: this link failed
+                known = board if link == 0 else "earlier links answered"
                 break
             if exc.name in ("InvalidArgument", "NotSupported", "NotRecorded"):
                 break  # past the GPU's last link, or no NVLink at all
@@ -393,8 +396,7 @@ def _nvlinks(ask: _Asker, gpu: GpuFacts) -> None:
         up += 1 if state else 0
     if failure is not None:
         names = ("nvlink_links_up", "nvlink_links_total")
-        links = "earlier links answered"
-        ask.failed(gpu, names, "nvmlDeviceGetNvLinkState", failure, gpu.index, has_feature=links)
+        ask.failed(gpu, names, "nvmlDeviceGetNvLinkState", failure, gpu.index, has_feature=known)
     elif total:
         gpu.nvlink_links_up, gpu.nvlink_links_total = up, total
     else:

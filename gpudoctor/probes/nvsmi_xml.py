@@ -17,8 +17,8 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from gpudoctor.errors import BadInput, one_line
-from gpudoctor.facts import DriverFacts, GpuFacts, MigDeviceFacts, NodeFacts, ProbeError
-from gpudoctor.probes.gpumodel import fill_model_facts
+from gpudoctor.facts import DriverFacts, GpuFacts, MigDeviceFacts, NodeFacts, ProbeError, mark_failed
+from gpudoctor.probes.gpumodel import expected_memory_facts, fill_model_facts
 from gpudoctor.probes.values import branch_of, count_from, fabric_state_name, mib_from, yes_no
 
 NOT_IN_XML = "not in nvidia-smi XML"
@@ -195,6 +195,11 @@ def _gpu(index: int, element: Element) -> GpuFacts:
         gpu.unknown[name] = NOT_IN_XML
     cc = lookup(element, "compute_cap")
     fill_model_facts(gpu, cc.text, lookup(element, "product_architecture").text)
+    guest = lookup(element, "gpu_virtualization_mode/virtualization_mode").text == "VGPU"
+    for name, why in expected_memory_facts(gpu, guest).items():
+        # N/A for ECC on a board known to have ECC memory is a failure to report, not "no ECC".
+        if getattr(gpu, name) is None and name not in gpu.failed:
+            mark_failed(gpu, name, f"{gpu.unknown.get(name) or 'not reported'}, but {why}")
     return gpu
 
 
