@@ -218,7 +218,7 @@ SAMPLE_EVERY = 5  # a deterministic fifth of the (snapshot, call, error) product
 def test_no_nvml_fault_ends_in_ok(name: str, key: str, error: str) -> None:
     report = diagnose_with_fault(name, key, error)
     if report["verdict"] in ("ok", "info"):
-        assert documented_answer(key, error), f"{key} failing with {error} gave {report['verdict']}"
+        assert documented_answer(name, key, error), f"{key} failing with {error} gave {report['verdict']}"
     else:
         assert report["verdict"] in ("unknown", "fail", "warn")
 

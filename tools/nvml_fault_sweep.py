@@ -6,8 +6,8 @@ of tests/support/nvml_faults.FAULT_CLASSES: how many faults still end in an exit
 The test suite runs a deterministic sample of the same cases (tests/test_probe_nvml.py);
 this script runs all of them and prints, per snapshot and error class, the faults ending
 in `ok`/`info` (exit 0). Those must all be documented answers (NotSupported from a call
-for an optional feature: the node then reads as a board without it); any other is a bug
-and makes the script exit 1.
+for an optional feature the board is not known to have: the node then reads as a board
+without it; see docs/threat-model.md, "ECC"); any other is a bug and makes the script exit 1.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> int:
                 if verdict in ("ok", "info"):
                     passed += 1
                     per[(name, error)] += 1
-                    answer = documented_answer(key, error)
+                    answer = documented_answer(name, key, error)
                     wrong += not answer
                     if len(shown) < args.show:
                         kind = "documented answer" if answer else "FAILURE PASSED"

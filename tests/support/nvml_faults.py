@@ -6,6 +6,7 @@ sample) and tools/nvml_fault_sweep.py (the whole product)."""
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,17 +31,38 @@ def recorded_calls(name: str) -> list[str]:
     return sorted(key for key, entry in calls.items() if "value" in entry and key != "nvmlShutdown")
 
 
-def documented_answer(key: str, error: str) -> bool:
+# The ECC fact each ECC call answers, to ask whether the board must report it.
+_ECC_FACTS = {
+    "nvmlDeviceGetEccMode": "ecc_mode",
+    "nvmlDeviceGetRetiredPagesPendingStatus": "retired_pages_pending",
+    "nvmlDeviceGetTotalEccErrors": "ecc_errors_uncorrectable_{2}",
+}
+
+
+def documented_answer(name: str, key: str, error: str) -> bool:
     """NotSupported where NVML documents it as "this board lacks the feature" (the probe's
-    is_answer; NVLink only at link 0, later links having shown NVLink is there): the node
-    then reads as a board without the feature, which may be healthy."""
+    is_answer) and nothing known of the board says otherwise: not for NVLink past link 0
+    (earlier links showed NVLink is there), nor for an ECC fact the board must report
+    (gpumodel.expected_memory_facts, judged on the snapshot as recorded). The node then reads
+    as a board without the feature, which may be healthy."""
+    from gpudoctor.probes.gpumodel import expected_memory_facts
     from gpudoctor.probes.nvml_api import NvmlError
     from gpudoctor.probes.nvml_probe import is_answer
 
     function, *args = key.split("|")
     if function == "nvmlDeviceGetNvLinkState" and args[1] != "0":
         return False
+    fact = _ECC_FACTS.get(function)
+    if fact is not None and fact.format(*args) in expected_memory_facts(_recorded_gpu(name, int(args[0]))):
+        return False
     return is_answer(function, NvmlError(error))
+
+
+@functools.lru_cache(maxsize=64)
+def _recorded_gpu(name: str, index: int) -> Any:
+    from gpudoctor.probes.nvml_probe import probe_nvml
+
+    return probe_nvml(ReplayNvml(snapshot(name))).gpus[index]
 
 
 def fault_cases(names: tuple[str, ...] = SNAPSHOTS_WITH_GPUS) -> Iterator[tuple[str, str, str]]:
