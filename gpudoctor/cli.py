@@ -12,6 +12,7 @@ Shell completion is click's: `eval "$(_GPUDOCTOR_COMPLETE=bash_source gpudoctor)
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import sys
 
@@ -125,6 +126,11 @@ def main(argv: list[str] | None = None) -> None:
 
     if COMPLETE_VAR in os.environ:
         cli.main(argv, prog_name="gpudoctor", complete_var=COMPLETE_VAR)  # prints completions, exits
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # Text the output encoding cannot carry (a lone surrogate a hostile input smuggled
+        # past its parser, any non-ASCII text under an ASCII locale) is shown escaped, as
+        # on stderr, instead of ending the run in an internal error.
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         code = run(sys.argv[1:] if argv is None else list(argv))
         _flush_stdout()  # a reader that went away (`| head`) or a full disk is seen here, not at exit

@@ -27,7 +27,7 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes, *, durable: bo
     """Write text (UTF-8) or bytes to path (see the module docstring). `durable` syncs the
     data to disk before the rename; a cache that is simply rebuilt when lost passes False."""
     target = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
+    payload = data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data
     try:
         # Through symlinks (/dev/stdout -> /proc/self/fd/1 -> a pipe): the link stays, what
         # it leads to is written. os.stat follows /proc's magic links, realpath cannot.

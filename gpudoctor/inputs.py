@@ -13,9 +13,11 @@ it is too large.
 from __future__ import annotations
 
 import errno
+import json
 import os
+import re
 import stat
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from gpudoctor.errors import BadInput, InputMissing
 
@@ -92,3 +94,20 @@ def read_capped(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
 
 def _size(limit: int) -> str:
     return f"{limit // MIB} MiB" if limit % MIB == 0 else f"{limit} bytes"
+
+
+# "\ud800": JSON may escape a UTF-16 surrogate, and json accepts one without its pair, but
+# such a string is no text: writing it out as UTF-8 fails. Only an escape can make one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def lone_surrogate(data: bytes, document: Any) -> bool:
+    """Whether `document`, parsed from the JSON `data`, holds a lone surrogate (documents
+    without a surrogate escape are not walked)."""
+    if _SURROGATE_ESCAPE.search(data) is None:
+        return False
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

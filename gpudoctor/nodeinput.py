@@ -13,7 +13,7 @@ from typing import Any
 
 from gpudoctor.errors import BadInput
 from gpudoctor.facts import FactsFormatError, NodeFacts
-from gpudoctor.inputs import NODE_REPORT_MAX_BYTES, read_capped
+from gpudoctor.inputs import NODE_REPORT_MAX_BYTES, lone_surrogate, read_capped
 
 
 def read_input(path: str | os.PathLike[str]) -> bytes:
@@ -41,6 +41,8 @@ def node_from_report(data: bytes, origin: str) -> NodeFacts:
         raise BadInput(f"{origin}: malformed JSON: {exc}") from None
     if not isinstance(document, dict):
         raise BadInput(f"{origin}: expected a JSON object (a gpudoctor report)")
+    if lone_surrogate(data, document):
+        raise BadInput(f"{origin}: malformed JSON: a string holds a lone UTF-16 surrogate (\\ud800-\\udfff)")
     # A full report carries the node under "node"; a bare node object is accepted too.
     node_data = document.get("node", document)
     if not isinstance(node_data, dict) or "driver" not in node_data:

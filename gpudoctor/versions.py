@@ -13,6 +13,26 @@ from functools import lru_cache
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
+# Counts, sizes, branches and version components in any input fit in 18 digits; int() of a
+# longer string is slow, and past 4300 digits Python refuses it (ValueError, which would be
+# an internal error on bad input).
+MAX_DIGITS = 18
+
+
+def count_from(text: str | None) -> int | None:
+    """A non-negative integer written in ASCII digits ("²" and "٣" are digits to isdigit),
+    at most MAX_DIGITS long; None for anything else."""
+    if not text or len(text) > MAX_DIGITS or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
+def branch_of(version: str | None) -> int | None:
+    """580 from "580.65.06": the branch is the first component of a driver version."""
+    if not version:
+        return None
+    return count_from(version.split(".")[0])
+
 
 @lru_cache(maxsize=65536)
 def parse_version(text: str) -> Version | None:

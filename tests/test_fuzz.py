@@ -29,6 +29,8 @@ PROFILE = settings.get_profile(os.environ.get("GPUDOCTOR_FUZZ_PROFILE", "fuzz-sh
 @example(b"<nvidia_smi_log>" + b"<gpu/>" * 300 + b"</nvidia_smi_log>")  # 174k <gpu/>: 47 s, 1.26 GB
 @example(b"<nvidia_smi_log><attached_gpus>" + b"9" * 5000 + b"</attached_gpus></nvidia_smi_log>")
 @example("<nvidia_smi_log><attached_gpus>²</attached_gpus></nvidia_smi_log>".encode())
+# found by the red-team run: the driver branch derived with int() of a 5,000-digit version, exit 70
+@example(b"<nvidia_smi_log><driver_version>" + b"9" * 5000 + b"</driver_version></nvidia_smi_log>")
 def test_nvidia_smi_xml(data: bytes) -> None:
     fuzzing.nvidia_smi_xml(data)
 
@@ -37,6 +39,8 @@ def test_nvidia_smi_xml(data: bytes) -> None:
 @given(fuzzing.bytes_from(fuzzing.corpus("node")))
 @example(b"[" * 100_000 + b"]" * 100_000)  # RecursionError: exit 70
 @example(b'{"node": {"driver": {"branch": ' + b"9" * 5000 + b"}}}")  # int() over 4300 digits
+@example(b'{"node": {"driver": {"version": "' + b"9" * 5000 + b'.1"}}}')  # derive's branch: int(), exit 70
+@example(b'{"node": {"driver": {}, "host": {"hostname": "\\ud800"}}}')  # lone surrogate: stdout, exit 70
 def test_node_json(data: bytes) -> None:
     fuzzing.node_json(data)
 
@@ -76,6 +80,8 @@ def test_image_document(data: bytes) -> None:
 @PROFILE
 @given(fuzzing.REQUIRE_TEXT)
 @example("cuda>=" + "9" * 5000)  # found by this test: int() over 4300 digits in _strtoumax, exit 70
+# found by the red-team run: forward compatibility's int() of 5,000-digit brand/driver terms, exit 70
+@example("cuda>=12.1 brand=tesla,driver>=" + "9" * 5000 + ",driver<" + "9" * 5000 + "1")
 def test_nvidia_require(text: str) -> None:
     fuzzing.require(text)
 

@@ -59,7 +59,8 @@ def _good_report(tmp_path: Path, name: str = "good.json", hostname: str = "good-
 
 
 @pytest.mark.parametrize(
-    "kind", ["fifo", "dev-zero", "loop", "outside", "list-verdict", "deep", "big-int", "oversize"]
+    "kind",
+    ["fifo", "dev-zero", "loop", "outside", "list-verdict", "deep", "big-int", "oversize", "surrogate"],
 )
 def test_a_bad_file_in_a_fleet_is_one_invalid_entry(tmp_path: Path, kind: str) -> None:
     _good_report(tmp_path)
@@ -87,11 +88,53 @@ def test_a_bad_file_in_a_fleet_is_one_invalid_entry(tmp_path: Path, kind: str) -
     elif kind == "oversize":
         with open(bad, "wb") as handle:
             handle.truncate(NODE_REPORT_MAX_BYTES + 1)
+    elif kind == "surrogate":  # json.dumps escapes it as \ud800; no UTF-8 output can carry it
+        bad.write_text(json.dumps(node_report("Tesla-T4_515.105.01", "\ud800")))
     fleet = _fleet(tmp_path)
     assert fleet["nodes_total"] == 1
     invalid = {Path(item["path"]).name: item["error"] for item in fleet["invalid_reports"]}
     assert "bad.json" in invalid and "\n" not in invalid["bad.json"], invalid
     assert "internal error" not in invalid["bad.json"]
+
+
+@pytest.mark.parametrize("option", ["--what-if", "--image"])
+def test_a_report_malformed_beyond_the_class_facts_is_one_invalid_entry(tmp_path: Path, option: str) -> None:
+    """Loading checks only the facts classes read; --what-if and --image read the class's
+    representative whole, where a malformed other fact ended the run in exit 70 (found by
+    the red-team run). It is one invalid entry, and the next node of the class stands in."""
+    from tests.support.services import docker_save_tar
+
+    value = "driver=580.65.06"
+    if option == "--image":
+        env = json.loads((REPO / "fixtures/images/nvidia-cuda_12.1.1-base-ubuntu2204_amd64.json").read_text())
+        value = str(docker_save_tar(tmp_path / "image.tar", env["env"], "example.test/cuda:12.1"))
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    report = node_report("Tesla-T4_515.105.01", "bad-host")
+    report["node"]["source"] = ["nvidia-smi-xml"]
+    (reports / "a-bad.json").write_text(json.dumps(report))  # first in walk order: the representative
+    _good_report(reports, "b-good.json")
+    fleet = _fleet(reports, option, value)
+    assert fleet["nodes_total"] == 1
+    assert [Path(item["path"]).name for item in fleet["invalid_reports"]] == ["a-bad.json"]
+    assert "NodeFacts.source: expected a string" in fleet["invalid_reports"][0]["error"]
+
+
+def test_a_driver_version_of_thousands_of_digits_in_a_recorded_tree(tmp_path: Path) -> None:
+    """/proc/driver/nvidia/version naming a 5,000-digit driver: int() of it was exit 70
+    (found by the red-team run); the branch is unknown instead."""
+    import shutil
+
+    from gpudoctor.pipeline import diagnose
+    from gpudoctor.probes.collect import collect_node
+
+    root = tmp_path / "tree"
+    shutil.copytree(REPO / "fixtures" / "sysfs" / "acs-on", root, symlinks=True)
+    version = root / "proc" / "driver" / "nvidia" / "version"
+    version.write_text(version.read_text().replace("580.65.06", "9" * 5000 + ".65.06"))
+    node = collect_node(sysfs_root=str(root))
+    assert node.driver.branch is None
+    assert diagnose(node)["verdict"] in ("warn", "unknown", "fail")
 
 
 def test_a_host_reported_twice_is_counted_once(tmp_path: Path) -> None:

@@ -26,8 +26,8 @@ from typing import Any
 from gpudoctor.derive.platform import node_architecture
 from gpudoctor.facts import ImageFacts, NodeFacts
 from gpudoctor.knowledge import matrix
+from gpudoctor.versions import count_from, parse_version
 from gpudoctor.versions import major_minor as _major_minor
-from gpudoctor.versions import parse_version
 
 # "driver>=535,driver<536" in NVIDIA_REQUIRE_CUDA: a host branch allowed through forward compatibility
 _BRANCH_TERM = re.compile(r"driver>=(\d+)(?:\.[\d.]*)?,driver<(\d+)")
@@ -52,9 +52,8 @@ def forward_compat_branches(
         return (
             list(listed) if listed else None
         ), f"gpudoctor forward-compatibility table (cuda-compat {package})"
-    terms = [
-        int(low) for low, high in _BRANCH_TERM.findall(_require_cuda(image)) if int(high) == int(low) + 1
-    ]
+    pairs = [(count_from(low), count_from(high)) for low, high in _BRANCH_TERM.findall(_require_cuda(image))]
+    terms = [low for low, high in pairs if low is not None and high == low + 1]
     if terms:
         return sorted(set(terms)), "image NVIDIA_REQUIRE_CUDA"
     from_matrix = matrix.forward_compat_branches(cuda)

@@ -15,6 +15,7 @@ from typing import Any
 
 from gpudoctor.facts import ImageFacts, NodeFacts
 from gpudoctor.knowledge import matrix
+from gpudoctor.versions import branch_of
 
 _NO_DRIVER_PREFIX = "no NVIDIA driver: "
 _GEFORCE_BRANDS = ("geforce", "geforce rtx", "titan", "titan rtx")
@@ -105,8 +106,7 @@ def _no_driver_reason(driver: dict[str, Any]) -> str | None:
 def _branch(driver: dict[str, Any]) -> int | None:
     if isinstance(driver.get("branch"), int):
         return int(driver["branch"])
-    head = str(driver.get("version") or "").split(".")[0]
-    return int(head) if head.isdigit() else None
+    return branch_of(str(driver.get("version") or ""))
 
 
 def _version_mismatch(driver_version: str | None, other: str | None) -> bool | None:
@@ -118,9 +118,7 @@ def _version_mismatch(driver_version: str | None, other: str | None) -> bool | N
 
 def _first_branch_for(cc_row: matrix.ComputeCapability | None) -> int | None:
     """The branch of the driver that shipped with the first toolkit targeting this compute capability."""
-    driver = matrix.min_driver_for_cuda(cc_row.first_cuda) if cc_row else None
-    head = driver.split(".")[0] if driver else ""
-    return int(head) if head.isdigit() else None
+    return branch_of(matrix.min_driver_for_cuda(cc_row.first_cuda) if cc_row else None)
 
 
 # NVIDIA's forward-compatibility page names no RTX SKU among its "select NGC Server Ready SKUs".

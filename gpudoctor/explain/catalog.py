@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from gpudoctor.knowledge.conditions import ConditionError
 from gpudoctor.knowledge.schema import RuleFileError, check_keys, one_of, refs_list, required_str
 from gpudoctor.knowledge.template import check_template
+from gpudoctor.versions import count_from
 
 if TYPE_CHECKING:
     from gpudoctor.explain.signatures import Signature
@@ -139,7 +140,8 @@ class Catalog:
         raw = groups.get(key, "").strip()
         entry: CatalogEntry | None = None
         if key == "code":
-            entry = self.by_code.get(int(raw)) if raw.isdigit() else None
+            code = count_from(raw)
+            entry = None if code is None else self.by_code.get(code)
         elif key == "name":
             entry = self.by_name.get(raw.lower())
         else:

@@ -48,6 +48,7 @@ from gpudoctor.knowledge.schema import (
     required_str,
 )
 from gpudoctor.knowledge.template import check_template
+from gpudoctor.versions import count_from
 
 if TYPE_CHECKING:
     from gpudoctor.explain.catalog import Catalog
@@ -83,8 +84,9 @@ _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 def _cuda_tag(value: str) -> str:
     """'cu124' / '124' / '12040' -> '12.4' (the CUDA version a wheel or driver names)."""
     digits = value.lower().removeprefix("cu")
-    if len(digits) >= 4 and digits.isdigit():  # cudaDriverGetVersion form: 12040
-        return f"{int(digits) // 1000}.{int(digits) % 1000 // 10}"
+    number = count_from(digits)
+    if len(digits) >= 4 and number is not None:  # cudaDriverGetVersion form: 12040
+        return f"{number // 1000}.{number % 1000 // 10}"
     if len(digits) == 3 and digits.isdigit():
         return f"{digits[:2]}.{digits[2]}"
     if len(digits) == 2 and digits.isdigit():

@@ -12,10 +12,12 @@ from gpudoctor import __version__
 from gpudoctor.exitcodes import SEVERITY_ORDER, worst
 from gpudoctor.fleet import FLEET_SCHEMA_VERSION
 from gpudoctor.fleet.aggregate import NodeClass, aggregate, findings_by_rule
+from gpudoctor.fleet.classes import class_key
 from gpudoctor.fleet.load import InvalidReport, NodeRecord, iter_report_paths, read_record
 from gpudoctor.progress import progress
 
 if TYPE_CHECKING:
+    from gpudoctor.fleet.matrix import MatrixEvaluator
     from gpudoctor.images import RegistryOptions
 
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}
@@ -130,7 +132,12 @@ def build_fleet(
     class the smallest change that makes the image run (see fleet/plan.py)."""
     changes = _parse_changes(what_if)
     records, invalid, titles = load_fleet(paths, rule_dirs)
-    classes = aggregate(records)
+    evaluator = None
+    if images or changes:
+        from gpudoctor.fleet.matrix import MatrixEvaluator
+
+        evaluator = MatrixEvaluator(rule_dirs)
+    classes = _classes(records, invalid, evaluator)
     del records  # the classes keep what the output needs; free the rest before the matrix
     document: dict[str, Any] = {
         "schema_version": FLEET_SCHEMA_VERSION,
@@ -141,15 +148,13 @@ def build_fleet(
         "verdict": worst(c.verdict for c in classes) if classes else "unknown",
         "classes": [_class_row(c, titles) for c in classes],
     }
-    evaluator = None
     fleet_image_list: list[Any] = []
-    if images or changes:
-        from gpudoctor.fleet.matrix import MatrixEvaluator, fleet_images, prefetch
+    if evaluator is not None:
+        from gpudoctor.fleet.matrix import fleet_images, prefetch
 
         fleet_image_list = fleet_images(images, registry_options)
         cpu_archs = [json.loads(signature)["cpu_arch"] for c in classes for signature in c.groups]
         prefetch(fleet_image_list, cpu_archs, registry_options)
-        evaluator = MatrixEvaluator(rule_dirs)
     if images:
         document["matrix"] = [evaluator.row(image, c) for image in fleet_image_list for c in classes]
         document["images"] = [image.summary() for image in fleet_image_list]
@@ -169,6 +174,39 @@ def build_fleet(
 
         document["plan"] = make_plan(classes, fleet_image_list, evaluator)
     return document
+
+
+def _classes(
+    records: list[NodeRecord], invalid: list[InvalidReport], evaluator: MatrixEvaluator | None
+) -> list[NodeClass]:
+    """The node classes. With an evaluator (matrix, what-if), whose rules read all of a group's
+    representative, each representative is read in full first: a report whose other facts are
+    malformed becomes an invalid entry, like one malformed at loading, and the next node of
+    its group stands in (its group checked whole, so this runs at most twice)."""
+    from gpudoctor.fleet.load import ReportError
+
+    while True:
+        classes = aggregate(records)
+        if evaluator is None:
+            return classes
+        broken = set()
+        for node_class in classes:
+            for _count, representative, _findings in node_class.groups.values():
+                try:
+                    evaluator.node(representative)
+                except ReportError:
+                    broken.add(node_class.key)
+        if not broken:
+            return classes
+        kept = []
+        for record in records:
+            try:
+                if class_key(record.class_facts) in broken:
+                    evaluator.node(record.path)
+                kept.append(record)
+            except ReportError as exc:
+                invalid.append(InvalidReport(record.path, str(exc)))
+        records = kept
 
 
 def _parse_changes(texts: Sequence[str]) -> list[Any]:

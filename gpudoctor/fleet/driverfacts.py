@@ -28,7 +28,7 @@ from typing import Any
 from gpudoctor.knowledge import matrix
 from gpudoctor.versions import parse_version
 
-_DRIVER_VERSION = re.compile(r"^\d{3,4}(\.\d{1,4}){0,2}$")
+_DRIVER_VERSION = re.compile(r"^[0-9]{3,4}(\.[0-9]{1,4}){0,2}$")
 
 
 def valid_driver_version(text: str) -> bool:

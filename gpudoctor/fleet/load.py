@@ -19,7 +19,7 @@ from typing import Any
 from gpudoctor.errors import one_line
 from gpudoctor.exitcodes import SEVERITY_ORDER
 from gpudoctor.fleet.classes import class_facts, evaluation_signature
-from gpudoctor.inputs import NODE_REPORT_MAX_BYTES, UnusableInput, read_capped
+from gpudoctor.inputs import NODE_REPORT_MAX_BYTES, UnusableInput, lone_surrogate, read_capped
 
 # In directories, these are the report files; a file named on the command line
 # is read whatever its name. Hidden files are skipped: write_atomic's temp files
@@ -179,6 +179,8 @@ def _parse_json(data: bytes) -> dict[str, Any]:
         report = _checked_loads(data)
     if not isinstance(report, dict):
         raise ReportError(f"not a gpudoctor report: top level is a JSON {type(report).__name__}")
+    if lone_surrogate(data, report):
+        raise ReportError("invalid JSON: a string holds a lone UTF-16 surrogate (\\ud800-\\udfff)")
     return report
 
 

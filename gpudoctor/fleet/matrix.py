@@ -17,10 +17,10 @@ from typing import Any
 
 from gpudoctor.errors import GpudoctorError
 from gpudoctor.exitcodes import worst
-from gpudoctor.facts import ImageFacts, NodeFacts
+from gpudoctor.facts import FactsFormatError, ImageFacts, NodeFacts
 from gpudoctor.findings import Finding
 from gpudoctor.fleet.aggregate import NodeClass
-from gpudoctor.fleet.load import load_node_report
+from gpudoctor.fleet.load import ReportError, load_node_report
 from gpudoctor.images import RegistryOptions
 
 
@@ -127,7 +127,12 @@ class MatrixEvaluator:
     def node(self, path: str) -> NodeFacts:
         node = self._nodes.get(path)
         if node is None:
-            node = self._nodes[path] = NodeFacts.from_dict(load_node_report(path))
+            try:
+                node = NodeFacts.from_dict(load_node_report(path))
+            except FactsFormatError as exc:
+                # Loading checked only the facts classes need (fleet.load._check_node).
+                raise ReportError(f"bad report: {exc}") from None
+            self._nodes[path] = node
         return node
 
     def evaluate(self, node: NodeFacts, image: ImageFacts | None) -> list[Finding]:

@@ -34,7 +34,7 @@ from gpudoctor.fleet.driverfacts import reported_cuda_version
 from gpudoctor.fleet.matrix import FleetImage, MatrixEvaluator, finding_brief
 from gpudoctor.fleet.whatif import CLEAN, RUNS, Change, Scenario
 from gpudoctor.knowledge import matrix
-from gpudoctor.versions import major_minor
+from gpudoctor.versions import count_from, major_minor
 
 _CAUSES_SHOWN = 4
 
@@ -71,8 +71,7 @@ def newest_known_version(branch: int) -> str:
 
 
 def _class_branch(node_class: NodeClass) -> int | None:
-    branch = node_class.facts.get("driver_branch", "")
-    return int(branch) if branch.isdigit() else None
+    return count_from(node_class.facts.get("driver_branch", ""))
 
 
 def _needs_compat(driver_version: str, image_cuda: str) -> bool:

@@ -29,6 +29,7 @@ from gpudoctor.probes import sysfs as sysfs_probe
 from gpudoctor.probes.fsroot import FsRoot
 from gpudoctor.probes.nvml_api import NvmlBackend, NvmlError
 from gpudoctor.probes.nvml_probe import LIBRARY_NOT_FOUND, NvmlResult, probe_nvml
+from gpudoctor.versions import branch_of
 
 T = TypeVar("T")
 
@@ -189,7 +190,7 @@ def _merge_driver(
             driver.present = True
             driver.unknown.pop("present", None)
             driver.version = module.version
-            driver.branch = int(module.version.split(".")[0])
+            driver.branch = branch_of(module.version)
             for name in ("version", "branch"):
                 driver.unknown.pop(name, None)
     else:

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-# Counts, sizes and versions in any input fit in 18 digits; int() of a longer string is
-# slow, and past 4300 digits Python refuses it (ValueError).
-MAX_DIGITS = 18
-
-
-def count_from(text: str | None) -> int | None:
-    """A non-negative integer written in ASCII digits ("²" and "٣" are digits to isdigit),
-    at most MAX_DIGITS long; None for anything else."""
-    if not text or len(text) > MAX_DIGITS or not (text.isascii() and text.isdigit()):
-        return None
-    return int(text)
-
-
-def branch_of(version: str | None) -> int | None:
-    """580 from "580.65.06": the branch is the first component of a driver version."""
-    if not version:
-        return None
-    return count_from(version.split(".")[0])
+# The bounded integer readers live with the versions (derive, fleet and explain use them
+# too); the probes import them from here.
+from gpudoctor.versions import MAX_DIGITS as MAX_DIGITS
+from gpudoctor.versions import branch_of as branch_of
+from gpudoctor.versions import count_from as count_from
 
 
 def mib_from(text: str) -> int | None:

@@ -112,13 +112,18 @@ def in_temp_file(data: bytes, suffix: str, work: Any) -> Any:
 # --- the properties ------------------------------------------------------------------
 
 
+def as_output(report: Any) -> bytes:
+    """The report as `--format json` writes it: UTF-8 text (a lone surrogate cannot be)."""
+    return json.dumps(report, ensure_ascii=False).encode("utf-8")
+
+
 def nvidia_smi_xml(data: bytes) -> None:
     from gpudoctor.pipeline import diagnose
     from gpudoctor.probes.nvsmi_xml import parse_nvidia_smi_xml
 
     node = clean(parse_nvidia_smi_xml, data, "fuzz.xml")
     if node is not None:
-        json.dumps(diagnose(node))
+        as_output(diagnose(node))
 
 
 def node_json(data: bytes) -> None:
@@ -127,7 +132,7 @@ def node_json(data: bytes) -> None:
 
     node = clean(node_from_report, data, "fuzz.json")
     if node is not None:
-        json.dumps(diagnose(node))
+        as_output(diagnose(node))
 
 
 def fleet_file(data: bytes) -> None:
@@ -155,7 +160,7 @@ def log(data: bytes) -> None:
 
     node = load_node(FIXTURES / "nvidia-smi" / "Tesla-T4_515.105.01.xml")
     scan = Matcher(load_signatures().signatures).scan_bytes(data)
-    json.dumps(build_explain_report(scan, "fuzz.log", node, build_context(node)))
+    as_output(build_explain_report(scan, "fuzz.log", node, build_context(node)))
 
 
 def image_document(data: bytes) -> None:
@@ -172,13 +177,21 @@ def image_document(data: bytes) -> None:
 
 
 def require(text: str) -> None:
+    from gpudoctor.images.config import facts_from_config
     from gpudoctor.nodeinput import load_node
+    from gpudoctor.pipeline import diagnose
     from gpudoctor.requirements import collect_requirements, evaluate_requirements
 
     node = load_node(FIXTURES / "nvidia-smi" / "Tesla-T4_515.105.01.xml")
     result = evaluate_requirements([text], node)
     assert result.satisfied in (True, False, None)
     collect_requirements({"NVIDIA_REQUIRE_CUDA": text, "CUDA_VERSION": text})
+    # The whole image judgement too: forward compatibility reads the brand/driver terms.
+    env = [f"NVIDIA_REQUIRE_CUDA={text}", "CUDA_VERSION=12.1.1"]
+    image = facts_from_config(
+        {"architecture": "amd64", "os": "linux", "config": {"Env": env}}, "fuzz/ref:1", "fixture"
+    )
+    as_output(diagnose(node, image))
 
 
 def version(text: str, spec: str) -> None:
