@@ -1,9 +1,11 @@
-"""Registry source: only the manifest (and the index above it) and the config blob.
-Never a layer.
+"""Registry source: only the manifest (and the index above it) and the config blob;
+a layer only when asked (`open_blob`: `--pull-layers`, `kernels --attach`).
 
 One `RegistryClient` per registry, shared by the threads that fetch its images: its
 endpoints (mirrors, then the registry), one Authorization per endpoint, and a token that
-covers every repository asked for (the Docker token flow takes several `scope`s).
+covers every repository asked for (the Docker token flow takes several `scope`s; those
+written to, by `kernels --attach`, with `pull,push`). Every registry request of a run goes
+through it: reads go to mirrors first, writes only to the registry itself.
 
 Auth: anonymous first; on 401 the challenge decides: Basic with the user's credentials,
 or the Docker token flow (realm/service/scope) with them. Credentials go only over TLS,

@@ -9,9 +9,10 @@ retries under a deadline, credentials only to their origin):
   referrers API lists it from its `subject` (and answers with `OCI-Subject`).
   Every push also adds it to the image index tagged `sha256-<hex of the subject>`,
   the referrers tag scheme, which the spec allows beside the API: lookup then
-  needs one HEAD of that tag, not a referrers call that most registries answer 404.
+  needs one HEAD of that tag, not a referrers call that registries without the API answer 404.
 - the tag update is read-merge-write: the registry cannot refuse a write based on
-  a stale read (distribution ignores `If-Match`), so after writing, the writer
+  a stale read (Debian's docker-registry 2.8 accepts a manifest PUT whatever `If-Match`
+  says), so after writing, the writer
   pauses and reads the tag again; if a concurrent writer's list replaced its
   entry, it merges again, for up to MAX_TAG_ROUNDS rounds. Entries are merged by
   digest and none is ever dropped.
@@ -42,8 +43,8 @@ if TYPE_CHECKING:
 
 MAX_TAG_ROUNDS = 10
 SETTLE_S = 0.25  # the pause before reading the tag back: longer than another writer's read-to-write
-# distribution's filesystem storage answers 500 to a read or write of a tag that another
-# request is writing at that moment: for the tag update, a lost round, not a failure.
+# Debian's docker-registry 2.8 answered 500 to some reads or writes of a tag while other
+# writers were writing it (the concurrent-attach test): for the tag update, a lost round.
 _RACING = (500,)
 
 
