@@ -414,19 +414,6 @@ def predicate_outcomes(predicate: str, facts: _Facts) -> frozenset[str]:
     return at(0, 0, True)
 
 
-def evaluate_predicate(predicate: str, facts: _Facts) -> bool | None:
-    """True / False as dsl_evaluate decides; None where an unknown fact decides it.
-    Raises _InvalidExpression where it is certainly "invalid expression"."""
-    outcomes = predicate_outcomes(predicate, facts)
-    if outcomes == {_INVALID}:
-        raise _InvalidExpression
-    if outcomes == {_SAT}:
-        return True
-    if _SAT not in outcomes:
-        return False
-    return None
-
-
 def failure_message(predicate: str) -> str:
     first = predicate.split(" ")[0]
     hint = _CUDA_HINT if first.startswith("cuda>=") else ""

@@ -39,9 +39,6 @@ class ScanResult:
     bytes_read: int
     incidents: list[Incident]
 
-    def matched_ids(self) -> set[str]:
-        return {incident.id for incident in self.incidents}
-
 
 Target = tuple[int, int]  # (signature index, pattern index)
 # Where one log ends and the next begins in a concatenation: this project's fixture header
