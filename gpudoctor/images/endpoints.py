@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gpudoctor.errors import BadInput, UsageError
-from gpudoctor.images.reference import DOCKER_HUB, DOCKER_HUB_API
+from gpudoctor.images.reference import DOCKER_HUB, DOCKER_HUB_API, api_host
 from gpudoctor.images.transport import Target
 
 ALL_CAPABILITIES = frozenset({"pull", "resolve"})
@@ -96,7 +96,7 @@ def endpoints_for(registry: str, options: EndpointOptions) -> list[Endpoint]:
 
 
 def _upstream(registry: str, options: EndpointOptions) -> list[Endpoint]:
-    host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
+    host = api_host(registry)
     if registry in options.insecure_registries:
         return [Endpoint(f"http://{host}/v2", host)]
     if is_loopback(host):

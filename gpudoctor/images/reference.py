@@ -25,6 +25,11 @@ _HOST = re.compile(
 )
 
 
+def api_host(registry: str) -> str:
+    """Where the registry API answers (Docker Hub's API is not at docker.io)."""
+    return DOCKER_HUB_API if registry == DOCKER_HUB else registry
+
+
 @dataclass(frozen=True)
 class Reference:
     registry: str  # "docker.io", "127.0.0.1:5000"
@@ -34,8 +39,7 @@ class Reference:
 
     @property
     def api_host(self) -> str:
-        """Where the registry API answers (Docker Hub's API is not at docker.io)."""
-        return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
+        return api_host(self.registry)
 
     @property
     def manifest_ref(self) -> str:

@@ -39,7 +39,7 @@ from gpudoctor.images.auth import Credentials, credentials_for, parse_challenge
 from gpudoctor.images.config import facts_from_config
 from gpudoctor.images.endpoints import Endpoint, EndpointOptions, endpoints_for, is_loopback
 from gpudoctor.images.platform import choose
-from gpudoctor.images.reference import DOCKER_HUB, DOCKER_HUB_API, Reference
+from gpudoctor.images.reference import Reference, api_host
 from gpudoctor.images.transport import (
     BodyStream,
     Response,
@@ -108,7 +108,7 @@ class RegistryClient:
         """From the Docker config, only once a registry asks for them; for the host asked."""
         with self._lock:
             if netloc not in self._credentials:
-                key = self.registry if netloc in (self.registry, _api_host(self.registry)) else netloc
+                key = self.registry if netloc in (self.registry, api_host(self.registry)) else netloc
                 self._credentials[netloc] = credentials_for(key)
             return self._credentials[netloc]
 
@@ -378,10 +378,6 @@ class RegistryClient:
             yield response.stream
         finally:
             response.stream.close()
-
-
-def _api_host(registry: str) -> str:
-    return DOCKER_HUB_API if registry == DOCKER_HUB else registry
 
 
 @dataclass
