@@ -26,7 +26,7 @@ import re
 from typing import Any
 
 from gpudoctor.knowledge import matrix
-from gpudoctor.versions import parse_version
+from gpudoctor.versions import branch_of, parse_version
 
 _DRIVER_VERSION = re.compile(r"^[0-9]{3,4}(\.[0-9]{1,4}){0,2}$")
 
@@ -34,10 +34,6 @@ _DRIVER_VERSION = re.compile(r"^[0-9]{3,4}(\.[0-9]{1,4}){0,2}$")
 def valid_driver_version(text: str) -> bool:
     """'650.12', '580.95.05' or a bare branch '620'."""
     return bool(_DRIVER_VERSION.match(text))
-
-
-def branch_of(version: str) -> int:
-    return int(version.split(".", 1)[0])
 
 
 def _cuda_rows() -> list[tuple[Any, Any, str]]:
@@ -62,7 +58,7 @@ def reported_cuda_version(version: str) -> tuple[str | None, str | None]:
             release = (*cuda.release, 0)
             reported = f"{release[0]}.{release[1]}"
             newest_branch = max(r[0].release[0] for r in rows)
-            if branch_of(version) > newest_branch:
+            if wanted.release[0] > newest_branch:
                 return reported, (
                     f"driver {version} is newer than every driver in the CUDA toolkit/driver table "
                     f"(newest: R{newest_branch}): CUDA {reported} is a lower bound of what it supports"
