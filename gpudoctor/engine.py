@@ -20,14 +20,13 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from gpudoctor.exitcodes import SEVERITY_ORDER
+from gpudoctor.exitcodes import SEVERITY_RANK
 from gpudoctor.findings import Finding
 from gpudoctor.knowledge import Rule, RuleSet
 from gpudoctor.knowledge.conditions import EMPTY_SCOPE, Condition, Trace, compile_condition, make_getter
 from gpudoctor.knowledge.template import render
 
 _SCOPES = {"node": ("node",), "node+image": ("node", "node+image", "image"), "image": ("image", "node+image")}
-_RANK = {s: i for i, s in enumerate(SEVERITY_ORDER)}
 
 
 def evaluate(
@@ -43,7 +42,7 @@ def evaluate(
         finding = evaluate_rule(rule, context) if not failed else _evaluate_traced(rule, context, failed)
         if finding is not None:
             findings.append(finding)
-    findings.sort(key=lambda f: (-_RANK[f.severity], f.rule_id))
+    findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], f.rule_id))
     return findings
 
 

@@ -30,12 +30,12 @@ SEVERITY_ORDER = ("ok", "info", "warn", "unknown", "fail")
 _VERDICT_EXIT = {"ok": OK, "info": OK, "warn": WARN, "fail": FAIL, "unknown": UNKNOWN}
 
 
-_RANK = {s: i for i, s in enumerate(SEVERITY_ORDER)}
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITY_ORDER)}  # sort keys: worse ranks higher
 
 
 def worst(severities: Iterable[str]) -> str:
     """The worst severity of an iterable of severities; 'ok' for none."""
-    rank = _RANK
+    rank = SEVERITY_RANK
     result = "ok"
     for severity in severities:
         if rank[severity] > rank[result]:

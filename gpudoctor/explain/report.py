@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gpudoctor import __version__
-from gpudoctor.exitcodes import SEVERITY_ORDER, worst
+from gpudoctor.exitcodes import SEVERITY_RANK, worst
 from gpudoctor.explain.correlate import correlate
 from gpudoctor.explain.incidents import Incident
 from gpudoctor.explain.matcher import ScanResult
@@ -25,8 +25,6 @@ NO_MATCH = "no known failure signature found"
 MAX_LINE_NUMBERS = 20
 MAX_EXCERPT_LINES = 6
 MAX_EXCERPT_CHARS = 400
-
-_RANK = {s: i for i, s in enumerate(SEVERITY_ORDER)}
 
 
 def _excerpt(incident: Incident) -> str:
@@ -108,7 +106,7 @@ def build_explain_report(
     context: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     incidents = sorted(
-        scan.incidents, key=lambda i: (i.signature.tier, -_RANK[_severity(i)], i.first_line, i.id)
+        scan.incidents, key=lambda i: (i.signature.tier, -SEVERITY_RANK[_severity(i)], i.first_line, i.id)
     )
     matches = [_match(incident) for incident in incidents]
     findings: list[dict[str, Any]] = []
@@ -118,7 +116,7 @@ def build_explain_report(
             found, missing = correlate(incident.signature, incident.captured, context)
             findings.extend(to_dict(f) for f in found if to_dict(f) not in findings)
             unchecked.extend(to_dict(u) for u in missing if to_dict(u) not in unchecked)
-    findings.sort(key=lambda f: -_RANK[f["severity"]])
+    findings.sort(key=lambda f: -SEVERITY_RANK[f["severity"]])
     verdict = worst([m["severity"] for m in matches] + [f["severity"] for f in findings])
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,

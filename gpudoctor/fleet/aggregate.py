@@ -6,12 +6,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpudoctor.exitcodes import SEVERITY_ORDER, worst
+from gpudoctor.exitcodes import SEVERITY_RANK, worst
 from gpudoctor.fleet.classes import class_key
 from gpudoctor.fleet.load import NodeRecord
 
 WORST_NODES_SHOWN = 5
-_RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}
 
 
 @dataclass
@@ -34,8 +33,8 @@ class NodeClass:
 
 def _worse(a: NodeRecord, b: NodeRecord) -> bool:
     """True when a should be listed before b: worse verdict, then more findings, then name."""
-    return (-_RANK[a.verdict], -len(a.findings), a.hostname) < (
-        -_RANK[b.verdict],
+    return (-SEVERITY_RANK[a.verdict], -len(a.findings), a.hostname) < (
+        -SEVERITY_RANK[b.verdict],
         -len(b.findings),
         b.hostname,
     )
@@ -72,7 +71,7 @@ def aggregate(records: list[NodeRecord]) -> list[NodeClass]:
             group[0] += 1
             group[2].update(rules)
         _keep_worst(node_class.worst_nodes, record)
-    return sorted(classes.values(), key=lambda c: (-_RANK[c.verdict], -c.nodes, c.key))
+    return sorted(classes.values(), key=lambda c: (-SEVERITY_RANK[c.verdict], -c.nodes, c.key))
 
 
 def findings_by_rule(counts: Counter[tuple[str, str]], titles: dict[str, str]) -> list[dict[str, Any]]:
@@ -80,5 +79,5 @@ def findings_by_rule(counts: Counter[tuple[str, str]], titles: dict[str, str]) -
         {"rule_id": rule_id, "severity": severity, "title": titles.get(rule_id, ""), "nodes": nodes}
         for (rule_id, severity), nodes in counts.items()
     ]
-    rows.sort(key=lambda r: (-_RANK[r["severity"]], -r["nodes"], r["rule_id"]))
+    rows.sort(key=lambda r: (-SEVERITY_RANK[r["severity"]], -r["nodes"], r["rule_id"]))
     return rows

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from gpudoctor import __version__
-from gpudoctor.exitcodes import SEVERITY_ORDER, worst
+from gpudoctor.exitcodes import SEVERITY_RANK, worst
 from gpudoctor.fleet import FLEET_SCHEMA_VERSION
 from gpudoctor.fleet.aggregate import NodeClass, aggregate, findings_by_rule
 from gpudoctor.fleet.classes import class_key
@@ -19,8 +19,6 @@ from gpudoctor.progress import progress
 if TYPE_CHECKING:
     from gpudoctor.fleet.matrix import MatrixEvaluator
     from gpudoctor.images import RegistryOptions
-
-_RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}
 
 
 # Below this many files a worker pool costs more than it saves.
@@ -159,7 +157,7 @@ def build_fleet(
         document["matrix"] = [evaluator.row(image, c) for image in fleet_image_list for c in classes]
         document["images"] = [image.summary() for image in fleet_image_list]
         for row in document["matrix"]:
-            row["findings"].sort(key=lambda f: (-_RANK[f["severity"]], f["rule_id"]))
+            row["findings"].sort(key=lambda f: (-SEVERITY_RANK[f["severity"]], f["rule_id"]))
         if classes:
             # Exit code answers "can these images run on this fleet" too.
             document["verdict"] = worst(

@@ -14,12 +14,12 @@ import io
 from collections import Counter
 from typing import Any
 
+from gpudoctor.exitcodes import SEVERITY_RANK
 from gpudoctor.report.fleet_changes import indented
 from gpudoctor.report.fleet_labels import class_labels, image_labels
 from gpudoctor.report.style import SEVERITY_STYLE, SEVERITY_SYMBOL, console, verdict_markup
 
 _QUIET = ("ok", "info")
-_RANK = {"ok": 0, "info": 1, "warn": 2, "unknown": 3, "fail": 4}
 
 
 def _symbol(verdict: str) -> str:
@@ -83,7 +83,7 @@ def _not_ok(document: dict[str, Any], labels: dict[str, str], images: dict[str, 
             ", ".join(classes) + (" (nodes)" if column == "nodes" else f" × {column}")
             for column, classes in entry["where"].items()
         )
-    return sorted(rules.values(), key=lambda r: (-_RANK[r["severity"]], r["rule_id"]))
+    return sorted(rules.values(), key=lambda r: (-SEVERITY_RANK[r["severity"]], r["rule_id"]))
 
 
 def _refs(out: Any, refs: list[str], indent: str) -> None:

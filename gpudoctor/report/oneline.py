@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpudoctor.exitcodes import SEVERITY_ORDER
+from gpudoctor.exitcodes import SEVERITY_RANK
 
 MAX_LENGTH = 200  # Slurm keeps node reasons short; the JSON report has the rest.
-_RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}
 
 
 def _one_line(text: str) -> str:
@@ -27,7 +26,7 @@ def render(report: dict[str, Any]) -> str:
     if findings:
         # Among equally severe findings, one the facts establish (no driver) names the problem;
         # one that is unknown only because a fact is missing (its consequence) does not.
-        worst = max(findings, key=lambda f: (_RANK[f["severity"]], not f.get("missing_facts")))
+        worst = max(findings, key=lambda f: (SEVERITY_RANK[f["severity"]], not f.get("missing_facts")))
         others = len({f["rule_id"] for f in findings}) - 1
         text = f"{verdict.upper()}: {_one_line(worst['title'])} ({worst['rule_id']})"
         if others:
