@@ -123,9 +123,9 @@ def write_text(text: str, output: str | None, verdict: str | None = None) -> Non
     if output:
         write_atomic(output, text)
     if VERBOSITY["quiet"] and verdict is not None:
-        from gpudoctor.report.style import SEVERITY_SYMBOL
+        from gpudoctor.report.style import verdict_text
 
-        text = f"verdict: {SEVERITY_SYMBOL.get(verdict, '?')} {verdict.upper()}\n"
+        text = f"verdict: {verdict_text(verdict)}\n"
     elif output:
         return
     with stdout_errors():

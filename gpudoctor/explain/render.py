@@ -8,6 +8,8 @@ import json
 import textwrap
 from typing import Any
 
+from gpudoctor.report.style import SEVERITY_STYLE, console, verdict_text
+
 _WIDTH = 100
 
 
@@ -36,8 +38,6 @@ def _painted(text: str) -> str:
     """Each line that starts with a severity word gets that word in its colour; nothing is
     re-wrapped (soft_wrap), so a ref stays on one line."""
     from rich.text import Text
-
-    from gpudoctor.report.style import SEVERITY_STYLE, console
 
     buffer = io.StringIO()
     out = console(buffer)
@@ -96,15 +96,8 @@ def _text(report: dict[str, Any]) -> str:
             out.append(f"?     {item['signature_id']}")
             out.extend(_block("needs", "; ".join(item["missing_facts"])))
         out.append("")
-    out.append(f"verdict: {_verdict(report['verdict'])}")
+    out.append(f"verdict: {verdict_text(report['verdict'])}")
     return "\n".join(out) + "\n"
-
-
-def _verdict(verdict: str) -> str:
-    """'✓ OK', '! WARN': the symbol and word every command prints (gpudoctor/report/style.py)."""
-    from gpudoctor.report.style import SEVERITY_SYMBOL
-
-    return f"{SEVERITY_SYMBOL.get(verdict, '?')} {verdict.upper()}"
 
 
 def render_json(report: dict[str, Any]) -> str:

@@ -10,17 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpudoctor.report.style import verdict_markup
+from rich.markup import escape
+
+from gpudoctor.report.style import indented, verdict_markup
 
 _RUNS = ("ok", "info", "warn")
-
-
-def indented(console: Any, markup: str, indent: int, style: str | None = None) -> None:
-    """Print markup wrapped at the console width with every line indented."""
-    from rich.padding import Padding
-    from rich.text import Text
-
-    console.print(Padding(Text.from_markup(markup, style=style or ""), (0, 0, 0, indent), expand=False))
 
 
 def _change_word(before: str, after: str) -> str:
@@ -44,8 +38,6 @@ def _delta(before: list[str], after: list[str]) -> str:
 def render_what_if(
     console: Any, what_if: dict[str, Any], class_label: dict[str, str], image_label: dict[str, str]
 ) -> None:
-    from rich.markup import escape
-
     console.print(f"[bold]What if[/] {escape(' '.join(what_if['changes']))} (+ appears, - goes away):")
     unchanged = 0
     notes: list[str] = []
@@ -95,8 +87,6 @@ def render_plan(
     image_label: dict[str, str],
     details: bool = False,
 ) -> None:
-    from rich.markup import escape
-
     if not plan:
         console.print("[bold]Plan[/]: every image runs cleanly on every class; nothing to change.")
         return

@@ -14,10 +14,14 @@ import io
 from collections import Counter
 from typing import Any
 
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
 from gpudoctor.exitcodes import SEVERITY_RANK
-from gpudoctor.report.fleet_changes import indented
+from gpudoctor.report.fleet_changes import render_plan, render_what_if
 from gpudoctor.report.fleet_labels import class_labels, image_labels
-from gpudoctor.report.style import SEVERITY_STYLE, SEVERITY_SYMBOL, console, verdict_markup
+from gpudoctor.report.style import SEVERITY_STYLE, SEVERITY_SYMBOL, console, indented, verdict_markup
 
 _QUIET = ("ok", "info")
 
@@ -27,10 +31,6 @@ def _symbol(verdict: str) -> str:
 
 
 def _matrix(out: Any, document: dict[str, Any], labels: dict[str, str], images: dict[str, str]) -> None:
-    from rich import box
-    from rich.markup import escape
-    from rich.table import Table
-
     cells = {(row["image"], row["class"]): row for row in document.get("matrix", [])}
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 1))
     # A wrapped class label costs a line per row: the class column keeps its width (up to half
@@ -87,8 +87,6 @@ def _not_ok(document: dict[str, Any], labels: dict[str, str], images: dict[str, 
 
 
 def _refs(out: Any, refs: list[str], indent: str) -> None:
-    from rich.markup import escape
-
     for ref in refs:
         out.print(f"{indent}{escape(ref)}", soft_wrap=True)  # one line each, never broken
 
@@ -106,8 +104,6 @@ def _summary(document: dict[str, Any], images: dict[str, str]) -> str:
 
 
 def _details(out: Any, document: dict[str, Any], labels: dict[str, str], images: dict[str, str]) -> None:
-    from rich.markup import escape
-
     out.print("[bold]Classes[/]")
     for node_class in document["classes"]:
         out.print(
@@ -144,8 +140,6 @@ def _details(out: Any, document: dict[str, Any], labels: dict[str, str], images:
 
 
 def render(document: dict[str, Any], details: bool = False) -> str:
-    from rich.markup import escape
-
     buffer = io.StringIO()
     out = console(buffer)
     labels = class_labels(document["classes"])
@@ -166,8 +160,6 @@ def render(document: dict[str, Any], details: bool = False) -> str:
     if details:
         _details(out, document, labels, images)
     if document.get("what_if") or "plan" in document:
-        from gpudoctor.report.fleet_changes import render_plan, render_what_if
-
         if document.get("what_if"):
             render_what_if(out, document["what_if"], labels, images)
         if "plan" in document:

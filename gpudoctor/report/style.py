@@ -55,6 +55,19 @@ def console(file: TextIO) -> Any:
     )
 
 
+def verdict_text(verdict: str) -> str:
+    """'✓ OK', '! WARN': the verdict as plain text, readable without colour."""
+    return f"{SEVERITY_SYMBOL.get(verdict, '?')} {verdict.upper()}"
+
+
+def indented(console: Any, markup: str, indent: int, style: str | None = None) -> None:
+    """Print markup wrapped at the console width with every line indented."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    console.print(Padding(Text.from_markup(markup, style=style or ""), (0, 0, 0, indent), expand=False))
+
+
 def verdict_markup(verdict: str, upper: bool = True) -> str:
     """'[bold red]✗ FAIL[/]' (rich markup)."""
     text = verdict.upper() if upper else verdict

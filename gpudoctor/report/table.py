@@ -12,6 +12,12 @@ import io
 from collections import Counter
 from typing import Any
 
+from rich.markup import escape
+from rich.table import Table
+
+from gpudoctor.report.style import console as console_for
+from gpudoctor.report.style import indented, verdict_markup
+
 UNKNOWN = "?"
 _MIN_WIDTHS = {"name": 22, "bus id": 16, "memory": 9}
 _GPU_TABLE_WIDTH = 110  # the GPU table's columns need about this much
@@ -42,11 +48,8 @@ def _host(host: dict[str, Any]) -> str:
 
 
 def render(report: dict[str, Any], quiet: bool = False, verbose: bool = False) -> str:
-    from gpudoctor.report.style import console as make_console
-    from gpudoctor.report.style import verdict_markup
-
     buffer = io.StringIO()
-    console = make_console(buffer)
+    console = console_for(buffer)
     verdict = report.get("verdict", "unknown")
     if quiet:
         console.print(f"verdict: {verdict_markup(verdict)}")
@@ -69,8 +72,6 @@ def render(report: dict[str, Any], quiet: bool = False, verbose: bool = False) -
 
 
 def _node_summary(console: Any, node: dict[str, Any]) -> None:
-    from rich.table import Table
-
     host, driver = node.get("host") or {}, node.get("driver") or {}
     cuda_host, runtime, fabric = (
         node.get("cuda_host") or {},
@@ -145,8 +146,6 @@ def _gpu_health(gpu: dict[str, Any]) -> str:
 
 
 def _gpus(console: Any, gpus: list[dict[str, Any]]) -> None:
-    from rich.table import Table
-
     if not gpus:
         console.print("GPUs: none visible")
         return
@@ -174,14 +173,12 @@ def _gpus(console: Any, gpus: list[dict[str, Any]]) -> None:
     columns.append(("health", _gpu_health))
     if console.width < _GPU_TABLE_WIDTH:
         # Too narrow for a column each: one GPU per (wrapped) line, every fact named.
-        from gpudoctor.report.fleet_changes import indented
-
         console.print(f"GPUs ({len(gpus)})")
         for gpu in gpus:
-            facts = [f"{name} {_escape_text(cell(gpu))}" for name, cell in columns[2:]]
+            facts = [f"{name} {escape(cell(gpu))}" for name, cell in columns[2:]]
             indented(
                 console,
-                f"{_escape_text(columns[0][1](gpu))} {_escape_text(columns[1][1](gpu))}: " + ", ".join(facts),
+                f"{escape(columns[0][1](gpu))} {escape(columns[1][1](gpu))}: " + ", ".join(facts),
                 2,
             )
         return
@@ -189,7 +186,7 @@ def _gpus(console: Any, gpus: list[dict[str, Any]]) -> None:
     for column, _ in columns:
         table.add_column(column, overflow="fold", min_width=_MIN_WIDTHS.get(column))
     for gpu in gpus:
-        table.add_row(*(_escape_text(cell(gpu)) for _, cell in columns))
+        table.add_row(*(escape(cell(gpu)) for _, cell in columns))
     console.print(table)
 
 
@@ -221,8 +218,6 @@ def _topology(console: Any, node: dict[str, Any]) -> None:
 
 
 def _image(console: Any, image: dict[str, Any]) -> None:
-    from rich.table import Table
-
     table = Table(title="Image", show_header=False, title_justify="left")
     table.add_column("fact", style="bold")
     table.add_column("value", overflow="fold")
@@ -263,11 +258,6 @@ def _kernel_source(image: dict[str, Any]) -> str:
 
 
 def _findings(console: Any, findings: list[dict[str, Any]], verbose: bool = False) -> None:
-    from rich.markup import escape
-
-    from gpudoctor.report.fleet_changes import indented
-    from gpudoctor.report.style import verdict_markup
-
     if not findings:
         console.print("Findings: none")
         return
@@ -290,10 +280,4 @@ def _findings(console: Any, findings: list[dict[str, Any]], verbose: bool = Fals
 
 
 def _escape(value: Any) -> str:
-    return _escape_text(_text(value))
-
-
-def _escape_text(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+    return escape(_text(value))
