@@ -353,3 +353,90 @@ def test_nvlink_not_supported_on_an_nvswitch_board_is_a_failure_unless_mig() -> 
     gpu = probe_nvml(ReplayNvml(data)).gpus[0]
     assert gpu.failed == ["nvlink_links_up", "nvlink_links_total"]
     assert "sits on NVSwitch baseboards, which connect GPUs by NVLink" in gpu.unknown["nvlink_links_total"]
+
+
+# --- boards the GPU table covers since Blackwell rows were sourced (rules/matrix/gpus.yaml) ---
+
+
+def as_board(name: str, device_id: int, cc: tuple[int, int]) -> dict:
+    """The recorded 8x V100S snapshot with GPU 0 answering as another board: its name, PCI
+    device id (over vendor 10DE, as NVML packs it) and compute capability. What NotSupported
+    means there is the GPU table's to say, so only the board's identity needs to change."""
+    data = copy.deepcopy(snapshot("8x-v100s-pcie"))
+    calls = data["calls"]
+    calls["nvmlDeviceGetName|0"] = {"value": name}
+    calls["nvmlDeviceGetPciInfo|0"]["value"]["pciDeviceId"] = device_id << 16 | 0x10DE
+    calls["nvmlDeviceGetCudaComputeCapability|0"] = {"value": list(cc)}
+    return data
+
+
+ECC_NOT_SUPPORTED = (
+    "nvmlDeviceGetEccMode|0",
+    "nvmlDeviceGetTotalEccErrors|0|uncorrected|volatile",
+    "nvmlDeviceGetTotalEccErrors|0|uncorrected|aggregate",
+)
+
+
+@pytest.mark.parametrize(
+    ("board", "device_id", "cc"),
+    [("NVIDIA B200", 0x2901, (10, 0)), ("NVIDIA GB200", 0x2941, (10, 0))],
+)
+def test_ecc_not_supported_on_a_gb100_board_is_a_failure(
+    board: str, device_id: int, cc: tuple[int, int]
+) -> None:
+    """B200 / GB200: NVIDIA's memory error management note covers GB10x HBM ECC, so NVML's
+    NotSupported for ECC mode is a failed query and the ECC rules are unknown, not skipped."""
+    data = as_board(board, device_id, cc)
+    data["calls"]["nvmlDeviceGetEccMode|0"] = {"error": "NotSupported"}
+    gpu = probe_nvml(ReplayNvml(data)).gpus[0]
+    assert "ecc_mode" in gpu.failed
+    assert (
+        gpu.unknown["ecc_mode"]
+        == f"NVML: NotSupported, but gpudoctor's GPU table says {board} has ECC memory"
+    )
+    for key in ECC_NOT_SUPPORTED:
+        data["calls"][key] = {"error": "NotSupported"}
+    node = collect_node(sysfs_root=str(SYSFS / "no-driver"), nvml=ReplayNvml(data))
+    gpu = node.gpus[0]
+    assert {"ecc_mode", "ecc_errors_uncorrectable_volatile", "ecc_errors_uncorrectable_aggregate"} <= set(
+        gpu.failed
+    )
+    assert "retired_pages_pending" not in gpu.failed  # row remapping replaces it from Ampere on
+    by_rule = {f["rule_id"]: f for f in diagnose(node)["findings"]}
+    for rule in ("GD-HLT-001", "GD-HLT-002"):  # uncorrectable ECC errors since boot, in the lifetime
+        assert by_rule[rule]["severity"] == "unknown", rule
+        assert any(f"{board} has ECC memory" in m for m in by_rule[rule]["missing_facts"]), rule
+
+
+@pytest.mark.parametrize(
+    ("board", "device_id", "cc"),
+    [
+        ("NVIDIA B300 SXM6 AC", 0x3182, (10, 3)),  # GB110: no NVIDIA page found on its ECC
+        ("NVIDIA GB300", 0x31C2, (10, 3)),
+        ("NVIDIA L40S", 0x26B9, (8, 9)),  # GDDR: "with ECC" only on resellers' datasheet copies
+        ("NVIDIA GeForce RTX 5090", 0x2B85, (12, 0)),
+    ],
+)
+def test_ecc_not_supported_on_a_board_without_a_sourced_ecc_row_stays_an_answer(
+    board: str, device_id: int, cc: tuple[int, int]
+) -> None:
+    data = as_board(board, device_id, cc)
+    for key in ECC_NOT_SUPPORTED:
+        data["calls"][key] = {"error": "NotSupported"}
+    node = collect_node(sysfs_root=str(SYSFS / "no-driver"), nvml=ReplayNvml(data))
+    gpu = node.gpus[0]
+    for name in ("ecc_mode", "ecc_errors_uncorrectable_volatile", "ecc_errors_uncorrectable_aggregate"):
+        assert gpu.unknown[name] == "NVML: NotSupported" and name not in gpu.failed, name
+    by_rule = {f["rule_id"]: f for f in diagnose(node)["findings"]}
+    assert all(by_rule.get(rule, {}).get("severity") != "unknown" for rule in ("GD-HLT-001", "GD-HLT-002"))
+
+
+def test_nvlink_not_supported_follows_the_nvswitch_marking() -> None:
+    """A B200 (HGX B200 8-GPU baseboard, NVIDIA's NVSwitch platform list) answering NotSupported at
+    link 0, as the recorded V100S PCIe does, has not told its NVLink state; an H200 NVL, a PCIe
+    card that list does not name, has answered "no NVLink"."""
+    gpu = probe_nvml(ReplayNvml(as_board("NVIDIA B200", 0x2901, (10, 0)))).gpus[0]
+    assert gpu.failed == ["nvlink_links_up", "nvlink_links_total"]
+    assert "NVIDIA B200 sits on NVSwitch baseboards" in gpu.unknown["nvlink_links_total"]
+    gpu = probe_nvml(ReplayNvml(as_board("NVIDIA H200 NVL", 0x233B, (9, 0)))).gpus[0]
+    assert gpu.failed == [] and gpu.unknown["nvlink_links_total"] == "NVML: NotSupported"

@@ -197,3 +197,45 @@ def test_ecc_not_available_where_nvidia_smi_documents_it_stays_an_answer(name: s
     node = parse_nvidia_smi_xml((XML / name).read_bytes(), name)
     assert [g.failed for g in node.gpus] == [[]] * len(node.gpus)
     assert any(g.ecc_errors_uncorrectable_volatile is None for g in node.gpus)
+
+
+# The derived B200 capture (fixtures/fleets/derive.py: the real A100-SXM4-80GB output with its
+# identity edited), ECC mode and uncorrectable counters as a driver that fails to report them prints them.
+B200_XML = XML.parent / "fleets" / "nvidia-smi" / "B200_580.65.06.xml"
+ECC_NOT_AVAILABLE = (
+    (b"<current_ecc>Enabled", b"<current_ecc>N/A"),
+    (b"<sram_uncorrectable>0</sram_uncorrectable>", b"<sram_uncorrectable>N/A</sram_uncorrectable>"),
+    (b"<dram_uncorrectable>0</dram_uncorrectable>", b"<dram_uncorrectable>N/A</dram_uncorrectable>"),
+)
+
+
+def b200_xml_as(product: bytes, device_id: bytes) -> bytes:
+    data = B200_XML.read_bytes()
+    for old, new in (*ECC_NOT_AVAILABLE, (b"NVIDIA B200", product), (b"290110DE", device_id)):
+        assert old in data, old
+        data = data.replace(old, new)
+    return data
+
+
+def test_ecc_not_available_on_a_b200_is_a_failure() -> None:
+    """B200 (GB100: HBM ECC per NVIDIA's memory error management note): N/A is a failed report."""
+    gpu = parse_nvidia_smi_xml(b200_xml_as(b"NVIDIA B200", b"290110DE"), "b200").gpus[0]
+    assert set(gpu.failed) == {
+        "ecc_mode",
+        "ecc_errors_uncorrectable_volatile",
+        "ecc_errors_uncorrectable_aggregate",
+    }
+    assert gpu.unknown["ecc_mode"].endswith("but gpudoctor's GPU table says NVIDIA B200 has ECC memory")
+
+
+@pytest.mark.parametrize(
+    ("product", "device_id"),
+    [(b"NVIDIA B300 SXM6 AC", b"318210DE"), (b"NVIDIA L40S", b"26B910DE")],
+)
+def test_ecc_not_available_on_a_board_without_a_sourced_ecc_row_stays_an_answer(
+    product: bytes, device_id: bytes
+) -> None:
+    """B300 (GB110) and L40S: no NVIDIA page cited for their ECC memory, so N/A stays the answer."""
+    gpu = parse_nvidia_smi_xml(b200_xml_as(product, device_id), "no-ecc-row").gpus[0]
+    assert gpu.failed == []
+    assert gpu.ecc_mode is None and gpu.ecc_errors_uncorrectable_volatile is None
