@@ -22,6 +22,7 @@ from gpudoctor.facts import (
     HostFacts,
     NodeFacts,
     ProbeError,
+    mark_all,
     mark_all_failed,
     mark_failed,
 )
@@ -197,8 +198,7 @@ def _merge_driver(
         reason = sysfs.module_reason if sysfs else "procfs probe failed"
         driver.unknown["kernel_module"] = driver.unknown["kernel_module_version"] = reason or "unknown"
         if sysfs is None:
-            for name in ("kernel_module", "kernel_module_version"):
-                mark_failed(driver, name, "procfs probe failed")
+            mark_all(driver, ("kernel_module", "kernel_module_version"), "procfs probe failed")
         if nvml_skipped and sysfs is not None and driver.present is None:
             driver.present = False
             driver.unknown["present"] = f"no NVIDIA driver: {reason}"
@@ -253,8 +253,7 @@ def _merge_topology(node: NodeFacts, nvml: NvmlResult | None, sysfs: sysfs_probe
     else:
         topology.unknown["pairs"] = (nvml.pairs_unknown if nvml else None) or "NVML not available"
     if sysfs is None:
-        for name in ("iommu_active", "iommu_mode", "acs_enabled_bridges"):
-            mark_failed(topology, name, "sysfs probe failed")
+        mark_all(topology, ("iommu_active", "iommu_mode", "acs_enabled_bridges"), "sysfs probe failed")
         return
     topology.iommu_active, topology.iommu_mode = sysfs.iommu_active, sysfs.iommu_mode
     if sysfs.iommu_reason:
@@ -322,8 +321,7 @@ def _merge_fabric(node: NodeFacts, sysfs: Any, fs: FsRoot, attempt: Any, limits:
 
     found = attempt("fabric_manager", probe_fabric_manager, limits.commands_s)
     if found is None:
-        for name in ("fabric_manager_running", "fabric_manager_version"):
-            mark_failed(fabric, name, "fabric manager probe failed")
+        mark_all(fabric, ("fabric_manager_running", "fabric_manager_version"), "fabric manager probe failed")
         return
     fabric.fabric_manager_running, fabric.fabric_manager_version, unknown = found
     fabric.unknown.update(unknown)
