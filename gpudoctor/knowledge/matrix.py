@@ -11,7 +11,7 @@ shipped tables once per process:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from typing import Any
@@ -204,29 +204,25 @@ class DriverBranch:
     note: str | None = None
 
 
-@dataclass
-class Knowledge:
-    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-
 def _typed(cls: type, row: dict[str, Any]) -> Any:
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in row.items() if k != "source"}
     return cls(**values)
 
 
 @lru_cache(maxsize=1)
-def knowledge() -> Knowledge:
+def _tables() -> dict[str, list[dict[str, Any]]]:
+    """The shipped matrix tables, loaded once per process."""
     from gpudoctor.knowledge.loader import load_kind, shipped_root
 
-    result = Knowledge()
-    for _path, tables in load_kind("matrix", [shipped_root()]):
-        for table in tables:
-            result.tables.setdefault(table.name, []).extend(table.rows)
-    return result
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for _path, loaded in load_kind("matrix", [shipped_root()]):
+        for matrix_table in loaded:
+            tables.setdefault(matrix_table.name, []).extend(matrix_table.rows)
+    return tables
 
 
 def table(name: str) -> list[dict[str, Any]]:
-    return knowledge().tables.get(name, [])
+    return _tables().get(name, [])
 
 
 @lru_cache(maxsize=1)
@@ -311,23 +307,16 @@ def min_driver_for_cuda(cuda_version: str | None) -> str | None:
     wanted = parse_version(cuda_version) if cuda_version else None
     if wanted is None:
         return None
-    best: tuple[Any, str] | None = None
+    same_minor = []
     for row in table("cuda_toolkit_driver"):
         version = parse_version(row["cuda"])
-        if version is None or _major_minor(version) != _major_minor(wanted) or version > wanted:
-            continue
-        if best is None or version > best[0]:
-            best = (version, row["min_driver"])
-    if best is None:
-        # a bare "12.4" names the GA release
-        same_minor = [parse_version(r["cuda"]) for r in table("cuda_toolkit_driver")]
-        candidates = [
-            (v, r["min_driver"])
-            for v, r in zip(same_minor, table("cuda_toolkit_driver"), strict=True)
-            if v is not None and _major_minor(v) == _major_minor(wanted)
-        ]
-        return min(candidates)[1] if candidates else None
-    return best[1]
+        if version is not None and _major_minor(version) == _major_minor(wanted):
+            same_minor.append((version, row["min_driver"]))
+    released = [entry for entry in same_minor if entry[0] <= wanted]
+    if released:
+        return max(released, key=lambda entry: entry[0])[1]
+    # a bare "12.4" names the GA release
+    return min(same_minor, key=lambda entry: entry[0])[1] if same_minor else None
 
 
 @lru_cache(maxsize=64)
