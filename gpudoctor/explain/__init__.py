@@ -10,34 +10,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from gpudoctor.errors import BadInput
 from gpudoctor.explain.catalog import CatalogEntry
 from gpudoctor.explain.signatures import Signature
+from gpudoctor.knowledge import ItemSet
 from gpudoctor.knowledge.loader import load_kind, shipped_root
 
 __all__ = ["Signature", "SignatureSet", "load_signatures"]
 
 
-@dataclass
-class SignatureSet:
-    signatures: list[Signature] = field(default_factory=list)
-    by_id: dict[str, Signature] = field(default_factory=dict)
-
-    def add(self, signature: Signature, *, site: bool) -> None:
-        existing = self.by_id.get(signature.id)
-        if existing is not None:
-            if not (site and signature.override):
-                raise BadInput(
-                    f"{signature.file}: rule {signature.id}: field id: already defined in {existing.file}"
-                    + (" (set `override: true` to replace it)" if site else "")
-                )
-            self.signatures[self.signatures.index(existing)] = signature
-        else:
-            self.signatures.append(signature)
-        self.by_id[signature.id] = signature
+class SignatureSet(ItemSet[Signature]):
+    @property
+    def signatures(self) -> list[Signature]:
+        return self.items
 
     def link_catalogs(self) -> None:
         """A hand-written signature with a catalog entry's id replaces that entry."""
@@ -63,19 +49,9 @@ class SignatureSet:
 def load_signatures(extra: Sequence[str | os.PathLike[str]] = ()) -> SignatureSet:
     """Shipped signatures + site-local files/dirs; bad files raise BadInput (exit 65)."""
     shipped = load_kind("signatures", [shipped_root()])
-    shipped_files = {path for path, _ in shipped}
-    site = (
-        [(p, items) for p, items in load_kind("signatures", list(extra)) if p not in shipped_files]
-        if extra
-        else []
-    )
+    site = load_kind("signatures", list(extra)) if extra else []
     result = SignatureSet()
-    for _path, items in shipped:
-        for signature in items:
-            result.add(signature, site=False)
-    for _path, items in site:
-        for signature in items:
-            result.add(signature, site=True)
+    result.add_files(shipped, site)
     result.link_catalogs()
     return result
 

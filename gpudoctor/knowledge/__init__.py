@@ -11,37 +11,70 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
 from gpudoctor.errors import BadInput
 from gpudoctor.knowledge.loader import load_kind, register_kind, shipped_root
 from gpudoctor.knowledge.rulefile import Rule
 
-__all__ = ["Rule", "RuleSet", "load_rules", "register_kind", "shipped_root"]
+__all__ = ["ItemSet", "Rule", "RuleSet", "load_rules", "register_kind", "shipped_root"]
+
+LoadedFiles = list[tuple[str, list[Any]]]  # (file, its items) as load_kind returns them
+
+
+class Overridable(Protocol):
+    id: str
+    file: str
+    override: bool
+
+
+T = TypeVar("T", bound=Overridable)
 
 
 @dataclass
-class RuleSet:
-    rules: list[Rule] = field(default_factory=list)
-    by_id: dict[str, Rule] = field(default_factory=dict)
+class ItemSet(Generic[T]):
+    """Rules or signatures by id: the shipped ones, then site-local ones, which may replace a
+    shipped one only with `override: true`."""
 
-    def __iter__(self) -> Iterator[Rule]:
-        return iter(self.rules)
+    items: list[T] = field(default_factory=list)
+    by_id: dict[str, T] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
 
     def __len__(self) -> int:
-        return len(self.rules)
+        return len(self.items)
 
-    def add(self, rule: Rule, *, site: bool) -> None:
-        existing = self.by_id.get(rule.id)
+    def add(self, item: T, *, site: bool) -> None:
+        existing = self.by_id.get(item.id)
         if existing is not None:
-            if not (site and rule.override):
+            if not (site and item.override):
                 raise BadInput(
-                    f"{rule.file}: rule {rule.id}: field id: already defined in {existing.file}"
+                    f"{item.file}: rule {item.id}: field id: already defined in {existing.file}"
                     + (" (set `override: true` to replace it)" if site else "")
                 )
-            self.rules[self.rules.index(existing)] = rule
+            self.items[self.items.index(existing)] = item
         else:
-            self.rules.append(rule)
-        self.by_id[rule.id] = rule
+            self.items.append(item)
+        self.by_id[item.id] = item
+
+    def add_files(self, shipped: LoadedFiles, site: LoadedFiles) -> None:
+        """Every item of the shipped files, then of the site files (a shipped file named again
+        among the site ones is not read twice)."""
+        shipped_files = {path for path, _ in shipped}
+        for _path, items in shipped:
+            for item in items:
+                self.add(item, site=False)
+        for path, items in site:
+            if path not in shipped_files:
+                for item in items:
+                    self.add(item, site=True)
+
+
+class RuleSet(ItemSet[Rule]):
+    @property
+    def rules(self) -> list[Rule]:
+        return self.items
 
 
 _RULESETS: dict[tuple[str, ...], RuleSet] = {}
@@ -57,14 +90,6 @@ def load_rules(extra: Sequence[str | os.PathLike[str]] = ()) -> RuleSet:
     if key in _RULESETS:
         return _RULESETS[key]
     ruleset = RuleSet()
-    shipped_files = {path for path, _ in shipped}
-    for _path, items in shipped:
-        for rule in items:
-            ruleset.add(rule, site=False)
-    for path, items in site:
-        if path in shipped_files:
-            continue  # the shipped directory named again
-        for rule in items:
-            ruleset.add(rule, site=True)
+    ruleset.add_files(shipped, site)
     _RULESETS[key] = ruleset
     return ruleset
