@@ -64,16 +64,9 @@ def prefetch(
 ) -> None:
     """Every image for every CPU architecture not fetched yet, concurrently (one token and
     one connection pool per registry); a failure is that fetch's error, never the run's."""
-    try:
-        from gpudoctor.images import Fetcher
-        from gpudoctor.images.platform import platform_for_cpu
-    except ImportError:  # a build without the image side: unknown, with the reason
-        for image in images:
-            for cpu_arch in cpu_archs:
-                image.fetches[cpu_arch] = ImageFetch(
-                    "default", None, "image fetching is not available in this build"
-                )
-        return
+    from gpudoctor.images import Fetcher
+    from gpudoctor.images.platform import platform_for_cpu
+
     wanted = [
         (image, arch) for image in images for arch in dict.fromkeys(cpu_archs) if arch not in image.fetches
     ]

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from gpudoctor.errors import BadInput
-from gpudoctor.knowledge.loader import load_kind, register_kind, shipped_root
+from gpudoctor.knowledge.loader import load_kind, shipped_root
 from gpudoctor.knowledge.rulefile import Rule
 
-__all__ = ["ItemSet", "Rule", "RuleSet", "load_rules", "register_kind", "shipped_root"]
+__all__ = ["ItemSet", "Rule", "RuleSet", "load_rules", "shipped_root"]
 
 LoadedFiles = list[tuple[str, list[Any]]]  # (file, its items) as load_kind returns them
 

@@ -3,8 +3,7 @@
 Every file declares its kind at the top level (`kind: rules`, `kind: matrix`,
 `kind: signatures`). `KINDS` maps a kind to the validator that turns the parsed
 document into items; a module that owns a kind adds one line here (a lazy
-"module:function" string, so loading rules never imports the others), or calls
-`register_kind` at import time. Files are read on every load; a file's
+"module:function" string, so loading rules never imports the others). Files are read on every load; a file's
 validated items are kept per process for as long as its text is the same.
 Nothing is cached on disk: the shipped YAML parses in ~20 ms with libyaml.
 """
@@ -40,22 +39,12 @@ _KIND_LINE = re.compile(r"^kind:\s*['\"]?([A-Za-z_]+)['\"]?\s*(?:#.*)?$", re.MUL
 _LOADED: dict[str, tuple[str, tuple[str, list[Any]]]] = {}
 
 
-def register_kind(kind: str, validator: str | Validator) -> None:
-    KINDS[kind] = validator
-
-
-def _validator(kind: str) -> Validator | None:
-    entry = KINDS.get(kind)
-    if entry is None or callable(entry):
+def _validator(kind: str) -> Validator:
+    entry = KINDS[kind]
+    if callable(entry):
         return entry
     module_name, _, func = entry.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None  # the owning module is not built (yet)
-        raise
-    validator: Validator = getattr(module, func)
+    validator: Validator = getattr(importlib.import_module(module_name), func)
     KINDS[kind] = validator
     return validator
 
@@ -126,7 +115,7 @@ def _expands_within(doc: Any, limit: int) -> bool:
 def _load(path: Path, want: str | None) -> tuple[str, list[Any]] | None:
     """(kind, validated items) of one file; None when it is not of kind `want` (a file that
     declares another known kind on its `kind:` line is not parsed: its own loader validates
-    it) or its kind's module is not built."""
+    it)."""
     text = _read(path)
     peeked = peek_kind(text)
     if want is not None and peeked in KINDS and peeked != want:
@@ -142,11 +131,8 @@ def _load(path: Path, want: str | None) -> tuple[str, list[Any]] | None:
         raise BadInput(f"{path}: field kind: expected one of {known}, got {kind!r}")
     if want is not None and kind != want:
         return None
-    validator = _validator(kind)
-    if validator is None:
-        return None
     try:
-        items = validator(doc, str(path))
+        items = _validator(kind)(doc, str(path))
     except RuleFileError as exc:
         who = f" rule {exc.item_id}:" if exc.item_id else ""
         raise BadInput(f"{path}:{who} field {exc.field}: {exc.message}") from None
