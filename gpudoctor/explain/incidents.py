@@ -12,7 +12,7 @@ different ones stay separate entries.
 
 Memory stays bounded: a few recent context lines per signature, the evidence lines of
 each incident's first occurrence, and at most `MAX_INCIDENTS` distinct incidents per
-signature (the rest are counted).
+signature (further distinct ones are not kept).
 """
 
 from __future__ import annotations
@@ -79,7 +79,6 @@ class Incident:
     first_line: int
     last_line: int
     count: int  # required-pattern lines over all occurrences
-    occurrences: int = 1
 
     @property
     def id(self) -> str:
@@ -133,7 +132,6 @@ class IncidentTracker:
         self.recent: deque[Evidence] = deque(maxlen=_RECENT)
         self.open: _Cluster | None = None
         self.incidents: dict[tuple[object, ...], Incident] = {}
-        self.more = 0  # incidents beyond MAX_INCIDENTS, counted only
         self.claimed = 0  # last line of the previous incident: context up to here is its own
 
     def add(self, evidence: Evidence) -> None:
@@ -212,11 +210,9 @@ class IncidentTracker:
         first, last = evidence[0].line, max(last, evidence[-1].line)
         if known is not None:
             known.count += count
-            known.occurrences += 1
             known.last_line = max(known.last_line, last)
             return
         if len(self.incidents) >= MAX_INCIDENTS:
-            self.more += 1
             return
         self.incidents[key] = Incident(self.signature, entry, evidence, captured, values, first, last, count)
 
