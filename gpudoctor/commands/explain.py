@@ -69,7 +69,7 @@ def command(
     """Name the cause of a GPU stack failure from its log (a file, or - for stdin), with the fix."""
     from gpudoctor.explain import load_signatures
     from gpudoctor.explain.matcher import Matcher
-    from gpudoctor.explain.render import render_json, render_table
+    from gpudoctor.explain.render import render_table
     from gpudoctor.explain.report import build_explain_report
 
     if node_file and live:
@@ -97,6 +97,8 @@ def command(
             stream.close()
     report = build_explain_report(scan, source, node, context)
     if fmt == "json":
+        from gpudoctor.report.json_render import render as render_json
+
         text = render_json(report)
     else:
         from gpudoctor.report.style import colour

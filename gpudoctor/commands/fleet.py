@@ -26,7 +26,7 @@ from gpudoctor.errors import BadInput, InputMissing, UsageError
 # --format NAME -> gpudoctor.report.<module>.render(fleet_document) -> str
 FLEET_RENDERERS = {
     "table": "fleet_table",
-    "json": "fleet_json",
+    "json": "json_render",
     "csv": "fleet_csv",
     "html": "fleet_html",
 }

@@ -118,7 +118,7 @@ def command(
     else:
         scan = scan_targets(list(paths))
     findings, node_ccs = _findings(scan, node, ccs_given, rule_dirs) if (node or ccs_given) else (None, [])
-    ccs = _unique([*ccs_given, *node_ccs]) or list(DEFAULT_CCS)
+    ccs = list(dict.fromkeys([*ccs_given, *node_ccs])) or list(DEFAULT_CCS)
     driver_cuda = node.driver.cuda_version if node else None
     for binary in scan.binaries:
         fill_per_gpu(binary, ccs, driver_cuda)
@@ -211,7 +211,3 @@ def _findings(
         for g in context["gpus"]
     ]
     return evaluate(kernel_rules, context, applies_to="node+image"), [cc for cc in ccs if cc]
-
-
-def _unique(values: list[str]) -> list[str]:
-    return list(dict.fromkeys(values))

@@ -64,7 +64,6 @@ Examples:
 @click.option(
     "--docker-host", default=None, metavar="URL", help="Docker engine to ask (default: $DOCKER_HOST)."
 )
-# --- kernels scan (issue #5, owned by the kernels module) ---
 @click.option(
     "--deep",
     is_flag=True,
@@ -75,7 +74,6 @@ Examples:
     is_flag=True,
     help="With --deep on a remote image: DOWNLOAD every layer of the chosen platform to scan it.",
 )
-# --- end kernels scan ---
 @format_option("table", "json", "oneline", "html")
 @output_option
 @rules_option

@@ -1,10 +1,10 @@
-"""Text rendering of the explain report (the JSON form is the report itself): plain when piped,
-severity words and the verdict in the colours every command uses on a terminal."""
+"""Text rendering of the explain report (the JSON form is the report itself, printed by
+gpudoctor.report.json_render): plain when piped, severity words and the verdict in the
+colours every command uses on a terminal."""
 
 from __future__ import annotations
 
 import io
-import json
 import textwrap
 from typing import Any
 
@@ -98,7 +98,3 @@ def _text(report: dict[str, Any]) -> str:
         out.append("")
     out.append(f"verdict: {verdict_text(report['verdict'])}")
     return "\n".join(out) + "\n"
-
-
-def render_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, ensure_ascii=False) + "\n"

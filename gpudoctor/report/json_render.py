@@ -1,4 +1,6 @@
-"""The JSON report as printed: the contract in docs/report.md and schema/report.schema.json."""
+"""A document as printed in JSON: scan and preflight reports (the contract in docs/report.md and
+schema/report.schema.json), the fleet document and the explain report. No rich import: this is
+the fast path for 10,000-node fleets."""
 
 from __future__ import annotations
 
