@@ -23,11 +23,11 @@ from gpudoctor.errors import CannotWrite
 NEW_FILE_MODE = 0o644
 
 
-def write_atomic(path: str | os.PathLike[str], data: str | bytes, *, durable: bool = True) -> None:
-    """Write text (UTF-8) or bytes to path (see the module docstring). `durable` syncs the
-    data to disk before the rename; a cache that is simply rebuilt when lost passes False."""
+def write_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write text (UTF-8) to path (see the module docstring); a new or replaced file's data
+    is on disk before it appears at the path."""
     target = Path(path)
-    payload = data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data
+    payload = text.encode("utf-8", "backslashreplace")
     try:
         # Through symlinks (/dev/stdout -> /proc/self/fd/1 -> a pipe): the link stays, what
         # it leads to is written. os.stat follows /proc's magic links, realpath cannot.
@@ -37,7 +37,7 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes, *, durable: bo
     except OSError as exc:
         raise CannotWrite(f"cannot write {target}: {exc.strerror or exc}") from None
     if existing is None or stat.S_ISREG(existing.st_mode):
-        _replace(Path(os.path.realpath(target)), payload, existing, durable, shown=target)
+        _replace(Path(os.path.realpath(target)), payload, existing, shown=target)
     elif stat.S_ISCHR(existing.st_mode) or stat.S_ISFIFO(existing.st_mode):
         _write_through(target, payload, fifo=stat.S_ISFIFO(existing.st_mode), shown=target)
     else:
@@ -45,9 +45,7 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes, *, durable: bo
         raise CannotWrite(f"cannot write {target}: it is {kind}")
 
 
-def _replace(
-    target: Path, payload: bytes, existing: os.stat_result | None, durable: bool, shown: Path
-) -> None:
+def _replace(target: Path, payload: bytes, existing: os.stat_result | None, shown: Path) -> None:
     import tempfile  # only when writing a file: stdout output needs none of it
 
     directory = target.parent if str(target.parent) else Path(".")
@@ -58,9 +56,8 @@ def _replace(
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
+            handle.flush()
+            os.fsync(handle.fileno())
         if existing is None:
             os.chmod(tmp_name, NEW_FILE_MODE)
         else:
