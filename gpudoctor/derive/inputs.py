@@ -25,9 +25,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from gpudoctor.knowledge.conditions import EMPTY_SCOPE, make_getter, parse_path
+
 Inputs = Mapping[str, tuple[str, ...]]
 
-_INDEX = re.compile(r"\[(\d+)\]")
 _SCOPE_ORDER = ("{gpu}", "{pair}", "")
 
 
@@ -93,12 +94,4 @@ def _state(context: Mapping[str, Any], failed: Mapping[str, str], path: str) -> 
 
 
 def _value(context: Mapping[str, Any], path: str) -> Any:
-    value: Any = context
-    for part in path.split("."):
-        name, *indexes = _INDEX.split(part)
-        value = value.get(name) if isinstance(value, Mapping) else None
-        for index in indexes:
-            if index == "":
-                continue
-            value = value[int(index)] if isinstance(value, list) and int(index) < len(value) else None
-    return value
+    return make_getter(parse_path(path, frozenset(), path))(context, EMPTY_SCOPE)
