@@ -43,6 +43,16 @@ def cuobjdump() -> str | None:
     return None
 
 
+def nvcc() -> str:
+    """The nvcc to build test binaries with; skips the test where there is none."""
+    import pytest
+
+    found = shutil.which("nvcc") or ("/usr/local/bin/nvcc" if Path("/usr/local/bin/nvcc").exists() else None)
+    if found is None:
+        pytest.skip("nvcc not installed")
+    return found
+
+
 def write_tar(path: Path, members: dict[str, bytes], mode: str = "w") -> Path:
     """A tar archive of regular files (mode "w:gz" for a gzipped one)."""
     with tarfile.open(path, mode) as archive:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import struct
 import subprocess
 import zipfile
@@ -253,9 +252,7 @@ def c_array(name: str, data: bytes) -> str:
 @pytest.fixture(scope="module")
 def fft_style(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, dict[str, bytes]]:
     """(the library, {name: fatbin embedded in its .ldata})."""
-    nvcc = shutil.which("nvcc") or ("/usr/local/bin/nvcc" if Path("/usr/local/bin/nvcc").exists() else None)
-    if nvcc is None:
-        pytest.skip("nvcc not installed")
+    nvcc = kernels_support.nvcc()
     work = tmp_path_factory.mktemp("fft_style")
     (work / "plan.cu").write_text("__global__ void plan(float *x, float y) { x[threadIdx.x] *= y; }\n")
     (work / "stub.cu").write_text("__global__ void stub(float *x) { x[threadIdx.x] = 1.0f; }\n")

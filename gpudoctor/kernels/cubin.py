@@ -13,25 +13,21 @@ names for sm_80, sm_90, sm_90a, sm_100a, sm_100f, sm_120a cubins (a family
 from __future__ import annotations
 
 from gpudoctor.kernels.elf import ElfFile, Reader
-from gpudoctor.kernels.fatbin import KIND_CUBIN, RawEntry
+from gpudoctor.kernels.fatbin import CUDA_ABI_V8, KIND_CUBIN, RawEntry, cubin_arch
 
-EM_CUDA = 190
-_ABI_V8 = 8
 _EF_CUDA_ACCELERATORS = 0x800
 _ATTR_ARCH_SPECIFIC = 9
 _MAX_COMPAT = 4096
 
 
 def cubin_entry(elf: ElfFile, read: Reader) -> RawEntry:
-    if elf.abi_version >= _ABI_V8:
-        arch = (elf.flags >> 8) & 0xFF
+    if elf.abi_version >= CUDA_ABI_V8:
         specific = _compat_attribute(elf, read, _ATTR_ARCH_SPECIFIC) == 1
     else:
-        arch = elf.flags & 0xFF
         specific = bool(elf.flags & _EF_CUDA_ACCELERATORS)
     return RawEntry(
         kind=KIND_CUBIN,
-        arch=arch,
+        arch=cubin_arch(elf.abi_version, elf.flags),
         variant="a" if specific else "",
         version_major=0,
         version_minor=0,

@@ -15,6 +15,16 @@ Flags used here: 0x2000 / 0x8000 payload compressed (older LZ4 and newer
 codecs), 0x100000 arch-specific ("a") target, 0x200000 family ("f") target.
 A .nv_fatbin section holds one or more containers back to back (zero
 padding at most between them).
+
+Payloads are never decompressed, but their first bytes must be what the
+header says (the loader reads the payload, so a damaged one does not run):
+an uncompressed cubin is an EM_CUDA ELF of the header's architecture, an
+uncompressed PTX is text ("Source modules are ASCII text", PTX ISA §4.1),
+a 0x8000 payload is a Zstandard frame (nvcc 13 output; magic and frame
+header: RFC 8878 §3.1.1) whose recorded content size is the u64 at entry
+offset 56. The compressed length (u32 at 16) fits in the payload. Entries
+flagged 0x10000 (nvcc writes it on LTO IR, which cuobjdump calls
+obfuscated) and LZ4 payloads (no frame magic) are not checked.
 """
 
 from __future__ import annotations
@@ -24,21 +34,33 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
-from gpudoctor.kernels.elf import Buffer, Reader
+from gpudoctor.kernels.elf import ELF_MAGIC, Buffer, Reader
 
 FATBIN_MAGIC = 0xBA55ED50
 FATBIN_MAGIC_BYTES = struct.pack("<I", FATBIN_MAGIC)
 
 KIND_PTX = 1
 KIND_CUBIN = 2
+# LTO IR (nvcc -gencode code=lto_XY): the loader cannot run it, gpudoctor skips it.
+KIND_LTO_IR = 8
+# The only kinds in nvcc 13.0 output and in 17 NVIDIA libraries (cuBLAS, cuDNN, cuFFT,
+# cuSPARSE, NCCL, libtorch_cuda: 45,000 entries); any other kind is a damaged header.
+KNOWN_KINDS = (KIND_PTX, KIND_CUBIN, KIND_LTO_IR)
 FLAG_COMPRESSED_LZ4 = 0x2000
 FLAG_COMPRESSED = 0x8000
 FLAG_ARCH_SPECIFIC = 0x100000
 FLAG_FAMILY = 0x200000
 
 _CONTAINER = struct.Struct("<IHHQ")
-_ENTRY = struct.Struct("<HHIQIIHHIIIQ")  # through the flags field: 48 bytes
-_MIN_ENTRY_HEADER = 64
+_ENTRY = struct.Struct("<HHIQIIHHIIIQQQ")  # through the uncompressed size: 64 bytes
+_MIN_ENTRY_HEADER = _ENTRY.size
+FLAG_OBFUSCATED = 0x10000
+# Payload bytes read to check it: an ELF64 header (64), a Zstandard frame header (<= 18).
+_PAYLOAD_HEAD = 64
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+EM_CUDA = 190
+# CUDA ELF ABI version from which e_flags keep the SM in bits 8-15 (cubin.py).
+CUDA_ABI_V8 = 8
 
 # (offset, length, what) -> exactly `length` bytes, or FatbinError naming `what` as truncated
 HeaderReader = Callable[[int, int, str], bytes]
@@ -190,16 +212,22 @@ def walk_entries(read_header: HeaderReader, body: int, body_end: int) -> Iterato
         next_entry = cursor + entry_header + payload
         if next_entry > body_end:
             raise FatbinError(f"fatbin entry at {cursor:#x} runs past the end of its container")
+        if kind not in KNOWN_KINDS:
+            raise FatbinError(f"fatbin entry at {cursor:#x} has unknown kind {kind}")
         if kind in (KIND_PTX, KIND_CUBIN):
-            yield entry_from_header(fields, cursor)
+            entry = entry_from_header(fields, cursor)
+            check_payload(read_header, fields, entry)
+            yield entry
         cursor = next_entry
 
 
 def entry_from_header(fields: tuple[int, ...], at: int) -> RawEntry:
     """RawEntry from the unpacked _ENTRY fields of the header at `at`."""
-    kind, _ev, entry_header, payload, _csize, _opt, minor, major, arch, _no, _nl, flags = fields
+    kind, _ev, entry_header, payload, _csize, _opt, minor, major, arch, _no, _nl, flags, _r, _us = fields
     if not 0 < arch <= MAX_ARCH:
         raise FatbinError(f"fatbin entry at {at:#x} names an impossible architecture ({arch})")
+    if flags & FLAG_ARCH_SPECIFIC and flags & FLAG_FAMILY:
+        raise FatbinError(f"fatbin entry at {at:#x} is flagged both arch- and family-specific")
     return RawEntry(
         kind=kind,
         arch=arch,
@@ -210,6 +238,69 @@ def entry_from_header(fields: tuple[int, ...], at: int) -> RawEntry:
         payload_offset=at + entry_header,
         payload_size=payload,
     )
+
+
+def check_payload(read_header: HeaderReader, fields: tuple[int, ...], entry: RawEntry) -> None:
+    """FatbinError unless the payload starts as the entry header says (module docstring)."""
+    stored, flags, uncompressed = fields[4], fields[11], fields[13]
+    at = entry.payload_offset - fields[2]
+    if stored > entry.payload_size:
+        raise FatbinError(
+            f"fatbin entry at {at:#x} stores {stored} bytes in a {entry.payload_size}-byte payload"
+        )
+    if flags & (FLAG_OBFUSCATED | FLAG_COMPRESSED_LZ4):
+        return
+    head = read_header(entry.payload_offset, min(_PAYLOAD_HEAD, entry.payload_size), "fatbin payload")
+    if flags & FLAG_COMPRESSED:
+        problem = _zstd_problem(head, uncompressed)
+    elif entry.kind == KIND_CUBIN:
+        problem = _cubin_problem(head, entry.arch)
+    else:
+        problem = None if _is_text(head) else "is not PTX text"
+    if problem:
+        raise FatbinError(f"fatbin entry at {at:#x}: payload {problem}")
+
+
+def cubin_arch(abi_version: int, e_flags: int) -> int:
+    """The SM number in a cubin's e_flags: bits 0-7 up to CUDA ELF ABI 7, bits 8-15 from ABI 8."""
+    return (e_flags >> 8) & 0xFF if abi_version >= CUDA_ABI_V8 else e_flags & 0xFF
+
+
+def _cubin_problem(head: bytes, arch: int) -> str | None:
+    # ELF64 little-endian, as nvcc writes cubins: e_machine at 18, e_flags at 48.
+    if len(head) < _PAYLOAD_HEAD or head[:4] != ELF_MAGIC or head[4] != 2 or head[5] != 1:
+        return "is not a 64-bit little-endian ELF cubin"
+    machine, e_flags = struct.unpack_from("<H", head, 18)[0], struct.unpack_from("<I", head, 48)[0]
+    if machine != EM_CUDA:
+        return f"is an ELF for machine {machine}, not CUDA"
+    found = cubin_arch(head[8], e_flags)
+    return None if found == arch else f"is a cubin for sm_{found}, the header says sm_{arch}"
+
+
+def _is_text(head: bytes) -> bool:
+    """ASCII with no NUL before the zero padding that may follow a short text."""
+    text = head.rstrip(b"\0")
+    return bool(text) and text.isascii() and b"\0" not in text
+
+
+def _zstd_problem(head: bytes, uncompressed: int) -> str | None:
+    """Check a Zstandard frame header (RFC 8878 §3.1.1.1) against the entry's uncompressed size."""
+    if len(head) < 6 or head[:4] != _ZSTD_MAGIC:
+        return "is not a Zstandard frame"
+    descriptor = head[4]
+    if descriptor & 0x08:
+        return "has a Zstandard frame header with the reserved bit set"
+    single_segment = descriptor >> 5 & 1
+    start = 5 + (1 - single_segment) + (0, 1, 2, 4)[descriptor & 3]
+    width = (single_segment, 2, 4, 8)[descriptor >> 6]
+    if not width:
+        return None  # the frame does not record its content size
+    if start + width > len(head):
+        return "ends inside its Zstandard frame header"
+    recorded = int.from_bytes(head[start : start + width], "little") + (256 if width == 2 else 0)
+    if recorded != uncompressed:
+        return f"inflates to {recorded} bytes, the header says {uncompressed}"
+    return None
 
 
 def _variant(flags: int) -> str:

@@ -18,9 +18,10 @@ from gpudoctor.facts import BinaryFacts, FatbinEntry
 from gpudoctor.kernels.ar import AR_MAGIC, ArError
 from gpudoctor.kernels.ar import members as ar_members
 from gpudoctor.kernels.ar import stream_members as ar_members_of_stream
-from gpudoctor.kernels.cubin import EM_CUDA, cubin_entry
+from gpudoctor.kernels.cubin import cubin_entry
 from gpudoctor.kernels.elf import ELF_MAGIC, ElfError, elf_header_shoff, load_segments, read_elf_from
 from gpudoctor.kernels.fatbin import (
+    EM_CUDA,
     FATBIN_MAGIC_BYTES,
     KIND_CUBIN,
     FatbinError,
