@@ -34,14 +34,6 @@ T = TypeVar("T")
 Unknown = dict[str, str]
 
 
-def _unknown() -> Unknown:
-    return {}
-
-
-def _failed() -> list[str]:
-    return []
-
-
 def mark_failed(facts: Any, name: str, reason: str) -> None:
     """Fact `name` of `facts` could not be collected (a probe error, not an answer)."""
     facts.unknown[name] = reason
@@ -74,8 +66,8 @@ class HostFacts:
     os_release: str | None = None  # PRETTY_NAME from /etc/os-release
     kernel: str | None = None  # uname -r
     cpu_arch: str | None = None  # x86_64 / aarch64 (uname -m)
-    unknown: Unknown = field(default_factory=_unknown)
-    failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
+    unknown: Unknown = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)  # `unknown` names a probe failed to get
 
 
 @dataclass
@@ -95,8 +87,8 @@ class DriverFacts:
     # GPUs the driver says are attached (nvidia-smi <attached_gpus>, nvmlDeviceGetCount); more
     # than the GPUs described means some fell off the bus or are hidden.
     attached_gpus: int | None = None
-    unknown: Unknown = field(default_factory=_unknown)
-    failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
+    unknown: Unknown = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)  # `unknown` names a probe failed to get
 
 
 @dataclass
@@ -138,8 +130,8 @@ class GpuFacts:
     fabric_status: str | None = None  # "success" or the registration error, meaningful when completed
     fabric_clique_id: int | None = None
     fabric_cluster_uuid: str | None = None
-    unknown: Unknown = field(default_factory=_unknown)
-    failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
+    unknown: Unknown = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)  # `unknown` names a probe failed to get
 
 
 @dataclass
@@ -162,8 +154,8 @@ class GpuPairFacts:
     nvlink_count: int | None = None  # bonded NVLinks between the pair ("NV18" -> 18)
     # PCIe bridges between the two GPUs with ACS source validation on (sysfs).
     acs_bridges: list[str] = field(default_factory=list)
-    unknown: Unknown = field(default_factory=_unknown)
-    failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
+    unknown: Unknown = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)  # `unknown` names a probe failed to get
 
 
 @dataclass
@@ -173,8 +165,8 @@ class TopologyFacts:
     iommu_mode: str | None = None  # "passthrough" | "translated" | None
     # Every PCIe bridge above a GPU that has ACS request redirection enabled.
     acs_enabled_bridges: list[str] = field(default_factory=list)
-    unknown: Unknown = field(default_factory=_unknown)
-    failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
+    unknown: Unknown = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)  # `unknown` names a probe failed to get
 
 
 @dataclass
@@ -182,8 +174,8 @@ class FabricFacts:
     nvswitch_count: int | None = None
     fabric_manager_running: bool | None = None
     fabric_manager_version: str | None = None
-    unknown: Unknown = field(default_factory=_unknown)
-    failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
+    unknown: Unknown = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)  # `unknown` names a probe failed to get
 
 
 @dataclass
@@ -202,8 +194,8 @@ class CudartFacts:
 class CudaHostFacts:
     toolkits: list[CudaToolkitFacts] = field(default_factory=list)
     cudart: list[CudartFacts] = field(default_factory=list)
-    unknown: Unknown = field(default_factory=_unknown)
-    failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
+    unknown: Unknown = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)  # `unknown` names a probe failed to get
 
 
 @dataclass
@@ -245,8 +237,8 @@ class ContainerRuntimeFacts:
     containerd_default_runtime: str | None = None
     containerd_cdi: bool | None = None  # CRI enable_cdi (default on from containerd 2.0)
     cdi_spec_details: list[CdiSpecFacts] = field(default_factory=list)
-    unknown: Unknown = field(default_factory=_unknown)
-    failed: list[str] = field(default_factory=_failed)  # `unknown` names a probe failed to get
+    unknown: Unknown = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)  # `unknown` names a probe failed to get
 
 
 @dataclass
@@ -262,8 +254,8 @@ class NodeFacts:
     container_runtime: ContainerRuntimeFacts = field(default_factory=ContainerRuntimeFacts)
     probe_errors: list[ProbeError] = field(default_factory=list)
     # Node-wide facts, e.g. "gpus" when the GPU list itself could not be read.
-    unknown: Unknown = field(default_factory=_unknown)
-    failed: list[str] = field(default_factory=_failed)
+    unknown: Unknown = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
     # Where each group of facts came from, e.g. {"driver": "NVML (libnvidia-ml.so.1 of this
     # container)", "container_runtime": "host files under /host"}: an in-cluster scan mixes both.
     origins: dict[str, str] = field(default_factory=dict)
@@ -366,7 +358,7 @@ class ImageFacts:
     # mean the same files, whichever registry, engine or archive the image came from.
     diff_ids: list[str] = field(default_factory=list)
     kernels: KernelScanFacts | None = None  # filled by --deep
-    unknown: Unknown = field(default_factory=_unknown)
+    unknown: Unknown = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
