@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,24 +32,9 @@ class NodeClass:
         return worst(self.verdicts)
 
 
-def _worse(a: NodeRecord, b: NodeRecord) -> bool:
-    """True when a should be listed before b: worse verdict, then more findings, then name."""
-    return (-SEVERITY_RANK[a.verdict], -len(a.findings), a.hostname) < (
-        -SEVERITY_RANK[b.verdict],
-        -len(b.findings),
-        b.hostname,
-    )
-
-
-def _keep_worst(kept: list[NodeRecord], record: NodeRecord) -> None:
-    # A bounded insertion: the class may hold thousands of nodes, we show five.
-    if len(kept) == WORST_NODES_SHOWN and not _worse(record, kept[-1]):
-        return
-    position = len(kept)
-    while position and _worse(record, kept[position - 1]):
-        position -= 1
-    kept.insert(position, record)
-    del kept[WORST_NODES_SHOWN:]
+def _listing_order(record: NodeRecord) -> tuple[int, int, str]:
+    """Worse verdict first, then more findings, then by name."""
+    return (-SEVERITY_RANK[record.verdict], -len(record.findings), record.hostname)
 
 
 def aggregate(records: list[NodeRecord]) -> list[NodeClass]:
@@ -70,7 +56,9 @@ def aggregate(records: list[NodeRecord]) -> list[NodeClass]:
         else:
             group[0] += 1
             group[2].update(rules)
-        _keep_worst(node_class.worst_nodes, record)
+        # A bounded insertion: the class may hold thousands of nodes, five are shown.
+        bisect.insort(node_class.worst_nodes, record, key=_listing_order)
+        del node_class.worst_nodes[WORST_NODES_SHOWN:]
     return sorted(classes.values(), key=lambda c: (-SEVERITY_RANK[c.verdict], -c.nodes, c.key))
 
 
