@@ -34,19 +34,14 @@ from gpudoctor.fleet.driverfacts import reported_cuda_version
 from gpudoctor.fleet.matrix import FleetImage, MatrixEvaluator, finding_brief
 from gpudoctor.fleet.whatif import CLEAN, RUNS, Change, Scenario
 from gpudoctor.knowledge import matrix
-from gpudoctor.versions import count_from, major_minor
+from gpudoctor.versions import branch_of, count_from, major_minor, parse_version
 
 _CAUSES_SHOWN = 4
 
 
-def _this_month() -> str:
-    now = time.gmtime()
-    return f"{now.tm_year:04d}-{now.tm_mon:02d}"
-
-
 def supported_branches(month: str | None = None) -> list[tuple[int, str, str]]:
     """(branch, designation, end of life) of branches whose end of life is still ahead."""
-    month = month or _this_month()
+    month = month or time.strftime("%Y-%m", time.gmtime())
     rows = [
         (row["branch"], row["designation"], row["eol"])
         for row in matrix.table("driver_branches")
@@ -58,12 +53,10 @@ def supported_branches(month: str | None = None) -> list[tuple[int, str, str]]:
 
 def newest_known_version(branch: int) -> str:
     """The newest driver of the branch the toolkit table names ('580.95.05'), else the branch."""
-    from gpudoctor.versions import parse_version
-
     versions = [
         row["min_driver"]
         for row in matrix.table("cuda_toolkit_driver")
-        if str(row["min_driver"]).split(".", 1)[0] == str(branch)
+        if branch_of(row["min_driver"]) == branch
     ]
     if not versions:
         return str(branch)
