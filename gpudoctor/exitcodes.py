@@ -26,6 +26,8 @@ NOPERM = 77  # EX_NOPERM: the registry refused the credentials or denied access 
 # check must never look healthier than one with a known, minor problem; a
 # definite "fail" still wins, since it is what a health check must act on.
 SEVERITY_ORDER = ("ok", "info", "warn", "unknown", "fail")
+RUNS = ("ok", "info", "warn")  # an image with this verdict starts; warn: with a caveat the findings name
+CLEAN = ("ok", "info")  # nothing to fix
 
 _VERDICT_EXIT = {"ok": OK, "info": OK, "warn": WARN, "fail": FAIL, "unknown": UNKNOWN}
 

@@ -28,11 +28,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from gpudoctor.exitcodes import SEVERITY_ORDER
+from gpudoctor.exitcodes import CLEAN, RUNS, SEVERITY_ORDER
 from gpudoctor.fleet.aggregate import NodeClass
 from gpudoctor.fleet.driverfacts import reported_cuda_version
 from gpudoctor.fleet.matrix import FleetImage, MatrixEvaluator, finding_brief
-from gpudoctor.fleet.whatif import CLEAN, RUNS, Change, Scenario
+from gpudoctor.fleet.whatif import Change, Scenario
 from gpudoctor.knowledge import matrix
 from gpudoctor.versions import branch_of, count_from, major_minor, parse_version
 

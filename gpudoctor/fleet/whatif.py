@@ -41,8 +41,6 @@ from gpudoctor.versions import parse_version
 
 KINDS = ("driver", "cuda-compat", "toolkit", "runtime-mode")
 SYNTAX = "KIND=VALUE[@class~TEXT] with KIND one of " + ", ".join(KINDS)
-RUNS = ("ok", "info", "warn")  # the image starts; warn: with a caveat the findings name
-CLEAN = ("ok", "info")
 
 
 @dataclass(frozen=True)

@@ -12,20 +12,19 @@ from typing import Any
 
 from rich.markup import escape
 
+from gpudoctor.exitcodes import CLEAN, RUNS
 from gpudoctor.report.style import indented, verdict_markup
-
-_RUNS = ("ok", "info", "warn")
 
 
 def _change_word(before: str, after: str) -> str:
     if before == after:
         return "unchanged"
-    if after in ("ok", "info"):
+    if after in CLEAN:
         return "runs cleanly"
     if after == "warn":
-        return "runs, with a warning" if before not in _RUNS else "runs, now with a warning"
+        return "runs, with a warning" if before not in RUNS else "runs, now with a warning"
     if after == "fail":
-        return "stops running" if before in _RUNS else "still does not run"
+        return "stops running" if before in RUNS else "still does not run"
     return "becomes unknown"
 
 
@@ -61,7 +60,7 @@ def render_what_if(
             1,
         )
         for finding in row.get("new_findings", []):
-            if finding["severity"] not in ("ok", "info"):
+            if finding["severity"] not in CLEAN:
                 indented(console, f"{escape(finding['rule_id'])}: {escape(finding['title'])}", 5)
         for image in image_rows:
             before, after = image["before"], image["after"]

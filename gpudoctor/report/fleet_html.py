@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpudoctor.exitcodes import RUNS
 from gpudoctor.report.fleet_labels import class_labels, image_labels
 from gpudoctor.report.html_page import render_page
 
@@ -30,7 +31,7 @@ def summary(document: dict[str, Any]) -> str:
     text = f"{nodes} nodes in {classes} classes"
     images = document.get("images", [])
     if images:
-        runs = sum(1 for row in document["matrix"] if row["verdict"] in ("ok", "info", "warn"))
+        runs = sum(1 for row in document["matrix"] if row["verdict"] in RUNS)
         text += f"; {len(images)} image(s): {runs} of {len(document['matrix'])} image x class cells run"
     if document["invalid_total"]:
         text += f"; {document['invalid_total']} invalid report file(s)"

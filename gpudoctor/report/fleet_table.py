@@ -18,12 +18,10 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from gpudoctor.exitcodes import SEVERITY_RANK
+from gpudoctor.exitcodes import CLEAN, SEVERITY_RANK
 from gpudoctor.report.fleet_changes import render_plan, render_what_if
 from gpudoctor.report.fleet_labels import class_labels, image_labels
 from gpudoctor.report.style import SEVERITY_STYLE, SEVERITY_SYMBOL, console, indented, verdict_markup
-
-_QUIET = ("ok", "info")
 
 
 def _symbol(verdict: str) -> str:
@@ -66,7 +64,7 @@ def _not_ok(document: dict[str, Any], labels: dict[str, str], images: dict[str, 
     rules: dict[tuple[str, str], dict[str, Any]] = {}
 
     def add(finding: dict[str, Any], column: str, class_key: str) -> None:
-        if finding["severity"] in _QUIET:
+        if finding["severity"] in CLEAN:
             return
         entry = rules.setdefault((finding["rule_id"], finding["severity"]), {**finding, "where": {}})
         entry["where"].setdefault(column, []).append(labels[class_key])
@@ -95,7 +93,7 @@ def _summary(document: dict[str, Any], images: dict[str, str]) -> str:
     matrix = document.get("matrix", [])
     parts = [f"{document['nodes_total']} nodes in {len(document['classes'])} classes"]
     if matrix:
-        counts = Counter("ok" if row["verdict"] in _QUIET else row["verdict"] for row in matrix)
+        counts = Counter("ok" if row["verdict"] in CLEAN else row["verdict"] for row in matrix)
         cells = ", ".join(f"{counts[v]} {v}" for v in ("fail", "unknown", "warn", "ok") if counts[v])
         parts.append(f"{len(images)} image(s) x class: {cells}")
     if document["invalid_total"]:
@@ -115,11 +113,11 @@ def _details(out: Any, document: dict[str, Any], labels: dict[str, str], images:
                 f"    {_symbol(finding['severity'])} {escape(finding['rule_id'])} x{finding['nodes']}: "
                 f"{escape(finding['title'])}"
             )
-        worst = [n for n in node_class["worst_nodes"] if n["verdict"] not in _QUIET]
+        worst = [n for n in node_class["worst_nodes"] if n["verdict"] not in CLEAN]
         if worst:
             names = ", ".join(f"{n['hostname']} ({n['verdict']})" for n in worst)
             out.print(f"    worst nodes: {escape(names)}")
-    cells = [row for row in document.get("matrix", []) if row["verdict"] not in _QUIET]
+    cells = [row for row in document.get("matrix", []) if row["verdict"] not in CLEAN]
     if cells:
         out.print("[bold]Cells not ok[/]")
     for row in cells:
@@ -128,7 +126,7 @@ def _details(out: Any, document: dict[str, Any], labels: dict[str, str], images:
             f"{escape(labels[row['class']])} ({row['nodes']} nodes)"
         )
         for finding in row["findings"]:
-            if finding["severity"] in _QUIET:
+            if finding["severity"] in CLEAN:
                 continue
             out.print(
                 f"    {_symbol(finding['severity'])} {escape(finding['rule_id'])}: {escape(finding['title'])}"
