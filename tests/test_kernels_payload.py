@@ -109,6 +109,22 @@ def test_intact_builds_have_no_error(built: dict[str, bytes]) -> None:
         ("zstd_sm80_ptx.fatbin", PAYLOAD, "<B", lambda v: v ^ 0x01, "payload is not a Zstandard frame"),
         ("zstd_sm80_ptx.fatbin", 56, "<Q", lambda v: v + 1, "bytes, the header says"),
         ("zstd_sm80_ptx.fatbin", 16, "<I", lambda v: v + 64, "bytes in a"),
+        # compressed payloads are not inflated, but nvcc refuses compute_80a and compute_90f:
+        # "a" targets begin at 9.0 and "f" at 10.0, so these flags are damage
+        (
+            "zstd_sm80_ptx.fatbin",
+            40,
+            "<Q",
+            lambda v: v | 0x100000,
+            "names sm_80a, a target that does not exist",
+        ),
+        (
+            "zstd_sm80_ptx.fatbin",
+            40,
+            "<Q",
+            lambda v: v | 0x200000,
+            "names sm_80f, a target that does not exist",
+        ),
         ("libsm86.so", 28, "<I", lambda v: 89, "payload is a cubin for sm_86, the header says sm_89"),
     ],
 )

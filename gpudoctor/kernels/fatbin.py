@@ -102,6 +102,10 @@ class RawEntry:
 # alignment padding lie between two (none in nvcc's .nv_fatbin, up to 24 in
 # cuFFT's .ldata).
 MAX_PADDING = 64
+# The first SM of each target variant: arch-specific "a" targets begin with compute
+# capability 9.0, family-specific "f" ones with 10.0 (CUDA 12.9) (CUDA Programming Guide,
+# "Feature Set Compiler Targets"; compat-facts.md B4, B5). sm_80a is a damaged header.
+_FIRST_ARCH = {"a": 90, "f": 100}
 # Arch fields are major * 10 + minor, one byte in a cubin's e_flags (CUDA ELF
 # ABI 8); a larger number is a corrupt header, not a GPU.
 MAX_ARCH = 255
@@ -228,10 +232,13 @@ def entry_from_header(fields: tuple[int, ...], at: int) -> RawEntry:
         raise FatbinError(f"fatbin entry at {at:#x} names an impossible architecture ({arch})")
     if flags & FLAG_ARCH_SPECIFIC and flags & FLAG_FAMILY:
         raise FatbinError(f"fatbin entry at {at:#x} is flagged both arch- and family-specific")
+    variant = _variant(flags)
+    if arch < _FIRST_ARCH.get(variant, 0):
+        raise FatbinError(f"fatbin entry at {at:#x} names sm_{arch}{variant}, a target that does not exist")
     return RawEntry(
         kind=kind,
         arch=arch,
-        variant=_variant(flags),
+        variant=variant,
         version_major=major,
         version_minor=minor,
         compressed=bool(flags & (FLAG_COMPRESSED | FLAG_COMPRESSED_LZ4)),
