@@ -225,3 +225,20 @@ def test_an_archive_of_too_many_members_is_refused(tmp_path: Path) -> None:
 def test_error_messages_are_one_capped_line() -> None:
     text = one_line("a\nb" + "x" * 10_000_000)
     assert "\n" not in text and len(text) <= 1000 and text.startswith("a\\nb")
+
+
+@pytest.mark.parametrize("fmt", ["json", "table"])
+def test_an_image_config_with_a_lone_surrogate_is_shown_escaped(tmp_path: Path, fmt: str) -> None:
+    """JSON may escape half a UTF-16 pair ("\\udfff"), as Go's encoder never would; the image
+    is still judged and its text shown escaped, where writing it ended in exit 70 (found by
+    the red-team run)."""
+    from tests.support.services import docker_save_tar
+
+    env = json.loads((REPO / "fixtures/images/nvidia-cuda_12.1.1-base-ubuntu2204_amd64.json").read_text())[
+        "env"
+    ]
+    env["NVIDIA_REQUIRE_CUDA"] += " \udfff"
+    tar = docker_save_tar(tmp_path / "image.tar", env, "example.test/cuda:12.1")
+    done = run_gpudoctor("preflight", str(tar), "--node", str(T4), "--format", fmt, timeout=60)
+    assert done.returncode in (0, 1, 2, 3), done.stderr
+    assert "\\udfff" in done.stdout
