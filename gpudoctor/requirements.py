@@ -384,34 +384,36 @@ def predicate_outcomes(predicate: str, facts: _Facts) -> frozenset[str]:
     the running result (dsl.c's `if (and_expr == NULL) break;`), so a true term stops
     before any later, even invalid, term is read. An unknown fact is followed both ways."""
     terms = [term.split(",") for term in predicate.split(" ")]
-    memo: dict[tuple[int, int, bool], frozenset[str]] = {}
-
-    def at(term: int, factor: int, ret: bool) -> frozenset[str]:
-        key = (term, factor, ret)
-        if key in memo:
-            return memo[key]
+    # The states dsl.c can reach, (term, factor, running result), walked forward from the
+    # first, each once, without recursion: a hostile requirement of thousands of terms
+    # is no deeper for this walk than for dsl.c's loop. The outcomes are the ends reached.
+    found: set[str] = set()
+    pending = [(0, 0, True)]
+    seen = set(pending)
+    while pending:
+        term, factor, ret = pending.pop()
+        following: list[tuple[int, int, bool]] = []
         if term == len(terms):
-            found = frozenset({_SAT if ret else _UNSAT})
+            found.add(_SAT if ret else _UNSAT)
         elif terms[term] == [""]:
-            found = at(term + 1, 0, ret)  # an empty OR token: `continue`
+            following.append((term + 1, 0, ret))  # an empty OR token: `continue`
         elif factor == len(terms[term]):
-            found = frozenset({_SAT if ret else _UNSAT})  # and_expr == NULL: `break`
+            found.add(_SAT if ret else _UNSAT)  # and_expr == NULL: `break`
         elif terms[term][factor] == "":
-            found = at(term, factor + 1, ret)
+            following.append((term, factor + 1, ret))
         else:
-            results: set[str] = set()
             for outcome in _factor_outcomes(terms[term][factor], facts):
                 if outcome == _INVALID:
-                    results.add(_INVALID)
+                    found.add(_INVALID)
                 elif outcome:
-                    results |= at(term, factor + 1, True)
+                    following.append((term, factor + 1, True))
                 else:
-                    results |= at(term + 1, 0, False)
-            found = frozenset(results)
-        memo[key] = found
-        return found
-
-    return at(0, 0, True)
+                    following.append((term + 1, 0, False))
+        for state in following:
+            if state not in seen:
+                seen.add(state)
+                pending.append(state)
+    return frozenset(found)
 
 
 def failure_message(predicate: str) -> str:

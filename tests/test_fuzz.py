@@ -82,6 +82,7 @@ def test_image_document(data: bytes) -> None:
 @example("cuda>=" + "9" * 5000)  # found by this test: int() over 4300 digits in _strtoumax, exit 70
 # found by the red-team run: forward compatibility's int() of 5,000-digit brand/driver terms, exit 70
 @example("cuda>=12.1 brand=tesla,driver>=" + "9" * 5000 + ",driver<" + "9" * 5000 + "1")
+@example("brand=tesla,driver>=1,driver<2 " * 5000)  # dsl.c's walk recursed once per term: RecursionError
 def test_nvidia_require(text: str) -> None:
     fuzzing.require(text)
 

@@ -54,6 +54,15 @@ def _fleet(tmp_path: Path, *extra: str) -> dict:
     return json.loads(done.stdout)
 
 
+def _special(path: Path, kind: str) -> bool:
+    """Make `path` a FIFO ("fifo") or a symlink to /dev/zero ("dev-zero"); False for other kinds."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    return kind in ("fifo", "dev-zero")
+
+
 def _good_report(tmp_path: Path, name: str = "good.json", hostname: str = "good-host") -> None:
     (tmp_path / name).write_text(json.dumps(node_report("Tesla-T4_515.105.01", hostname)))
 
@@ -65,10 +74,8 @@ def _good_report(tmp_path: Path, name: str = "good.json", hostname: str = "good-
 def test_a_bad_file_in_a_fleet_is_one_invalid_entry(tmp_path: Path, kind: str) -> None:
     _good_report(tmp_path)
     bad = tmp_path / "bad.json"
-    if kind == "fifo":
-        os.mkfifo(bad)
-    elif kind == "dev-zero":
-        bad.symlink_to("/dev/zero")
+    if _special(bad, kind):
+        pass
     elif kind == "loop":
         bad.symlink_to(tmp_path / "other.json")
         (tmp_path / "other.json").symlink_to(bad)
@@ -170,10 +177,8 @@ def test_bad_input_files_are_one_line_errors(
     tmp_path: Path, command: str, content: str, code: int, needle: str
 ) -> None:
     path = tmp_path / ("input.yaml" if command == "lint" else "input.xml")
-    if content == "fifo":
-        os.mkfifo(path)
-    elif content == "dev-zero":
-        path.symlink_to("/dev/zero")
+    if _special(path, content):
+        pass
     elif content == "oversize":
         with open(path, "wb") as handle:
             handle.truncate(NODE_REPORT_MAX_BYTES + 1)
@@ -242,3 +247,23 @@ def test_an_image_config_with_a_lone_surrogate_is_shown_escaped(tmp_path: Path, 
     done = run_gpudoctor("preflight", str(tar), "--node", str(T4), "--format", fmt, timeout=60)
     assert done.returncode in (0, 1, 2, 3), done.stderr
     assert "\\udfff" in done.stdout
+
+
+@pytest.mark.parametrize(("content", "code"), [("fifo", 66), ("dev-zero", 66), ("deep", 65), ("big-int", 65)])
+def test_a_hostile_docker_config_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str, code: int
+) -> None:
+    """$DOCKER_CONFIG/config.json is read when a registry asks for credentials: a FIFO there
+    blocked preflight forever, deep JSON was exit 70 (found by the red-team run)."""
+    from gpudoctor.errors import GpudoctorError
+    from gpudoctor.images.auth import credentials_for
+
+    config = tmp_path / "config.json"
+    if not _special(config, content):
+        auths = {"deep": "[" * 100_000 + "]" * 100_000, "big-int": "9" * 5000}[content]
+        config.write_text('{"auths": ' + auths + "}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    with pytest.raises(GpudoctorError) as error:
+        credentials_for("registry.example.test")
+    assert error.value.exit_code == code
+    assert str(config) in str(error.value) and "\n" not in str(error.value)

@@ -120,6 +120,13 @@ def _snapshot(root: Path) -> set[str]:
 
 
 HOSTILE = {
+    # found by the red-team run: json.loads' RecursionError and int() ValueError were exit 70
+    "manifest nested 100,000 deep": lambda tar: _member(
+        tar, "manifest.json", b"[" * 100_000 + b"]" * 100_000
+    ),
+    "manifest integer of 5,000 digits": lambda tar: _member(
+        tar, "manifest.json", b'[{"Config": ' + b"9" * 5000 + b"}]"
+    ),
     "absolute manifest": lambda tar: _member(tar, "/manifest.json", b'[{"Config":"/etc/passwd"}]'),
     "dotdot manifest": lambda tar: _member(tar, "../manifest.json", b"[]"),
     "config escapes with ..": lambda tar: (

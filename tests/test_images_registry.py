@@ -267,7 +267,7 @@ def test_bad_docker_config_is_bad_input(
     assert fetch_image(
         f"{registry.host}/cfg/app:1", insecure_registries=[registry.host], source="registry"
     ).digest
-    with pytest.raises(BadInput, match="not valid JSON"):
+    with pytest.raises(BadInput, match="invalid JSON"):
         from gpudoctor.images.auth import credentials_for
 
         credentials_for(registry.host)

@@ -8,7 +8,6 @@ cannot make gpudoctor touch anything outside it. Every read is size-capped.
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import stat
@@ -168,10 +167,7 @@ def _json(reader: _Reader, name: str, where: str) -> Any:
     data = reader.read(name, mf.MAX_MANIFEST_BYTES)
     if data is None:
         return None
-    try:
-        return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BadInput(f"{where}: {name} is not valid JSON") from None
+    return mf.parse_json(data, f"{where}: {name}")
 
 
 def _from_oci(reader: _Reader, wanted: Platform, where: str) -> ImageFacts:

@@ -17,6 +17,8 @@ from typing import Any
 from gpudoctor.errors import BadInput, ServiceUnavailable
 
 HELPER_TIMEOUT_S = 10.0
+# A Docker config holds a few credentials and settings, kilobytes; a bigger file is no config.
+MAX_DOCKER_CONFIG_BYTES = 4 * 1024 * 1024
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 _HUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io")
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
@@ -46,17 +48,14 @@ def config_path() -> str:
 
 
 def _load_config(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
-    except FileNotFoundError:
+    # Through gpudoctor.inputs like every supplied file: a FIFO there would block the read
+    # forever, a symlink to /dev/zero would never end (66); malformed JSON is 65.
+    from gpudoctor.images.manifest import parse_json
+    from gpudoctor.inputs import read_capped
+
+    if not os.path.exists(path):
         return {}
-    except OSError as exc:
-        raise BadInput(f"cannot read Docker config {path}: {exc.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        raise BadInput(f"Docker config {path} is not valid JSON") from None
+    data = parse_json(read_capped(path, MAX_DOCKER_CONFIG_BYTES, "a Docker config"), f"Docker config {path}")
     return data if isinstance(data, dict) else {}
 
 
@@ -123,8 +122,10 @@ def _helper(name: str, registry: str) -> Credentials | None:
         raise ServiceUnavailable(f"credential helper {program} failed (exit {done.returncode})")
     try:
         data = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        raise BadInput(f"credential helper {program} returned invalid JSON") from None
+    except (ValueError, RecursionError):  # JSONDecodeError, not UTF-8, over 4300 digits, too deep
+        data = None
+    if not isinstance(data, dict):
+        raise BadInput(f"credential helper {program} returned invalid JSON")
     username, secret = data.get("Username"), data.get("Secret")
     if not secret:
         return None

@@ -82,13 +82,19 @@ def verify_digest(data: bytes, expected: str, what: str) -> None:
         raise BadInput(f"{what}: digest mismatch (expected {expected}, got {actual})")
 
 
-def load_json(data: bytes, what: str) -> dict[str, Any]:
+def parse_json(data: bytes | str, what: str) -> Any:
+    """Any JSON document an image, a registry or a tool supplied; BadInput (65) for any
+    malformation, never json's own exceptions."""
     try:
-        value = json.loads(data)
+        return json.loads(data)
     except RecursionError:
         raise BadInput(f"{what}: invalid JSON (nested too deeply)") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer over 4300 digits
         raise BadInput(f"{what}: invalid JSON ({exc.__class__.__name__}: {str(exc)[:80]})") from None
+
+
+def load_json(data: bytes, what: str) -> dict[str, Any]:
+    value = parse_json(data, what)
     if not isinstance(value, dict):
         raise BadInput(f"{what}: expected a JSON object")
     return value
