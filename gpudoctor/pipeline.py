@@ -13,7 +13,6 @@ def diagnose(
     node: NodeFacts,
     image: ImageFacts | None = None,
     rule_dirs: Sequence[str | os.PathLike[str]] = (),
-    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The JSON report for a node (and an image, for preflight)."""
     from gpudoctor.derive import build_context
@@ -24,4 +23,4 @@ def diagnose(
     ruleset = load_rules(rule_dirs)
     context = build_context(node, image)
     findings = evaluate(ruleset, context, applies_to="node+image" if image is not None else "node")
-    return build_report(node, findings, image, extra)
+    return build_report(node, findings, image)

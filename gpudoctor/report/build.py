@@ -16,16 +16,7 @@ from gpudoctor.findings import Finding
 SCHEMA_VERSION = "1.0"
 
 
-def verdict_of(findings: list[Finding]) -> str:
-    return worst(f.severity for f in findings)
-
-
-def build_report(
-    node: NodeFacts,
-    findings: list[Finding],
-    image: ImageFacts | None = None,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def build_report(node: NodeFacts, findings: list[Finding], image: ImageFacts | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "gpudoctor", "version": __version__},
@@ -34,8 +25,6 @@ def build_report(
     if image is not None:
         report["image"] = image.to_dict()
     report["findings"] = [to_dict(f) for f in findings]
-    report["verdict"] = verdict_of(findings)
+    report["verdict"] = worst(f.severity for f in findings)
     report["probe_errors"] = [to_dict(e) for e in node.probe_errors]
-    if extra:
-        report.update(extra)
     return report

@@ -63,9 +63,6 @@ def render(report: dict[str, Any], quiet: bool = False, verbose: bool = False) -
     _findings(console, report.get("findings") or [], verbose)
     for error in report.get("probe_errors") or []:
         console.print(f"probe error: {error.get('probe')}: {error.get('message')}", markup=False)
-    if verbose and report.get("timings"):
-        timings = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in report["timings"].items())
-        console.print(f"probe timings: {timings}", markup=False)
     console.print(f"verdict: {verdict_markup(verdict)}")
     # rich pads table rows and wrapped lines to the width; piped text should not end in blanks.
     return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
