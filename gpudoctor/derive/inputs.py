@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from gpudoctor.knowledge.conditions import EMPTY_SCOPE, make_getter, parse_path
+from gpudoctor.knowledge.conditions import EMPTY_SCOPE, ConditionError, make_getter, parse_path
 
 Inputs = Mapping[str, tuple[str, ...]]
 
@@ -94,4 +94,8 @@ def _state(context: Mapping[str, Any], failed: Mapping[str, str], path: str) -> 
 
 
 def _value(context: Mapping[str, Any], path: str) -> Any:
-    return make_getter(parse_path(path, frozenset(), path))(context, EMPTY_SCOPE)
+    try:
+        fact_path = parse_path(path, frozenset(), path)
+    except ConditionError:  # "gpus[-1]...": a pair's GPU that is not in the GPU list
+        return None
+    return make_getter(fact_path)(context, EMPTY_SCOPE)
