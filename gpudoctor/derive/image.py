@@ -148,9 +148,7 @@ _CUDA_INIT_FAILS = (
 _CUDA_INIT_WORKS = ("driver", "minor_version_compat", "forward_compat", "forward_compat_unverified")
 
 
-def _requirements(
-    context: dict[str, Any], derived: dict[str, Any], node: NodeFacts, image: ImageFacts
-) -> None:
+def _requirements(derived: dict[str, Any], node: NodeFacts, image: ImageFacts) -> None:
     """NVIDIA_REQUIRE_* as this node's toolkit collects, evaluates and (depending on its runtime
     mode) enforces it. See docs/container-stack.md for the outcomes."""
     from gpudoctor.requirements import evaluate_requirements
@@ -475,5 +473,5 @@ def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -
     derived["cuda_runtime_path"] = path
     if path is None and cuda:
         derived["unknown"]["cuda_runtime_path"] = reason or "unknown"
-    _requirements(context, derived, node, image)
+    _requirements(derived, node, image)
     _platform(context, derived)

@@ -465,7 +465,7 @@ def _operator(
 
         return is_null
 
-    test = _value_test(op, operand, where, bindings)
+    test = _value_test(op, operand, where)
     other_path, constant = _operand(operand, where, bindings) if op not in ("version",) else (None, operand)
     if op in ("in", "not_in", "glob", "matches", "empty", "version"):
         other_path = None
@@ -491,9 +491,7 @@ def _operator(
     return leaf
 
 
-def _value_test(
-    op: str, operand: Any, where: str, bindings: frozenset[str]
-) -> Callable[[Any, Any], bool | None]:
+def _value_test(op: str, operand: Any, where: str) -> Callable[[Any, Any], bool | None]:
     if op == "eq":
         return lambda v, o: v == o
     if op == "ne":
