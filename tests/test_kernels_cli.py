@@ -95,6 +95,8 @@ def test_table_lists_per_file_errors_and_goes_on(tree: Path) -> None:
     [
         (["/no/such/dir"], 66, "no such file"),
         ([str(FATBINS / "bin"), "--gpu", "9"], 64, "not a compute capability"),
+        ([str(FATBINS / "bin"), "--gpu", ""], 64, "no compute capability given"),
+        ([str(FATBINS / "bin"), "--gpu", " , "], 64, "no compute capability given"),
         ([str(FATBINS / "bin"), "--node", "/no/such/node.json"], 66, ""),
     ],
 )

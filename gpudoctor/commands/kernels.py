@@ -105,6 +105,10 @@ def command(
         ccs_given = tuple(cc_from_text(cc) for value in gpus for cc in value.split(",") if cc.strip())
     except ValueError as exc:
         raise UsageError(f"--gpu: {exc}") from exc
+    if gpus and not ccs_given:
+        # `--gpu ""` (an unset shell variable) would silently mean "no GPU asked" and an ok
+        # verdict with no rule run.
+        raise UsageError("--gpu: no compute capability given (expected e.g. 9.0 or sm_90)")
     node = None
     if node_file:
         from gpudoctor.nodeinput import load_node
