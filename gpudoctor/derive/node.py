@@ -98,8 +98,7 @@ def _no_driver_reason(driver: dict[str, Any]) -> str | None:
     for key in ("present", "version", "nvml_version"):
         reason = unknown.get(key)
         if reason:
-            text = str(reason)
-            return text[len(_NO_DRIVER_PREFIX) :] if text.startswith(_NO_DRIVER_PREFIX) else text
+            return str(reason).removeprefix(_NO_DRIVER_PREFIX)
     return None
 
 

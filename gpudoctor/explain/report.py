@@ -50,7 +50,7 @@ def _match(incident: Incident) -> dict[str, Any]:
     match: dict[str, Any] = {
         "signature_id": incident.id,
         "title": title,
-        "severity": entry.severity if entry is not None else signature.severity,
+        "severity": _severity(incident),
         "kind": "catalog" if catalog is not None else "generic" if signature.generic else "signature",
         "line_numbers": incident.line_numbers[:MAX_LINE_NUMBERS],
         "first_line": incident.first_line,
