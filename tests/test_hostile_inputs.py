@@ -267,3 +267,16 @@ def test_a_hostile_docker_config_is_one_line(
         credentials_for("registry.example.test")
     assert error.value.exit_code == code
     assert str(config) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_oci_layout_whose_blobs_lead_out_of_it_is_refused(tmp_path: Path) -> None:
+    """os.walk enters a symlink given as its top: `kernels` on a layout whose blobs -> /
+    walked the whole host and ended in exit 70 on a vanished /proc file (found by the
+    red-team run)."""
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+    (layout / "blobs").symlink_to("/")
+    done = run_gpudoctor("kernels", str(layout), "--gpu", "8.0", timeout=60)
+    _one_line_error(done, 65, "blobs is a symlink")

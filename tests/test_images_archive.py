@@ -210,3 +210,32 @@ def test_cli_on_hostile_archive_has_no_traceback(tmp_path: Path) -> None:
     assert done.returncode == 65
     assert done.stderr.startswith("gpudoctor: ") and done.stderr.count("\n") == 1
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("compression", ["bz2", "xz"])
+def test_compressed_docker_save_tarballs(tmp_path: Path, compression: str) -> None:
+    """The compression is told by its magic number (gzip above, bzip2 and xz here)."""
+    import bz2
+    import lzma
+
+    tar = docker_save_tar(tmp_path / "img.tar", ENV, "example.test/cuda:12.1")
+    packed = tmp_path / f"img.tar.{compression}"
+    packed.write_bytes((bz2.compress if compression == "bz2" else lzma.compress)(tar.read_bytes()))
+    assert fetch_image(str(packed), source="archive").cuda_version == "12.1.105"
+
+
+def test_gigabytes_of_zeros_are_refused_at_once(tmp_path: Path) -> None:
+    """tarfile's "r:*" let LZMA's headerless format decompress 4 GiB of zeros for minutes
+    (found by the red-team run); a file without a known magic number is read as a plain tar."""
+    zeros = tmp_path / "zeros.tar"
+    with open(zeros, "wb") as handle:
+        handle.truncate(4 << 30)  # sparse: no disk used
+    done = run_gpudoctor(
+        "preflight",
+        str(zeros),
+        "--node",
+        str(REPO / "fixtures/nvidia-smi/Tesla-T4_515.105.01.xml"),
+        timeout=30,
+    )
+    assert done.returncode == 65, done.stderr
+    assert done.stderr.count("\n") == 1 and str(zeros) in done.stderr

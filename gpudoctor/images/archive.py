@@ -142,10 +142,23 @@ def _open(path: Path) -> Iterator[_Reader]:
         return
     with open_regular(path) as handle:
         try:
-            with tarfile.open(fileobj=handle, mode="r:*") as tar:
+            mode = _tar_mode(handle.read(6))
+            handle.seek(0)
+            with tarfile.open(fileobj=handle, mode=mode) as tar:
                 yield _TarReader(tar, str(path), os.fstat(handle.fileno()).st_size)
         except (tarfile.TarError, EOFError, OSError, zlib.error, NotImplementedError) as exc:
             raise BadInput(f"{path}: not a readable tar archive ({exc.__class__.__name__})") from None
+
+
+# The compressions `docker save | gzip` and friends produce, told by their magic numbers.
+# tarfile's own "r:*" tries each decompressor in turn, and LZMA's headerless legacy format
+# takes any bytes: 4 GiB of zeros were decompressed for minutes before being refused.
+_COMPRESSED_TAR_MODES = ((b"\x1f\x8b", "r:gz"), (b"BZh", "r:bz2"), (b"\xfd7zXZ\x00", "r:xz"))
+
+
+def _tar_mode(head: bytes) -> str:
+    """The tarfile mode for a file starting with `head`, which is then read from its start."""
+    return next((mode for magic, mode in _COMPRESSED_TAR_MODES if head.startswith(magic)), "r:")
 
 
 def blob_name(digest: str, where: str) -> str:

@@ -119,6 +119,9 @@ class Scanner:
         self._keep(result)
 
     def _add_oci_layout(self, root: str) -> None:
+        if os.path.islink(os.path.join(root, "blobs")):
+            # os.walk enters a symlink given as its top: blobs -> / would walk the whole host.
+            raise BadInput(f"{root}: blobs is a symlink; only blobs inside an OCI layout are read")
         blobs = [
             full for full in _tree_files(os.path.join(root, "blobs")) if stat.S_ISREG(os.lstat(full).st_mode)
         ]
