@@ -19,7 +19,7 @@ import pytest
 
 from gpudoctor.errors import BadInput, GpudoctorError, PermissionRefused, TemporaryFailure
 from gpudoctor.facts import ImageFacts, Platform
-from gpudoctor.images.endpoints import EndpointOptions
+from gpudoctor.images import RegistryOptions
 from gpudoctor.images.reference import parse_reference
 from gpudoctor.images.registry import RegistryClient, fetch_from_registry
 from gpudoctor.images.transport import Transport
@@ -95,7 +95,7 @@ def fetch(stub: Stub, **transport_settings: float) -> ImageFacts:
     """The image app:1 from the stub, over plain HTTP, with quick retries."""
     settings = {"timeout_s": 5.0, "backoff_s": 0.05, "total_deadline_s": 5.0, **transport_settings}
     with Transport(**settings) as transport:
-        options = EndpointOptions(insecure_registries=frozenset({stub.host}), read_runtime_config=False)
+        options = RegistryOptions(insecure_registries=(stub.host,), read_runtime_config=False)
         client = RegistryClient(stub.host, transport, options)
         return fetch_from_registry(parse_reference(f"{stub.host}/app:1"), Platform("linux", "amd64"), client)
 

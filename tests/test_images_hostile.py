@@ -82,11 +82,11 @@ def token_registry(realm: str, token_answer: bytes) -> list[list[bytes]]:
 
 
 def fetch_manifest(host: str, insecure: tuple[str, ...]) -> None:
-    from gpudoctor.images.endpoints import EndpointOptions
+    from gpudoctor.images import RegistryOptions
     from gpudoctor.images.registry import RegistryClient
 
     with Transport(timeout_s=2, total_deadline_s=2) as transport:
-        options = EndpointOptions(insecure_registries=frozenset(insecure), read_runtime_config=False)
+        options = RegistryOptions(insecure_registries=insecure, read_runtime_config=False)
         RegistryClient(host, transport, options).manifest("app", "1", "manifest app:1")
 
 

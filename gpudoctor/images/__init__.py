@@ -29,10 +29,10 @@ _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.zst", ".oci")
 class RegistryOptions:
     """How registries are reached (the preflight and fleet options)."""
 
-    insecure_registries: tuple[str, ...] = ()
+    insecure_registries: tuple[str, ...] = ()  # HOST:PORT
     ca_bundle: str | None = None
     proxy: str | None = None
-    mirrors: tuple[str, ...] = ()
+    mirrors: tuple[str, ...] = ()  # --registry-mirror values
     host_root: str = "/"
     read_runtime_config: bool = True  # the node's daemon.json and hosts.toml
 
@@ -54,21 +54,10 @@ class Fetcher:
     def registries(self) -> Registries:
         """Made on first use: an archive or a local image needs no HTTP client."""
         if self._registries is None:
-            from gpudoctor.images.endpoints import EndpointOptions
             from gpudoctor.images.registry import Registries
             from gpudoctor.images.transport import Transport
 
-            options = self.options
-            self._registries = Registries(
-                Transport(proxy=options.proxy),
-                EndpointOptions(
-                    insecure_registries=frozenset(options.insecure_registries),
-                    ca_bundle=options.ca_bundle,
-                    mirrors=options.mirrors,
-                    host_root=options.host_root,
-                    read_runtime_config=options.read_runtime_config,
-                ),
-            )
+            self._registries = Registries(Transport(proxy=self.options.proxy), self.options)
         return self._registries
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gpudoctor.errors import BadInput, UsageError
+from gpudoctor.images import RegistryOptions
 from gpudoctor.images.reference import DOCKER_HUB, DOCKER_HUB_API, api_host
 from gpudoctor.images.transport import Target
 
@@ -59,15 +60,6 @@ class Endpoint:
         return self.base.removesuffix("/v2") + ("" if self.origin == "registry" else f" ({self.origin})")
 
 
-@dataclass(frozen=True)
-class EndpointOptions:
-    insecure_registries: frozenset[str] = frozenset()
-    ca_bundle: str | None = None
-    mirrors: tuple[str, ...] = ()  # --registry-mirror values
-    host_root: str = "/"
-    read_runtime_config: bool = True  # daemon.json and hosts.toml
-
-
 def is_loopback(netloc: str) -> bool:
     host = netloc.rsplit(":", 1)[0] if not netloc.endswith("]") else netloc
     host = host.strip("[]").lower()
@@ -79,7 +71,7 @@ def is_loopback(netloc: str) -> bool:
         return False
 
 
-def endpoints_for(registry: str, options: EndpointOptions) -> list[Endpoint]:
+def endpoints_for(registry: str, options: RegistryOptions) -> list[Endpoint]:
     """Mirrors first, then the registry (or the `server` hosts.toml names)."""
     found = [_flag_mirror(value, registry, options) for value in options.mirrors]
     mirrors = [endpoint for endpoint in found if endpoint is not None]
@@ -95,7 +87,7 @@ def endpoints_for(registry: str, options: EndpointOptions) -> list[Endpoint]:
     return [replace(endpoint, mirror=True) for endpoint in mirrors] + upstream
 
 
-def _upstream(registry: str, options: EndpointOptions) -> list[Endpoint]:
+def _upstream(registry: str, options: RegistryOptions) -> list[Endpoint]:
     host = api_host(registry)
     if registry in options.insecure_registries:
         return [Endpoint(f"http://{host}/v2", host)]
@@ -106,7 +98,7 @@ def _upstream(registry: str, options: EndpointOptions) -> list[Endpoint]:
 
 
 def _from_url(
-    url: str, registry: str, options: EndpointOptions, origin: str, *, namespace: bool, **extra: Any
+    url: str, registry: str, options: RegistryOptions, origin: str, *, namespace: bool, **extra: Any
 ) -> Endpoint:
     """An endpoint for a mirror or server URL (`https://host[:port][/path]`, scheme optional)."""
     if "://" not in url:
@@ -131,7 +123,7 @@ def _from_url(
     )
 
 
-def _flag_mirror(value: str, registry: str, options: EndpointOptions) -> Endpoint | None:
+def _flag_mirror(value: str, registry: str, options: RegistryOptions) -> Endpoint | None:
     """`--registry-mirror URL` (Docker Hub) or `--registry-mirror REGISTRY=URL`."""
     target, equals, url = value.partition("=")
     if not equals:
@@ -144,7 +136,7 @@ def _flag_mirror(value: str, registry: str, options: EndpointOptions) -> Endpoin
         raise UsageError(str(exc)) from None
 
 
-def _read(options: EndpointOptions, absolute: str) -> str | None:
+def _read(options: RegistryOptions, absolute: str) -> str | None:
     path = os.path.join(options.host_root, absolute.lstrip("/"))
     try:
         if not os.path.isfile(path):
@@ -155,7 +147,7 @@ def _read(options: EndpointOptions, absolute: str) -> str | None:
         raise BadInput(f"{path}: cannot read ({exc.__class__.__name__})") from None
 
 
-def _daemon_mirrors(options: EndpointOptions) -> list[Endpoint]:
+def _daemon_mirrors(options: RegistryOptions) -> list[Endpoint]:
     text = _read(options, DAEMON_JSON)
     if text is None:
         return []
@@ -179,7 +171,7 @@ def _namespaces(registry: str) -> list[str]:
     return [*names, "_default"]
 
 
-def _hosts_toml(registry: str, options: EndpointOptions) -> tuple[list[Endpoint], Endpoint | None] | None:
+def _hosts_toml(registry: str, options: RegistryOptions) -> tuple[list[Endpoint], Endpoint | None] | None:
     """(mirrors, server) from the first hosts.toml for the registry, None when there is none."""
     try:
         import tomllib
@@ -221,7 +213,7 @@ def _hosts_toml(registry: str, options: EndpointOptions) -> tuple[list[Endpoint]
     return None
 
 
-def _host_settings(entry: dict[str, Any], directory: str, options: EndpointOptions) -> dict[str, Any]:
+def _host_settings(entry: dict[str, Any], directory: str, options: RegistryOptions) -> dict[str, Any]:
     settings: dict[str, Any] = {"override_path": entry.get("override_path") is True}
     capabilities = entry.get("capabilities")
     if isinstance(capabilities, list):

@@ -34,10 +34,11 @@ from gpudoctor.errors import (
     TemporaryFailure,
 )
 from gpudoctor.facts import ImageFacts, Platform
+from gpudoctor.images import RegistryOptions
 from gpudoctor.images import manifest as mf
 from gpudoctor.images.auth import Credentials, credentials_for, parse_challenge
 from gpudoctor.images.config import facts_from_config
-from gpudoctor.images.endpoints import Endpoint, EndpointOptions, endpoints_for, is_loopback
+from gpudoctor.images.endpoints import Endpoint, endpoints_for, is_loopback
 from gpudoctor.images.platform import choose
 from gpudoctor.images.reference import Reference, api_host
 from gpudoctor.images.transport import (
@@ -81,7 +82,7 @@ def status_error(status: int, reason: str, what: str, meaning: str | None = None
 class RegistryClient:
     registry: str  # as in the reference: "docker.io", "127.0.0.1:5000"
     transport: Transport
-    options: EndpointOptions = EndpointOptions()
+    options: RegistryOptions = RegistryOptions()
     endpoints: list[Endpoint] = field(default_factory=list)
     repositories: set[str] = field(default_factory=set)  # scopes for the next token
     _authorization: dict[str, str] = field(default_factory=dict)  # endpoint base -> header
@@ -385,7 +386,7 @@ class Registries:
     """The clients of one run, one per registry, made on first use (thread-safe)."""
 
     transport: Transport
-    options: EndpointOptions = EndpointOptions()
+    options: RegistryOptions = RegistryOptions()
     _clients: dict[str, RegistryClient] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
