@@ -8,9 +8,11 @@ Secrets stay in memory: never logged, never in an error message.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,16 +35,12 @@ class Credentials:
     def basic(self) -> str | None:
         if self.username is None or self.password is None:
             return None
-        # base64 (and binascii under it) only once credentials are in play: ~1 ms at start-up.
-        import base64
-
         raw = f"{self.username}:{self.password}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
 def config_path() -> str:
-    """The Docker CLI's config file, as a string: pathlib (which imports urllib.parse and
-    ipaddress) is not worth its import time for one open() on the preflight path."""
+    """The Docker CLI's config file."""
     directory = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
     return os.path.join(directory, "config.json")
 
@@ -82,8 +80,6 @@ def _from_auths(auths: Any, registry: str) -> Credentials | None:
             identity_token=entry.get("identitytoken") or None,
         )
         if entry.get("auth"):
-            import base64
-
             try:
                 user, _, secret = base64.b64decode(entry["auth"]).decode("utf-8").partition(":")
             except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
@@ -97,8 +93,6 @@ def _from_auths(auths: Any, registry: str) -> Credentials | None:
 
 
 def _helper(name: str, registry: str) -> Credentials | None:
-    import subprocess
-
     program = f"docker-credential-{name}"
     server = DOCKER_HUB_KEY if registry in _HUB_ALIASES else registry
     try:
