@@ -111,3 +111,56 @@ def lone_surrogate(data: bytes, document: Any) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+# Values one YAML document may expand to through aliases: the largest shipped rule file holds
+# under 1,000; an alias bomb (aliases of lists of aliases) would expand to billions.
+MAX_YAML_VALUES = 1_000_000
+
+
+class BadYaml(BadInput):
+    """`reason`: the message without the file's name."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"{what}:{reason}")
+        self.reason = reason.strip()
+
+
+def parse_yaml(text: str, what: str) -> Any:
+    """A supplied YAML document (safe loader: no tags that build objects), refused as BadYaml
+    naming `what` when it is not YAML, nests too deeply, holds an integer over Python's digit
+    limit, or expands through aliases to more than MAX_YAML_VALUES values."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        doc = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BadYaml(what, f"{where} invalid YAML: {problem}") from None
+    except (ValueError, RecursionError) as exc:  # an integer over 4300 digits, nesting too deep
+        raise BadYaml(what, f" invalid YAML: {exc or 'nested too deeply'}") from None
+    if not _expands_within(doc, MAX_YAML_VALUES):
+        raise BadYaml(what, f" YAML aliases expand it to more than {MAX_YAML_VALUES:,} values")
+    return doc
+
+
+def _expands_within(doc: Any, limit: int) -> bool:
+    """True when `doc`, with every alias expanded, holds at most `limit` values. Counts
+    without expanding (a shared list is walked once per reference, but the walk stops at
+    the limit), so it costs at most `limit` steps."""
+    budget = limit
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return False
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            budget -= len(item)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True

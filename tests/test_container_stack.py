@@ -343,6 +343,17 @@ def test_broken_files_are_unknown_not_errors(tmp_path: Path) -> None:
     )  # containerd 2.x default
     (tmp_path / "spec.yaml").write_text("cdiVersion: 0.5.0\nkind: [unclosed\n")
     assert (read_spec(FsRoot(tmp_path), "/spec.yaml").error or "").startswith("not valid YAML")
+    # A hostile spec (the node's files are not ours): an alias bomb whose devices each repeat
+    # a mount list of a million aliases, 100k-deep nesting, an integer of 5,000 digits: each is
+    # an unusable spec, not a hang or an internal error.
+    bomb = "a: &m [" + ", ".join(["{hostPath: /x}"] * 3) + "]\n"
+    for level in range(8):
+        bomb += f"l{level}: &m{level} [" + ", ".join([f"*m{level - 1}" if level else "*m"] * 12) + "]\n"
+    bomb += "devices: [" + ", ".join(["{name: g, containerEdits: {mounts: *m7}}"] * 12) + "]\n"
+    for name, body in (("bomb", bomb), ("deep", "a: " + "[" * 100_000), ("int", "a: " + "9" * 5000)):
+        (tmp_path / f"{name}.yaml").write_text(body)
+        error = read_spec(FsRoot(tmp_path), f"/{name}.yaml").error or ""
+        assert error.startswith("not valid YAML"), (name, error)
     text = (TREES / "ctk-jit-cdi" / "var/run/cdi/nvidia.yaml").read_text()
     (tmp_path / "two.yaml").write_text(
         text.replace("libvdpau_nvidia.so.460.73.01", "libnvidia-ml.so.450.80.02")

@@ -18,10 +18,8 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from gpudoctor.errors import BadInput, InputMissing
-from gpudoctor.inputs import RULE_FILE_MAX_BYTES, open_regular, read_capped
+from gpudoctor.inputs import RULE_FILE_MAX_BYTES, open_regular, parse_yaml, read_capped
 from gpudoctor.knowledge.schema import RuleFileError
 
 Validator = Callable[[dict[str, Any], str], list[Any]]
@@ -70,46 +68,11 @@ def _read(path: Path) -> str:
         raise BadInput(f"{path}: not UTF-8 text") from None
 
 
-# Values a rule file may expand to through YAML aliases: the largest shipped file holds
-# under 1,000; an alias bomb (aliases of lists of aliases) would expand to billions.
-MAX_YAML_VALUES = 1_000_000
-
-
 def _parse_yaml(path: Path, text: str) -> dict[str, Any]:
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        doc = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise BadInput(f"{path}:{where} invalid YAML: {problem}") from None
-    except (ValueError, RecursionError) as exc:  # an integer over 4300 digits, nesting too deep
-        raise BadInput(f"{path}: invalid YAML: {exc or 'nested too deeply'}") from None
+    doc = parse_yaml(text, str(path))
     if not isinstance(doc, dict):
         raise BadInput(f"{path}: expected a mapping with a top-level 'kind:'")
-    if not _expands_within(doc, MAX_YAML_VALUES):
-        raise BadInput(f"{path}: YAML aliases expand it to more than {MAX_YAML_VALUES:,} values")
     return doc
-
-
-def _expands_within(doc: Any, limit: int) -> bool:
-    """True when `doc`, with every alias expanded, holds at most `limit` values. Counts
-    without expanding (a shared list is walked once per reference, but the walk stops at
-    the limit), so it costs at most `limit` steps."""
-    budget = limit
-    stack = [doc]
-    while stack:
-        item = stack.pop()
-        budget -= 1
-        if budget < 0:
-            return False
-        if isinstance(item, dict):
-            stack.extend(item.values())
-            budget -= len(item)
-        elif isinstance(item, list):
-            stack.extend(item)
-    return True
 
 
 def _load(path: Path, want: str | None) -> tuple[str, list[Any]] | None:

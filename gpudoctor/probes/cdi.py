@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from gpudoctor.facts import CdiSpecFacts
+from gpudoctor.inputs import BadYaml, parse_yaml
 from gpudoctor.probes.fsroot import FsRoot
 
 DEFAULT_SPEC_DIRS = ("/etc/cdi", "/var/run/cdi")
@@ -44,9 +45,12 @@ def read_spec(fs: FsRoot, path: str) -> CdiSpecFacts:
         facts.error = f"larger than {_MAX_SPEC_BYTES >> 20} MiB"
         return facts
     try:
-        document = json.loads(text) if path.endswith(".json") else _yaml(text)
-    except ValueError as exc:
-        facts.error = f"not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}".splitlines()[0]
+        document = json.loads(text) if path.endswith(".json") else parse_yaml(text, path)
+    except BadYaml as exc:
+        facts.error = f"not valid YAML: {exc.reason}"
+        return facts
+    except (ValueError, RecursionError) as exc:
+        facts.error = f"not valid JSON: {exc or 'nested too deeply'}".splitlines()[0]
         return facts
     if not isinstance(document, dict):
         facts.error = "not a CDI spec (no top-level mapping)"
@@ -62,15 +66,6 @@ def read_spec(fs: FsRoot, path: str) -> CdiSpecFacts:
     elif len(versions) > 1:
         facts.error = f"names several driver versions: {', '.join(versions)}"
     return facts
-
-
-def _yaml(text: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(str(exc)) from exc
 
 
 def _string(value: object) -> str | None:
