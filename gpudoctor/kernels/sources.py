@@ -33,6 +33,8 @@ from gpudoctor.kernels.scan import is_candidate, scan_path, scan_stream
 from gpudoctor.progress import progress
 
 _SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
+# What `nvcc -cubin` / `nvcc -fatbin` write, loaded by path with cuModuleLoad.
+_DEVICE_CODE_SUFFIXES = (".cubin", ".fatbin")
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
 DOCKER_TIMEOUT_S = 120
@@ -113,10 +115,7 @@ class Scanner:
         if self.collector.wants_text(shown):
             self.collector.add_text(shown, _read_text_file(full))
             return
-        result = scan_path(full, shown)
-        if result is None and _SHARED_OBJECT.search(shown):
-            result = BinaryFacts(path=shown, error="named like a shared library but not an ELF file")
-        self._keep(result)
+        self._keep(scan_path(full, shown) or _misnamed(shown))
 
     def _add_oci_layout(self, root: str) -> None:
         if os.path.islink(os.path.join(root, "blobs")):
@@ -169,7 +168,7 @@ class Scanner:
         if not member.isreg():
             return  # links and device nodes are never followed
         base = posixpath.basename(member.name)
-        if member.size < 4 and not base.startswith(WHITEOUT_PREFIX) and not _SHARED_OBJECT.search(base):
+        if member.size < 4 and not base.startswith(WHITEOUT_PREFIX) and not _promises_binary(base):
             return  # nothing in it to read (whiteout markers are empty and must be seen)
         name = _safe_member_name(member.name)
         if name is None:
@@ -214,16 +213,14 @@ class Scanner:
                         self.collector.add_text(name, text.decode("utf-8", "replace"))
                     else:
                         self.binaries.append(BinaryFacts(path=name, error=f"cannot read from {path}: {text}"))
-                elif info.file_size >= 4 or _SHARED_OBJECT.search(name):
+                elif info.file_size >= 4 or _promises_binary(name):
                     head = _guarded(partial(opener.head, info))
                     if isinstance(head, str):
                         self.binaries.append(BinaryFacts(path=name, error=f"cannot read from {path}: {head}"))
                     elif is_candidate(head):
                         scanned.append((name, info))
-                    elif _SHARED_OBJECT.search(name):
-                        self.binaries.append(
-                            BinaryFacts(path=name, error="named like a shared library but not an ELF file")
-                        )
+                    elif (wrong := _misnamed(name)) is not None:
+                        self.binaries.append(wrong)
 
             def scan(item: tuple[str, zipfile.ZipInfo]) -> BinaryFacts | None:
                 name, info = item
@@ -257,10 +254,7 @@ class Scanner:
             finally:
                 self._layer = outer
             return
-        result = scan_stream(handle, name, head)
-        if result is None and _SHARED_OBJECT.search(name):
-            result = BinaryFacts(path=name, error="named like a shared library but not an ELF file")
-        self._keep(result)
+        self._keep(scan_stream(handle, name, head) or _misnamed(name))
 
     def add_docker_image(self, reference: str, docker_host: str | None = None) -> None:
         try:
@@ -331,6 +325,20 @@ def _open_tar(stream: BinaryIO) -> tarfile.TarFile:
         inflated = io.BufferedReader(igzip.IGzipFile(fileobj=buffered, mode="rb"), _BUFFER)  # type: ignore[arg-type]
         return tarfile.open(fileobj=inflated, mode="r|")
     return tarfile.open(fileobj=buffered, mode="r|*")  # type: ignore[arg-type]
+
+
+def _promises_binary(name: str) -> bool:
+    """A name that promises a library or device code: such a file is never skipped as "not a binary"."""
+    return bool(_SHARED_OBJECT.search(name)) or name.endswith(_DEVICE_CODE_SUFFIXES)
+
+
+def _misnamed(name: str) -> BinaryFacts | None:
+    """The error for a file whose name promises a binary it is not (no ELF, fatbin or ar magic)."""
+    if _SHARED_OBJECT.search(name):
+        return BinaryFacts(path=name, error="named like a shared library but not an ELF file")
+    if name.endswith(_DEVICE_CODE_SUFFIXES):
+        return BinaryFacts(path=name, error="named like a cubin or fatbin but neither")
+    return None
 
 
 def _looks_like_image(target: str) -> bool:
