@@ -280,3 +280,20 @@ def test_an_oci_layout_whose_blobs_lead_out_of_it_is_refused(tmp_path: Path) -> 
     (layout / "blobs").symlink_to("/")
     done = run_gpudoctor("kernels", str(layout), "--gpu", "8.0", timeout=60)
     _one_line_error(done, 65, "blobs is a symlink")
+
+
+def test_a_site_signature_of_a_huge_literal_is_prefiltered_at_once(tmp_path: Path) -> None:
+    """The prefilter automaton's construction grew with the square of a literal's length: a
+    signature of one 100,000-character literal kept `explain` busy for hours before the first
+    line (found by the red-team run). Literals are cut; the regex still decides."""
+    signature = LIST_CONVERTER.replace("'PCI (?P<pci>[0-9a-f:.]+) failed'", "x" * 100_000)
+    signature = signature.replace("    convert: {pci: [pci]}\n", "")
+    (tmp_path / "site.yaml").write_text(signature)
+    log = tmp_path / "job.log"
+    log.write_text("x" * 99_999 + "\nRuntimeError: CUDA error: out of memory\n")
+    done = run_gpudoctor(
+        "explain", str(log), "--rules", str(tmp_path / "site.yaml"), "--format", "json", timeout=30
+    )
+    assert done.returncode == 2, done.stderr
+    found = {match["signature_id"] for match in json.loads(done.stdout)["matches"]}
+    assert "GD-LOG-080" in found and "GD-LOG-990" not in found

@@ -41,6 +41,10 @@ class ScanResult:
 
 
 Target = tuple[int, int]  # (signature index, pattern index)
+# A prefilter literal is cut to this many bytes: every match holds the cut literal too, and
+# the automaton's construction grows with the square of a literal's length (a site
+# signature of one 100,000-character literal took `explain` hours before a single line).
+MAX_LITERAL_BYTES = 256
 # Where one log ends and the next begins in a concatenation: this project's fixture header
 # (`# SOURCE: URL`) and the header `tail`/`head` print between files (`==> name <==`).
 # An incident never takes lines or values across such a line.
@@ -64,7 +68,8 @@ class Matcher:
         for s_index, signature in enumerate(self.signatures):
             for p_index, pattern in enumerate(signature.patterns):
                 for literal in pattern.literals:
-                    by_literal.setdefault(literal.encode("utf-8").lower(), []).append((s_index, p_index))
+                    key = literal.encode("utf-8").lower()[:MAX_LITERAL_BYTES]
+                    by_literal.setdefault(key, []).append((s_index, p_index))
         for literal in BOUNDARY_LITERALS:
             by_literal.setdefault(literal, []).append(BOUNDARY)
         self.literals: list[tuple[bytes, tuple[Target, ...]]] = [
