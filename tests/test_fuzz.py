@@ -23,6 +23,16 @@ settings.register_profile(
 )
 PROFILE = settings.get_profile(os.environ.get("GPUDOCTOR_FUZZ_PROFILE", "fuzz-short"))
 
+_DEEP = b"(" * 1000 + b"abc" + b")" * 1000
+DEEP_REGEX_RULE = (
+    b"kind: rules\nrules:\n  - {id: GD-TST-001, title: t, severity: info, applies_to: node, message: m, fix: f,\n"
+    b"     source: field report, test: {driver.version: {matches: '" + _DEEP + b"'}}}\n"
+)
+DEEP_REGEX_SIGNATURE = (
+    b"kind: signatures\nsignatures:\n  - {id: GD-LOG-901, title: t, severity: warn, cause: c, fix: f,\n"
+    b"     source: field report, patterns: ['" + _DEEP + b"']}\n"
+)
+
 
 @PROFILE
 @given(fuzzing.bytes_from(fuzzing.corpus("xml")))
@@ -59,6 +69,9 @@ def test_fleet_file(data: bytes) -> None:
 @given(fuzzing.bytes_from(fuzzing.corpus("rules")))
 @example(b"kind: matrix\ntable: [gpus]\nrows: []\n")  # unhashable name: exit 70
 @example(b"kind: rules\nrules: [" + b"9" * 5000 + b"]\n")
+# found by the red-team run: re's parser and necessary_literals recurse once per group, exit 70
+@example(DEEP_REGEX_RULE)
+@example(DEEP_REGEX_SIGNATURE)
 def test_rule_file(data: bytes) -> None:
     fuzzing.rule_file(data)
 

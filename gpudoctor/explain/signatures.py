@@ -189,6 +189,9 @@ def validate_signatures_document(doc: dict[str, Any], path: str) -> list[Signatu
     return compile_items(doc, path, "signatures", "signature", compile_signature)
 
 
+_TOO_DEEP = "invalid regular expression: groups nested too deeply"
+
+
 def _compile_regex(text: Any, where: str, item_id: str) -> re.Pattern[str]:
     if not isinstance(text, str) or not text:
         raise RuleFileError(item_id, where, "expected a non-empty regular expression")
@@ -196,6 +199,8 @@ def _compile_regex(text: Any, where: str, item_id: str) -> re.Pattern[str]:
         return re.compile(text, REGEX_FLAGS)
     except re.error as exc:
         raise RuleFileError(item_id, where, f"invalid regular expression: {exc}") from None
+    except RecursionError:  # re's parser recurses once per group: "(" * 500
+        raise RuleFileError(item_id, where, _TOO_DEEP) from None
 
 
 def compile_pattern(spec: Any, where: str, item_id: str, required: bool) -> Pattern:
@@ -210,7 +215,10 @@ def compile_pattern(spec: Any, where: str, item_id: str, required: bool) -> Patt
             raise RuleFileError(item_id, f"{where}.literal", "must be a substring of the regex")
         literals = [literal.lower()]
     else:
-        found = necessary_literals(regex.pattern)
+        try:
+            found = necessary_literals(regex.pattern)
+        except RecursionError:
+            raise RuleFileError(item_id, where, _TOO_DEEP) from None
         if found is None:
             raise RuleFileError(
                 item_id,

@@ -512,7 +512,7 @@ def _value_test(op: str, operand: Any, where: str) -> Callable[[Any, Any], bool 
     if op == "matches":
         try:
             regex = re.compile(operand, re.IGNORECASE)
-        except (re.error, TypeError) as exc:
+        except (re.error, TypeError, RecursionError) as exc:  # RecursionError: "(" * 500
             raise ConditionError(where, f"bad regular expression: {exc}") from None
         return lambda v, _o: isinstance(v, str) and regex.search(v) is not None
     if op == "version":
