@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         # past its parser, any non-ASCII text under an ASCII locale) is shown escaped, as
         # on stderr, instead of ending the run in an internal error.
         sys.stdout.reconfigure(errors="backslashreplace")
+    _drop_unusable_terminal_size()
     try:
         code = run(sys.argv[1:] if argv is None else list(argv))
         _flush_stdout()  # a reader that went away (`| head`) or a full disk is seen here, not at exit
@@ -159,6 +160,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exitcodes.SOFTWARE)
     # Commands return their exit code (0-3) instead of calling sys.exit themselves.
     sys.exit(code)
+
+
+def _drop_unusable_terminal_size() -> None:
+    """rich and shutil int() COLUMNS and LINES when isdigit() says so: "²" or 5,000 digits
+    was an internal error. A value that is no count is as good as none."""
+    for name in ("COLUMNS", "LINES"):
+        if name in os.environ:
+            from gpudoctor.versions import count_from
+
+            if count_from(os.environ[name]) is None:
+                del os.environ[name]
 
 
 def _flush_stdout() -> None:

@@ -132,9 +132,20 @@ def test_a_directory_is_refused(tmp_path: Path) -> None:
         write_atomic(tmp_path, "x")
 
 
-def test_stdout_on_a_full_disk_is_exit_73() -> None:
+# rules printed straight to stdout: a full disk was exit 70 (found by the red-team run)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("scan", "--from-nvidia-smi", str(XML)),
+        ("rules", "list"),
+        ("rules", "list", "--format", "json"),
+        ("rules", "show", "GD-DRV-001"),
+        ("rules", "lint"),
+    ],
+)
+def test_stdout_on_a_full_disk_is_exit_73(args: tuple[str, ...]) -> None:
     with open("/dev/full", "w") as full:
-        done = run_gpudoctor_to(full, "scan", "--from-nvidia-smi", str(XML))
+        done = run_gpudoctor_to(full, *args)
     assert done.returncode == 73, done.stderr
     assert done.stderr.count("\n") == 1 and "standard output" in done.stderr
 
@@ -157,3 +168,13 @@ def test_output_to_dev_stdout_writes_into_the_pipe() -> None:
     assert done.returncode in (0, 1, 2, 3), done.stderr
     assert json.loads(done.stdout)["node"]["source"] == "nvidia-smi-xml"
     assert os.path.islink("/dev/stdout")
+
+
+@pytest.mark.parametrize("columns", ["²", "9" * 5000, "-1", "80x"])
+def test_a_terminal_size_that_is_no_count_is_ignored(columns: str) -> None:
+    """rich int()s COLUMNS and LINES when isdigit() says so: "²" and 5,000 digits were exit 70
+    (found by the red-team run); such a value counts as unset (80 columns when piped)."""
+    done = run_gpudoctor("scan", "--from-nvidia-smi", str(XML), env={"COLUMNS": columns, "LINES": columns})
+    assert done.returncode in (0, 1, 2, 3), done.stderr
+    unset = run_gpudoctor("scan", "--from-nvidia-smi", str(XML), env={"COLUMNS": "", "LINES": ""})
+    assert done.stdout == unset.stdout

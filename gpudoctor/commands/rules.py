@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import click
 
 from gpudoctor import exitcodes
-from gpudoctor.commands.common import Group, format_option, rule_dirs_from, rules_option
+from gpudoctor.commands.common import Group, format_option, rule_dirs_from, rules_option, write_text
 from gpudoctor.errors import UsageError
 
 
@@ -48,17 +49,21 @@ def list_rules(fmt: str, rule_dirs: tuple[str, ...]) -> int:
     # One knowledge base: node/image rules, then the log signatures and catalog entries `explain` prints.
     summaries = [rule.summary() for rule in ruleset] + signature_summaries(load_signatures(dirs))
     if fmt == "json":
-        print(json.dumps(summaries, indent=2))
+        write_text(json.dumps(summaries, indent=2), None)
         return exitcodes.OK
-    from rich.console import Console
     from rich.table import Table
+
+    from gpudoctor.report.style import console
 
     table = Table(title=f"{len(summaries)} rules and signatures", show_lines=False)
     for column in ("id", "severity", "applies to", "title"):
         table.add_column(column, overflow="fold")
     for s in summaries:
         table.add_row(s["id"], s["severity"], s["applies_to"], s["title"])
-    Console(soft_wrap=False).print(table)
+    # Rendered first, then written like every command's output (a full disk is exit 73).
+    buffer = io.StringIO()
+    console(buffer).print(table)
+    write_text(buffer.getvalue(), None)
     return exitcodes.OK
 
 
@@ -90,8 +95,7 @@ def show_rule(rule_id: str, rule_dirs: tuple[str, ...]) -> int:
         if found is None:
             raise UsageError(f"no rule or signature with id {rule_id!r} (see `gpudoctor rules list`)")
         file, document = found
-    print(f"# {file}")
-    print(yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100).rstrip())
+    write_text(f"# {file}\n" + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100), None)
     return exitcodes.OK
 
 
@@ -114,5 +118,5 @@ def lint(paths: tuple[Path, ...]) -> int:
     counts = {kind: sum(len(items) for _, items in load_kind(kind, targets)) for kind in list(KINDS)}
     ruleset = load_rules(list(paths))  # also checks id collisions and overrides
     shown = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
-    print(f"ok: {len(ruleset)} rules in use ({shown})")
+    write_text(f"ok: {len(ruleset)} rules in use ({shown})", None)
     return exitcodes.OK

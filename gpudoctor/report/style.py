@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Any, TextIO
 
+from gpudoctor.versions import count_from
+
 SEVERITY_STYLE = {
     "ok": "bold green",
     "info": "green",
@@ -22,12 +24,14 @@ SEVERITY_STYLE = {
 # Shapes differ as well as colours: a verdict must read without colour (NO_COLOR, print-outs).
 SEVERITY_SYMBOL = {"ok": "✓", "info": "✓", "warn": "!", "unknown": "?", "fail": "✗"}
 PIPED_WIDTH = 80
+# COLUMNS=999999999 would have rich pad every line to it.
+MAX_WIDTH = 4096
 
 
 def width() -> int:
-    columns = os.environ.get("COLUMNS", "")
-    if columns.isdigit() and int(columns) > 0:
-        return int(columns)
+    columns = count_from(os.environ.get("COLUMNS"))  # not int(): COLUMNS=² is a digit to isdigit
+    if columns:
+        return min(columns, MAX_WIDTH)
     if sys.stdout.isatty():
         import shutil
 
