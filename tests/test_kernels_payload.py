@@ -161,14 +161,15 @@ def test_damaged_device_code_file_is_unknown_in_every_mode(
     built: dict[str, bytes], tmp_path: Path, name: str
 ) -> None:
     """A .fatbin / .cubin (what nvcc -fatbin / -cubin write) whose magic is gone was an error
-    given as a file but silently skipped inside a directory, tar or wheel (verdict ok)."""
+    given as a file but silently skipped inside a directory, tar or wheel (verdict ok); the
+    same error in every mode."""
     damaged = b"\0\0\0\0" + built["plain_sm80.fatbin"][4:]
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / name).write_bytes(damaged)
     write_wheel(tmp_path / "x-1.0-py3-none-any.whl", {f"x/{name}": damaged})
     write_tar(tmp_path / "layer.tar.gz", {f"x/{name}": damaged})
-    for target in ("tree", "x-1.0-py3-none-any.whl", "layer.tar.gz"):
+    for target in (f"tree/{name}", "tree", "x-1.0-py3-none-any.whl", "layer.tar.gz"):
         code, report = run(str(tmp_path / target), "--gpu", "8.0")
         (binary,) = report["binaries"]
         assert binary["error"] == "named like a cubin or fatbin but neither", target

@@ -85,11 +85,10 @@ class Scanner:
             ):
                 self.add_tar_stream(ReadTap(handle, lambda data: bar.advance(len(data))), path, depth=0)  # type: ignore[arg-type]
             return
-        result = scan_path(path)
         self.collector.see_path(path)
-        if result is None:
-            result = BinaryFacts(path=path, error="not an ELF file or fatbin")
-        self.binaries.append(result)
+        # Named like a binary: the error a directory, wheel or tar gives the same bytes.
+        result = scan_path(path) or _misnamed(path)
+        self.binaries.append(result or BinaryFacts(path=path, error="not an ELF file or fatbin"))
 
     def add_directory(self, root: str) -> None:
         if os.path.isfile(os.path.join(root, "oci-layout")):
