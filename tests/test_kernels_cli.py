@@ -97,6 +97,12 @@ def test_table_lists_per_file_errors_and_goes_on(tree: Path) -> None:
         ([str(FATBINS / "bin"), "--gpu", "9"], 64, "not a compute capability"),
         ([str(FATBINS / "bin"), "--gpu", ""], 64, "no compute capability given"),
         ([str(FATBINS / "bin"), "--gpu", " , "], 64, "no compute capability given"),
+        # No cubin can name these (a fatbin's arch field is one byte): not a GPU to judge.
+        ([str(FATBINS / "bin"), "--gpu", "9999999999999999999.0"], 64, "'9999999999999999999.0'"),
+        ([str(FATBINS / "bin"), "--gpu", "25.6"], 64, "not a compute capability"),
+        ([str(FATBINS / "bin"), "--gpu", "sm_256"], 64, "'sm_256'"),
+        ([str(FATBINS / "bin"), "--gpu", "0.5"], 64, "not a compute capability"),
+        ([str(FATBINS / "bin"), "--gpu", "\u00b2.0"], 64, "not a compute capability"),
         ([str(FATBINS / "bin"), "--node", "/no/such/node.json"], 66, ""),
     ],
 )
@@ -105,6 +111,20 @@ def test_bad_input_is_one_line(args: list[str], code: int, text: str) -> None:
     assert done.returncode == code
     assert len(done.stderr.strip().splitlines()) == 1 and text in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_node_gpu_no_device_code_can_target_is_unknown(tmp_path: Path) -> None:
+    # A node report is someone else's file: a compute capability past what a fatbin's arch
+    # byte can name is not "no kernel" (and not an internal error), it is unknown.
+    node = json.loads((REPO / "fixtures/facts/nodes/8x-Tesla-V100S-PCIE-32GB_460.73.01.json").read_text())
+    for gpu in node["gpus"]:
+        gpu.update(compute_capability="99.9", pci_device_id=None, name="Mystery")
+    (tmp_path / "node.json").write_text(json.dumps(node))
+    done = run(str(FATBINS / "bin"), "--node", str(tmp_path / "node.json"), "--format", "json")
+    assert done.returncode == 3, done.stderr
+    report = json.loads(done.stdout)
+    assert report["verdict"] == "unknown"
+    assert "none device code can be built for" in done.stdout and "internal error" not in done.stderr
 
 
 # The bar is drawn at once here (GPUDOCTOR_PROGRESS_AFTER=0), not after the usual second.

@@ -30,6 +30,7 @@ _PER_GPU = (
     "kernel_none",
     "kernel_jit_only",
     "kernel_unknown",
+    "kernel_ptx_too_new",
     "torch_no_kernel",
     "flash_attn_fallback",
     "kernel_sm",
@@ -65,18 +66,30 @@ def derive(context: dict[str, Any], node: NodeFacts, image: ImageFacts | None) -
         derived = gpu["derived"]
         unknown = derived.setdefault("unknown", {})
         cc = gpu.get("compute_capability") or derived.get("compute_capability")
-        if scan is None or not cc:
-            reason = (
-                (image.unknown.get("kernels") if image is not None else None)
-                or "image not scanned for kernels (use --deep)"
-                if scan is None
-                else "compute capability unknown"
+        reason = None
+        if scan is None:
+            reason = (image.unknown.get("kernels") if image is not None else None) or (
+                "image not scanned for kernels (use --deep)"
             )
+        elif not cc:
+            reason = "compute capability unknown"
+        elif not _targetable(str(cc)):
+            reason = f"compute capability {str(cc)[:20]!r} is none device code can be built for"
+        if reason is not None:
             for name in _PER_GPU:
                 derived[name] = None
                 unknown[name] = reason
             continue
         derived.update(coverage(scan, str(cc), driver_cuda))
+
+
+def _targetable(cc: str) -> bool:
+    from gpudoctor.kernels.compat import cc_number, targetable
+
+    try:
+        return targetable(cc_number(cc))
+    except ValueError:
+        return False
 
 
 def unreadable(scan: KernelScanFacts) -> list[str]:

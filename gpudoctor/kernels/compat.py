@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from gpudoctor.facts import BinaryFacts, FatbinEntry
+from gpudoctor.kernels.fatbin import MAX_ARCH
 from gpudoctor.kernels.ptx import parse_version, toolkit_tuple_for_isa
 
 NATIVE = "native"
@@ -43,21 +44,35 @@ _FAMILIES: tuple[tuple[int, ...], ...] = ((100, 103, 107), (110,), (120, 121))
 def cc_number(cc: str) -> int:
     """'9.0' -> 90, '12.1' -> 121; ValueError for anything else."""
     major, _, minor = cc.strip().partition(".")
-    if not major.isdigit() or not minor.isdigit() or len(minor) != 1:
+    digits = major + minor
+    if not (digits.isascii() and digits.isdigit()) or not major or len(minor) != 1:
         raise ValueError(f"not a compute capability: {cc!r} (expected e.g. 9.0 or sm_90)")
     return int(major) * 10 + int(minor)
 
 
+def targetable(number: int) -> bool:
+    """Whether a cubin or PTX target can name this compute capability at all (a fatbin's
+    arch field is one byte: gpudoctor.kernels.fatbin.MAX_ARCH)."""
+    return 10 <= number <= MAX_ARCH
+
+
 def cc_from_text(text: str) -> str:
     """'9.0' or 'sm_90' / 'compute_90' (the names the report prints) -> '9.0'; ValueError otherwise."""
-    text = text.strip()
+    text = original = text.strip()
     body = text.removeprefix("sm_").removeprefix("compute_")
     if body != text:
         if not body.isdigit() or len(body) < 2:
             raise ValueError(f"not a compute capability: {text!r} (expected e.g. 9.0 or sm_90)")
         text = f"{body[:-1]}.{body[-1]}"
-    cc_number(text)
-    return text
+    try:
+        number = cc_number(text)
+    except ValueError:
+        number = 0
+    if not targetable(number):
+        raise ValueError(
+            f"not a compute capability: {original!r} (expected e.g. 9.0 or sm_90, up to {MAX_ARCH / 10})"
+        )
+    return f"{number // 10}.{number % 10}"
 
 
 def split_target(target: str) -> tuple[int, str]:
@@ -101,6 +116,8 @@ def ptx_accepted(entry: FatbinEntry, driver_cuda: str | None) -> bool | None:
 
 def verdict(entries: Iterable[FatbinEntry], cc: str, driver_cuda: str | None = None) -> str:
     device = cc_number(cc)
+    if not targetable(device):  # a GPU fact no device code can be built for: not "none"
+        return UNKNOWN
     jit_possible: list[bool | None] = []
     for entry in entries:
         number, variant = split_target(entry.target)
