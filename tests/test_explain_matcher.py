@@ -11,7 +11,7 @@ import pytest
 from gpudoctor.errors import BadInput
 from gpudoctor.explain import load_signatures
 from gpudoctor.explain.incidents import MAX_EVIDENCE
-from gpudoctor.explain.literals import necessary_literals
+from gpudoctor.explain.literals import every_necessary_literal, necessary_literals
 from gpudoctor.explain.matcher import Matcher
 from gpudoctor.explain.report import build_explain_report
 from gpudoctor.explain.signatures import CONVERTERS
@@ -162,7 +162,8 @@ def test_fallback_and_automaton_agree_on_every_fixture_log() -> None:
 
 
 def test_prefilter_literals_are_in_every_line_the_regex_matches() -> None:
-    """The prefilter is sound on every fixture line: a line a pattern matches contains one of its literals."""
+    """The prefilter is sound on every fixture line: a line a pattern matches contains one of its
+    literals, and each of the literals said to be in every match."""
     logs = Path(__file__).resolve().parent.parent / "fixtures" / "logs"
     lines = [
         line
@@ -178,7 +179,23 @@ def test_prefilter_literals_are_in_every_line_the_regex_matches() -> None:
                 if pattern.regex.search(line):
                     checked += 1
                     assert any(lit in line.lower() for lit in pattern.literals), (signature.id, line)
+                    assert all(lit in line.lower() for lit in pattern.every), (signature.id, line)
     assert checked > 100
+    assert sum(bool(p.every) for s in SIGNATURES for p in s.patterns) > 50
+
+
+@pytest.mark.parametrize(
+    ("pattern", "every"),
+    [
+        # The Xid code after an alternation: each line of another code is ruled out by "13".
+        (r"(?:NVRM: Xid \((?:PCI:)?(?P<pci>[0-9a-f:.]+)\): |\bXid[ =:#]{0,3})13\b", ["13"]),
+        (r"NVRM: Xid \([^)]*\): 31, pid=(?P<pid>\d+)", ["): 31, pid=", "nvrm: xid ("]),
+        (r"(?:ab|cd)x?", []),  # each branch, not both
+        (r"out of memory(?:: (?P<what>\w+))?", ["out of memory"]),  # optional parts say nothing
+    ],
+)
+def test_every_necessary_literal(pattern: str, every: list[str]) -> None:
+    assert every_necessary_literal(pattern) == every
 
 
 @pytest.mark.parametrize(

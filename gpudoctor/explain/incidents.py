@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from gpudoctor.explain.catalog import CatalogEntry
 from gpudoctor.explain.signatures import Signature
@@ -68,6 +69,10 @@ class Evidence:
     origin: str | None
     entry: CatalogEntry | None = None
 
+    @cached_property
+    def shape(self) -> str:
+        return shape(self.text)
+
 
 @dataclass
 class Incident:
@@ -107,7 +112,7 @@ class _Cluster:
         line are one failure, while consecutive Xid lines of two GPUs differ in their values."""
         if evidence.pattern not in self.patterns:
             return False
-        rewords = evidence.line - self.last <= ADJACENT and shape(evidence.text) not in self.shapes
+        rewords = evidence.line - self.last <= ADJACENT and evidence.shape not in self.shapes
         return not rewords or any(self.values.get(k, v) != v for k, v in evidence.groups.items())
 
     def add(self, evidence: Evidence, required: bool) -> None:
@@ -118,7 +123,7 @@ class _Cluster:
         if required:
             self.required_lines += 1
             self.anchor = evidence.line
-            self.shapes.add(shape(evidence.text))
+            self.shapes.add(evidence.shape)
             for name, value in evidence.groups.items():
                 self.values.setdefault(name, value)
 
@@ -132,6 +137,8 @@ class IncidentTracker:
         self.recent: deque[Evidence] = deque(maxlen=_RECENT)
         self.open: _Cluster | None = None
         self.incidents: dict[tuple[object, ...], Incident] = {}
+        # (identity, text shape) -> (captured values, incident): where _covering looks
+        self.by_text: dict[tuple[str, str], list[tuple[frozenset[tuple[str, str]], Incident]]] = {}
         self.claimed = 0  # last line of the previous incident: context up to here is its own
 
     def add(self, evidence: Evidence) -> None:
@@ -214,15 +221,18 @@ class IncidentTracker:
             return
         if len(self.incidents) >= MAX_INCIDENTS:
             return
-        self.incidents[key] = Incident(self.signature, entry, evidence, captured, values, first, last, count)
+        incident = Incident(self.signature, entry, evidence, captured, values, first, last, count)
+        self.incidents[key] = incident
+        self.by_text.setdefault((identity, key[2]), []).append((frozenset(captured.items()), incident))
 
     def _shape(self, anchor: Evidence) -> str:
-        return shape(anchor.text)
+        return anchor.shape
 
     def _covering(self, identity: str, captured: dict[str, str], text: str) -> Incident | None:
         """An incident this one repeats with fewer values (context printed once, before the first)."""
-        for (known_id, known_values, known_text), incident in self.incidents.items():
-            if known_id == identity and known_text == text and set(captured.items()) <= set(known_values):  # type: ignore[arg-type]
+        values = captured.items()
+        for known_values, incident in self.by_text.get((identity, text), ()):
+            if values <= known_values:
                 return incident
         return None
 

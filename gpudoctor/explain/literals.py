@@ -36,6 +36,12 @@ def _score(alternatives: list[str]) -> tuple[int, int]:
 
 def _sequence(items: Any) -> list[str] | None:
     """Best necessary literal set of a parsed sequence, or None."""
+    candidates = _candidates(items)
+    return max(candidates, key=_score) if candidates else None
+
+
+def _candidates(items: Any) -> list[list[str]]:
+    """The necessary literal sets of a parsed sequence: every match holds one literal of each."""
     candidates: list[list[str]] = []
     run: list[str] = []
 
@@ -70,9 +76,7 @@ def _sequence(items: Any) -> list[str] | None:
             if inner:
                 candidates.append(inner)
     close_run()
-    if not candidates:
-        return None
-    return max(candidates, key=_score)
+    return candidates
 
 
 def necessary_literals(pattern: str) -> list[str] | None:
@@ -86,3 +90,10 @@ def necessary_literals(pattern: str) -> list[str] | None:
     if not found or min(len(a) for a in found) < MIN_LITERAL:
         return None
     return sorted({a.lower() for a in found})
+
+
+def every_necessary_literal(pattern: str) -> list[str]:
+    """Lower-cased literals every match contains, each of them (not one of several): a line
+    missing any cannot match, which is cheaper to tell than running the regex."""
+    parsed = sre_parse.parse(pattern, re.IGNORECASE)
+    return sorted({c[0].lower() for c in _candidates(list(parsed)) if len(c) == 1 and len(c[0]) >= 2})

@@ -61,6 +61,14 @@ def _automaton(literals: list[bytes]) -> Any:
     return ahocorasick_rs.BytesAhoCorasick(literals, implementation=ahocorasick_rs.Implementation.DFA)
 
 
+def _holds_all(text: str, literals: tuple[str, ...]) -> bool:
+    # A loop, not all(<generator>): this runs for every candidate pattern of every line.
+    for literal in literals:  # noqa: SIM110
+        if literal not in text:
+            return False
+    return True
+
+
 class Matcher:
     def __init__(self, signatures: Sequence[Signature], *, use_automaton: bool = True) -> None:
         self.signatures = list(signatures)
@@ -196,13 +204,19 @@ class Matcher:
         catalog_hits: list[tuple[int, int, dict[str, str], CatalogEntry | None]] = []
         explained = False
         excluded: dict[int, bool] = {}
+        lower = text.lower()
         for s_index, p_index in sorted(targets):
             if s_index < 0:
                 if _BOUNDARY.match(text):
                     results.append((s_index, p_index, {}, None))
                 continue
             signature = self.signatures[s_index]
-            match = signature.patterns[p_index].regex.search(text)
+            pattern = signature.patterns[p_index]
+            # Many signatures share a prefilter literal (every Xid one has "xid"): a literal
+            # the line lacks rules a pattern out faster than its regex can.
+            if not _holds_all(lower, pattern.every):
+                continue
+            match = pattern.regex.search(text)
             if match is None:
                 continue
             groups = {k: v for k, v in match.groupdict().items() if v is not None}

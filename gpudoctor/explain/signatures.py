@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gpudoctor.explain.literals import necessary_literals
+from gpudoctor.explain.literals import every_necessary_literal, necessary_literals
 from gpudoctor.knowledge.conditions import Condition, ConditionError, compile_condition
 from gpudoctor.knowledge.schema import (
     RuleFileError,
@@ -126,6 +126,7 @@ class Pattern:
     regex: re.Pattern[str]
     literals: list[str]  # lower-cased; a matching line contains one of them
     required: bool
+    every: tuple[str, ...] = ()  # lower-cased; a matching line contains all of them
 
 
 @dataclass
@@ -217,6 +218,7 @@ def compile_pattern(spec: Any, where: str, item_id: str, required: bool) -> Patt
     else:
         try:
             found = necessary_literals(regex.pattern)
+            every = tuple(every_necessary_literal(regex.pattern))
         except RecursionError:
             raise RuleFileError(item_id, where, _TOO_DEEP) from None
         if found is None:
@@ -226,6 +228,7 @@ def compile_pattern(spec: Any, where: str, item_id: str, required: bool) -> Patt
                 "no literal text of 3+ characters that every match must contain; add one, or give `literal:`",
             )
         literals = found
+        return Pattern(regex=regex, literals=literals, required=required, every=every)
     return Pattern(regex=regex, literals=literals, required=required)
 
 
