@@ -113,6 +113,32 @@ def lone_surrogate(data: bytes, document: Any) -> bool:
     return False
 
 
+def parse_json(data: bytes | str, what: str) -> Any:
+    """Any supplied JSON document; BadInput (65) naming `what` for any malformation, never
+    json's own exceptions."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise BadInput(f"{what}: invalid JSON (nested too deeply)") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer over 4300 digits
+        raise BadInput(f"{what}: invalid JSON ({exc.__class__.__name__}: {str(exc)[:80]})") from None
+
+
+def parse_toml(text: str, what: str) -> dict[str, Any]:
+    """A supplied TOML document (a runtime's config under the host root); BadInput (65) naming
+    `what` for any malformation, an integer over 4300 digits or nesting too deep included."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise BadInput(f"{what}: not valid TOML (nested too deeply)") from None
+    except ValueError as exc:  # TOMLDecodeError, an integer over 4300 digits
+        raise BadInput(f"{what}: not valid TOML ({str(exc)[:80]})") from None
+
+
 # Values one YAML document may expand to through aliases: the largest shipped rule file holds
 # under 1,000; an alias bomb (aliases of lists of aliases) would expand to billions.
 MAX_YAML_VALUES = 1_000_000

@@ -326,6 +326,30 @@ def test_dpkg_status_counts_installed_packages_only() -> None:
     assert upstream_version("1:1.17.8-1") == "1.17.8"
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "reason"),
+    [
+        ("etc/docker/daemon.json", "[" * 100_000, "nested too deeply"),
+        ("etc/docker/daemon.json", '{"runtimes": ' + "9" * 5000 + "}", "invalid JSON"),
+        ("etc/containerd/config.toml", "a = " + "[" * 100_000, "not valid TOML"),
+        ("etc/containerd/config.toml", "version = " + "9" * 5000, "not valid TOML"),
+        ("etc/nvidia-container-runtime/config.toml", "x = " + "9" * 5000, "not valid TOML"),
+    ],
+)
+def test_hostile_runtime_configs_fail_their_own_facts_only(
+    tmp_path: Path, path: str, body: str, reason: str
+) -> None:
+    # The node's files are not ours: 100k-deep nesting or a 5,000-digit integer in one of
+    # them fails the facts read from that file (was: the whole container probe failed).
+    (tmp_path / path).parent.mkdir(parents=True)
+    (tmp_path / path).write_text(body)
+    (tmp_path / "etc/docker").mkdir(parents=True, exist_ok=True)
+    runtime = collect_node(sysfs_root=str(tmp_path)).container_runtime
+    failed = {name: text for name, text in runtime.unknown.items() if reason in text}
+    assert failed and all(path.split("/")[-1] in text for text in failed.values()), runtime.unknown
+    assert not any("probe failed" in text for text in runtime.unknown.values()), runtime.unknown
+
+
 def test_broken_files_are_unknown_not_errors(tmp_path: Path) -> None:
     (tmp_path / "etc/containerd").mkdir(parents=True)
     (tmp_path / "etc/containerd/config.toml").write_text("version = 2\n[plugins\n")

@@ -22,7 +22,7 @@ from gpudoctor.errors import BadInput, InputMissing
 from gpudoctor.facts import ImageFacts, Platform
 from gpudoctor.images import manifest as mf
 from gpudoctor.images.registry import finish, missing_platform, resolve
-from gpudoctor.inputs import open_regular
+from gpudoctor.inputs import open_regular, parse_json
 
 
 class _Reader(Protocol):
@@ -180,7 +180,7 @@ def _json(reader: _Reader, name: str, where: str) -> Any:
     data = reader.read(name, mf.MAX_MANIFEST_BYTES)
     if data is None:
         return None
-    return mf.parse_json(data, f"{where}: {name}")
+    return parse_json(data, f"{where}: {name}")
 
 
 def _from_oci(reader: _Reader, wanted: Platform, where: str) -> ImageFacts:

@@ -48,8 +48,7 @@ def config_path() -> str:
 def _load_config(path: str) -> dict[str, Any]:
     # Through gpudoctor.inputs like every supplied file: a FIFO there would block the read
     # forever, a symlink to /dev/zero would never end (66); malformed JSON is 65.
-    from gpudoctor.images.manifest import parse_json
-    from gpudoctor.inputs import read_capped
+    from gpudoctor.inputs import parse_json, read_capped
 
     if not os.path.exists(path):
         return {}

@@ -20,7 +20,6 @@ Reference: https://github.com/containerd/containerd/blob/main/docs/hosts.md
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import posixpath
 from dataclasses import dataclass, replace
@@ -30,6 +29,7 @@ from gpudoctor.errors import BadInput, UsageError
 from gpudoctor.images import RegistryOptions
 from gpudoctor.images.reference import DOCKER_HUB, DOCKER_HUB_API, api_host
 from gpudoctor.images.transport import Target
+from gpudoctor.inputs import parse_json, parse_toml
 
 ALL_CAPABILITIES = frozenset({"pull", "resolve"})
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -151,10 +151,7 @@ def _daemon_mirrors(options: RegistryOptions) -> list[Endpoint]:
     text = _read(options, DAEMON_JSON)
     if text is None:
         return []
-    try:
-        config = json.loads(text)
-    except (json.JSONDecodeError, ValueError, RecursionError):
-        raise BadInput(f"{DAEMON_JSON}: not valid JSON") from None
+    config = parse_json(text, DAEMON_JSON)
     mirrors = config.get("registry-mirrors") if isinstance(config, dict) else None
     if not isinstance(mirrors, list):
         return []
@@ -173,20 +170,12 @@ def _namespaces(registry: str) -> list[str]:
 
 def _hosts_toml(registry: str, options: RegistryOptions) -> tuple[list[Endpoint], Endpoint | None] | None:
     """(mirrors, server) from the first hosts.toml for the registry, None when there is none."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-
     for namespace in _namespaces(registry):
         where = f"{CERTS_D}/{namespace}/hosts.toml"
         text = _read(options, where)
         if text is None:
             continue
-        try:
-            config = tomllib.loads(text)
-        except (tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:
-            raise BadInput(f"{where}: not valid TOML ({str(exc)[:80]})") from None
+        config = parse_toml(text, where)
         directory = posixpath.dirname(where)
         hosts = config.get("host") if isinstance(config.get("host"), dict) else {}
         mirrors = [

@@ -4,13 +4,13 @@ parsing, digest checks and size caps. Shared by the registry and archive sources
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from gpudoctor.errors import BadInput
 from gpudoctor.facts import Platform
+from gpudoctor.inputs import parse_json
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -80,17 +80,6 @@ def verify_digest(data: bytes, expected: str, what: str) -> None:
     actual = algorithm + ":" + hashlib.new(algorithm, data).hexdigest()
     if actual != expected:
         raise BadInput(f"{what}: digest mismatch (expected {expected}, got {actual})")
-
-
-def parse_json(data: bytes | str, what: str) -> Any:
-    """Any JSON document an image, a registry or a tool supplied; BadInput (65) for any
-    malformation, never json's own exceptions."""
-    try:
-        return json.loads(data)
-    except RecursionError:
-        raise BadInput(f"{what}: invalid JSON (nested too deeply)") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer over 4300 digits
-        raise BadInput(f"{what}: invalid JSON ({exc.__class__.__name__}: {str(exc)[:80]})") from None
 
 
 def load_json(data: bytes, what: str) -> dict[str, Any]:

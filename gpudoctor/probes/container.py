@@ -16,7 +16,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from gpudoctor.errors import BadInput
 from gpudoctor.facts import CdiSpecFacts, ContainerRuntimeFacts, NodeFacts, mark_all, mark_failed
+from gpudoctor.inputs import parse_toml
 from gpudoctor.probes import runcmd
 from gpudoctor.probes.cdi import DEFAULT_SPEC_DIRS, read_spec, spec_paths
 from gpudoctor.probes.engines import probe_containerd, probe_docker
@@ -162,8 +164,6 @@ def _library_file_version(fs: FsRoot, facts: ContainerRuntimeFacts) -> bool:
 
 def _toolkit_config(fs: FsRoot, facts: ContainerRuntimeFacts) -> tuple[str, ...]:
     """Read config.toml into facts; the CDI spec directories it names."""
-    import tomllib
-
     path = next((p for p in CONFIG_PATHS if fs.exists(p)), None)
     names = ("mode_configured", "disable_require", "cuda_compat_mode")
     try:
@@ -183,9 +183,9 @@ def _toolkit_config(fs: FsRoot, facts: ContainerRuntimeFacts) -> tuple[str, ...]
                 )
         return CDI_DIRS
     try:
-        config: dict[str, Any] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        mark_all(facts, names, f"{path} is not valid TOML: {exc}")
+        config = parse_toml(text, path)
+    except BadInput as exc:
+        mark_all(facts, names, str(exc))
         return CDI_DIRS
     runtime = _table(config, "nvidia-container-runtime")
     modes = _table(runtime, "modes")

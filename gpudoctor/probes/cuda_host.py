@@ -7,10 +7,11 @@ driver version is insufficient" outside containers.
 
 from __future__ import annotations
 
-import json
 import re
 
+from gpudoctor.errors import BadInput
 from gpudoctor.facts import CudaHostFacts, CudartFacts, CudaToolkitFacts, mark_failed
+from gpudoctor.inputs import parse_json
 from gpudoctor.probes.fsroot import FsRoot, SourceUnreadable
 
 LIB_DIRS = (
@@ -31,8 +32,8 @@ def toolkit_version(fs: FsRoot, toolkit: str) -> str | None:
     text = fs.read_source(f"{toolkit}/version.json")
     if text is not None:
         try:
-            version = json.loads(text).get("cuda", {}).get("version")
-        except (json.JSONDecodeError, AttributeError):
+            version = parse_json(text, "version.json").get("cuda", {}).get("version")
+        except (BadInput, AttributeError):
             version = None
         if isinstance(version, str):
             return version

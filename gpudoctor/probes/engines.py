@@ -11,10 +11,11 @@ version 3 (containerd 2.x, where CDI is on unless disabled).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from gpudoctor.errors import BadInput
 from gpudoctor.facts import ContainerRuntimeFacts, mark_all
+from gpudoctor.inputs import parse_json, parse_toml
 from gpudoctor.probes.fsroot import FsRoot, SourceUnreadable
 
 DOCKER_CONFIG = "/etc/docker/daemon.json"
@@ -40,14 +41,12 @@ def probe_docker(fs: FsRoot, facts: ContainerRuntimeFacts) -> None:
                 facts.unknown[name] = reason
         return
     try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        config = exc
+        config = parse_json(text, DOCKER_CONFIG)
+    except BadInput as exc:
+        mark_all(facts, names, str(exc))
+        return
     if not isinstance(config, dict):
-        reason = f"{DOCKER_CONFIG} is not a JSON object" + (
-            f": {config}" if isinstance(config, Exception) else ""
-        )
-        mark_all(facts, names, reason)
+        mark_all(facts, names, f"{DOCKER_CONFIG} is not a JSON object")
         return
     runtimes = config.get("runtimes")
     facts.docker_nvidia_runtime = isinstance(runtimes, dict) and "nvidia" in runtimes
@@ -65,8 +64,6 @@ def probe_docker(fs: FsRoot, facts: ContainerRuntimeFacts) -> None:
 
 
 def probe_containerd(fs: FsRoot, facts: ContainerRuntimeFacts) -> None:
-    import tomllib
-
     names = ("containerd_nvidia_runtime", "containerd_default_runtime", "containerd_cdi")
     try:
         text = fs.read_source(CONTAINERD_CONFIG)
@@ -79,21 +76,18 @@ def probe_containerd(fs: FsRoot, facts: ContainerRuntimeFacts) -> None:
         return
     documents: list[tuple[str, dict[str, Any]]] = []
     try:
-        main = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        mark_all(facts, names, f"{CONTAINERD_CONFIG} is not valid TOML: {exc}")
+        main = parse_toml(text, CONTAINERD_CONFIG)
+    except BadInput as exc:
+        mark_all(facts, names, str(exc))
         return
     documents.append((CONTAINERD_CONFIG, main))
     imports = main.get("imports")
     for pattern in imports if isinstance(imports, list) else []:
         for path in fs.glob(str(pattern)):
             try:
-                documents.append((path, tomllib.loads(fs.read_source(path) or "")))
-            except SourceUnreadable as exc:
+                documents.append((path, parse_toml(fs.read_source(path) or "", path)))
+            except (SourceUnreadable, BadInput) as exc:
                 mark_all(facts, names, str(exc))
-                return
-            except tomllib.TOMLDecodeError as exc:
-                mark_all(facts, names, f"{path} is not valid TOML: {exc}")
                 return
     version = main.get("version", 1)
     plugin = _CRI_PLUGINS.get(version) if isinstance(version, int) else None
