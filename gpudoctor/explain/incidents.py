@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from gpudoctor.explain.catalog import CatalogEntry
 from gpudoctor.explain.signatures import Signature
@@ -60,7 +59,7 @@ def shape(text: str) -> str:
     return _DIGITS.sub("#", _TIMESTAMP.sub("", text)).strip()
 
 
-@dataclass
+@dataclass(slots=True)
 class Evidence:
     line: int
     text: str
@@ -68,10 +67,7 @@ class Evidence:
     groups: dict[str, str]
     origin: str | None
     entry: CatalogEntry | None = None
-
-    @cached_property
-    def shape(self) -> str:
-        return shape(self.text)
+    shape: str = ""  # shape(text), computed once per distinct line by the matcher
 
 
 @dataclass
@@ -189,6 +185,9 @@ class IncidentTracker:
     def _captured(self, evidence: list[Evidence]) -> tuple[dict[str, str], dict[str, list[str]]]:
         """First value of each group (required lines first, then the nearest context line) and all distinct ones."""
         convert = self.signature.convert
+        if len(evidence) == 1:  # most incidents: one line, so one value per group
+            groups = evidence[0].groups.items()
+            return {name: convert[name](raw) if name in convert else raw.strip() for name, raw in groups}, {}
         required_lines = [e.line for e in evidence if e.pattern in self.required]
 
         def rank(e: Evidence) -> tuple[int, int]:
@@ -208,9 +207,12 @@ class IncidentTracker:
         return first, {k: v for k, v in every.items() if len(v) > 1}
 
     def _record(self, evidence: list[Evidence], count: int, entry: CatalogEntry | None, last: int) -> None:
-        evidence = sorted(evidence, key=lambda e: e.line)
+        if len(evidence) > 1:
+            evidence = sorted(evidence, key=lambda e: e.line)
+            anchor = next(e for e in evidence if e.pattern in self.required)
+        else:
+            anchor = evidence[0]
         captured, values = self._captured(evidence)
-        anchor = next(e for e in evidence if e.pattern in self.required)
         identity = entry.id if entry is not None else self.signature.id
         key: tuple[object, ...] = (identity, tuple(sorted(captured.items())), self._shape(anchor))
         known = self.incidents.get(key) or self._covering(identity, captured, key[2])

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from gpudoctor.explain.catalog import CatalogEntry
-from gpudoctor.explain.incidents import Evidence, Incident, IncidentTracker, origin_of, tracker_for
+from gpudoctor.explain.incidents import Evidence, Incident, IncidentTracker, origin_of, shape, tracker_for
 from gpudoctor.explain.signatures import Signature
 
 CHUNK_BYTES = 8 * 1024 * 1024
@@ -84,7 +84,8 @@ class Matcher:
             (literal, tuple(targets)) for literal, targets in sorted(by_literal.items())
         ]
         self.automaton = _automaton([literal for literal, _ in self.literals]) if use_automaton else None
-        self._line_cache: dict[bytes, tuple[str, list[tuple[int, int, dict[str, str]]]]] = {}
+        # raw line -> (text, origin, matches, shape): a repeated line is matched once
+        self._line_cache: dict[bytes, tuple[str, str | None, list[Any], str]] = {}
 
     def scan(self, stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> ScanResult:
         state = [tracker_for(s) for s in self.signatures]
@@ -180,17 +181,17 @@ class Matcher:
                 if targets is None:
                     targets = self._line_targets(raw.lower())
                 text = raw.decode("utf-8", "replace").rstrip("\r")
-                known = (text, origin_of(text), self._match_line(text, targets))
+                known = (text, origin_of(text), self._match_line(text, targets), shape(text))
                 if len(cache) >= LINE_CACHE_ENTRIES:
                     cache.clear()
                 cache[raw] = known
-            text, origin, results = known
+            text, origin, results, text_shape = known
             for s_index, p_index, groups, entry in results:
                 if s_index < 0:
                     for tracker in state:
                         tracker.boundary()
                     continue
-                state[s_index].add(Evidence(line_number, text, p_index, groups, origin, entry))
+                state[s_index].add(Evidence(line_number, text, p_index, groups, origin, entry, text_shape))
 
     def _match_line(
         self, text: str, targets: Iterable[Target]
